@@ -1,0 +1,60 @@
+//! `chat-client`: connects, asks for a name if none was given, and chats over the JSON mode.
+
+use std::io::{self, IsTerminal};
+use std::net::TcpStream;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use chatroom::client::{self, Ending, Options};
+
+/// Chat from a terminal or a script (lines on stdin are sent; end of input leaves).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Your name (asked for when absent).
+    #[arg(long, short, env = "CHAT_NAME")]
+    name: Option<String>,
+    /// Colours: auto (when stdout is a terminal and NO_COLOR is unset), always, never.
+    #[arg(long, env = "CHAT_COLOR", default_value = "auto", value_parser = ["auto", "always", "never"])]
+    color: String,
+    /// Server address.
+    #[arg(env = "CHAT_SERVER", default_value = "127.0.0.1:5555")]
+    addr: String,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let args = Args::parse();
+    let color = match args.color.as_str() {
+        "always" => true,
+        "never" => false,
+        _ => io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let opts = Options {
+        name: args.name,
+        color,
+        interactive: io::stdin().is_terminal(),
+    };
+    let stream = match TcpStream::connect(&args.addr) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chat-client: cannot connect to {}: {e}", args.addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    let stdin = io::BufReader::new(io::stdin());
+    let mut stdout = io::stdout();
+    match client::run(stream, stdin, &mut stdout, &opts) {
+        Ok(Ending::Quit) => ExitCode::SUCCESS,
+        Ok(Ending::ServerClosed(why)) => {
+            eprintln!("chat-client: disconnected: {why}");
+            ExitCode::SUCCESS
+        }
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat-client: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

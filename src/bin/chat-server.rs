@@ -1,0 +1,94 @@
+//! `chat-server`: binds the listener, prints `listening on ADDR`, and runs the server until
+//! SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use chatroom::{Config, Server};
+
+/// A self-hosted chat server: one thread per client, every message kept in CSV.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address and port to listen on (port 0 picks a free port).
+    #[arg(long, env = "CHAT_BIND", default_value = "0.0.0.0:5555")]
+    bind: String,
+    /// Directory of messages.csv and data.csv (created if missing).
+    #[arg(long, env = "CHAT_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Longest accepted line, in bytes.
+    #[arg(long, env = "CHAT_MAX_LINE", default_value_t = 4096)]
+    max_line: usize,
+    /// Seconds a new connection has to give an acceptable name.
+    #[arg(long, env = "CHAT_HANDSHAKE_TIMEOUT", default_value_t = 30.0)]
+    handshake_timeout: f64,
+    /// Messages that may wait for one client before it counts as a slow consumer.
+    #[arg(long, env = "CHAT_OUTBOX", default_value_t = 1024)]
+    outbox: usize,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> chatroom::Result<()> {
+    if args.handshake_timeout.is_nan()
+        || args.handshake_timeout <= 0.0
+        || args.max_line == 0
+        || args.outbox == 0
+    {
+        return Err(chatroom::Error::Config(
+            "--handshake-timeout, --max-line and --outbox must be greater than 0".into(),
+        ));
+    }
+    let config = Config {
+        data_dir: args.data_dir,
+        max_line: args.max_line,
+        handshake_timeout: Duration::from_secs_f64(args.handshake_timeout),
+        outbox: args.outbox,
+        ..Config::default()
+    };
+    let listener = TcpListener::bind(&args.bind)
+        .map_err(|e| chatroom::Error::io(format!("cannot listen on {}", args.bind), e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| chatroom::Error::io("cannot read the listener's address", e))?;
+    let server = Server::new(listener, config)?;
+    let handle = server.shutdown_handle();
+    let mut signals = Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| chatroom::Error::io("cannot install signal handlers", e))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for signal in signals.forever() {
+                seen += 1;
+                if seen > 1 {
+                    log::warn!("second signal {signal}: exiting now");
+                    std::process::exit(130);
+                }
+                log::info!("signal {signal}: stopping");
+                handle.shutdown();
+            }
+        })
+        .map_err(|e| chatroom::Error::io("cannot start the signal thread", e))?;
+    let mut stdout = std::io::stdout();
+    // A closed stdout (a supervisor that does not read it) must not stop the server.
+    let _ = writeln!(stdout, "listening on {local}").and_then(|()| stdout.flush());
+    server.run()
+}

@@ -1,0 +1,398 @@
+//! `chat-client`'s logic: the JSON-mode handshake, turning typed lines into requests, and
+//! rendering server events as coloured, escape-safe lines.
+//!
+//! Written over `BufRead`/`Write` plus a `TcpStream`, so tests drive it with byte buffers.
+//! The main thread reads the socket and renders; a second thread reads the user's input and
+//! writes requests. When the server closes, the main thread returns at once, whatever the
+//! input thread is blocked on.
+
+use std::hash::{Hash, Hasher};
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{Shutdown, TcpStream};
+use std::thread;
+
+use chrono::{DateTime, Local};
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::protocol::printable;
+
+/// How the client looks and behaves.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The name to ask for; when absent, the first input line is the name.
+    pub name: Option<String>,
+    /// ANSI colours in the output.
+    pub color: bool,
+    /// Input comes from a person at a terminal: prompt, and ask again after a refused name.
+    pub interactive: bool,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// We asked to leave (`/quit` or end of input) and the server closed.
+    Quit,
+    /// The server closed the connection; the text says why, as far as we know.
+    ServerClosed(String),
+}
+
+/// Runs one session on `stream`: handshake, then chat until either side ends it.
+pub fn run<I, O>(stream: TcpStream, mut input: I, out: &mut O, opts: &Options) -> Result<Ending>
+where
+    I: BufRead + Send + 'static,
+    O: Write,
+{
+    let mut reader = BufReader::new(
+        stream
+            .try_clone()
+            .map_err(|e| Error::io("cannot clone the socket", e))?,
+    );
+    let mut writer = stream;
+    let style = Style { color: opts.color };
+    let mut name = opts.name.clone();
+    let me = loop {
+        let wanted = match name.take() {
+            Some(n) => n,
+            None => {
+                if opts.interactive {
+                    write!(out, "name: ")
+                        .and_then(|()| out.flush())
+                        .map_err(out_err)?;
+                }
+                match read_input_line(&mut input)? {
+                    Some(line) => line.trim().to_string(),
+                    None => return Ok(Ending::Quit),
+                }
+            }
+        };
+        send(&mut writer, &json!({"type": "hello", "name": wanted}))?;
+        match await_welcome(&mut reader)? {
+            Ok(granted) => {
+                writeln!(
+                    out,
+                    "{}",
+                    style.system(&format!(
+                        "connected as {granted}; /help lists the commands, /quit leaves"
+                    ))
+                )
+                .map_err(out_err)?;
+                break granted;
+            }
+            Err(refusal) => {
+                writeln!(out, "{}", style.error(&refusal)).map_err(out_err)?;
+                if !opts.interactive && opts.name.is_some() {
+                    return Err(Error::Config(format!(
+                        "the server refused the name: {refusal}"
+                    )));
+                }
+            }
+        }
+    };
+
+    let mut input_side = writer
+        .try_clone()
+        .map_err(|e| Error::io("cannot clone the socket", e))?;
+    thread::Builder::new()
+        .name("input".into())
+        .spawn(move || forward_input(&mut input, &mut input_side))
+        .map_err(|e| Error::io("cannot start the input thread", e))?;
+
+    let mut last_notice = String::new();
+    let mut quitting = false;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if crate::error::is_hangup(&e) => break,
+            Err(e) => return Err(Error::io("cannot read from the server", e)),
+        }
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if event["type"] == "system" {
+            let text = event["text"].as_str().unwrap_or_default();
+            if text == "goodbye" {
+                quitting = true;
+            }
+            last_notice = text.to_string();
+        }
+        if let Some(rendered) = render(&event, &me, &style) {
+            out.write_all(rendered.as_bytes()).map_err(out_err)?;
+            out.flush().map_err(out_err)?;
+        }
+    }
+    let _ = writer.shutdown(Shutdown::Both);
+    if quitting {
+        Ok(Ending::Quit)
+    } else if last_notice.is_empty() {
+        Ok(Ending::ServerClosed("the connection was closed".into()))
+    } else {
+        Ok(Ending::ServerClosed(last_notice))
+    }
+}
+
+/// Reads lines the user types and sends them as requests; at end of input, asks to quit.
+fn forward_input<I: BufRead>(input: &mut I, socket: &mut TcpStream) {
+    loop {
+        let line = match read_input_line(input) {
+            Ok(Some(line)) => line,
+            Ok(None) | Err(_) => {
+                let _ = send(socket, &json!({"type": "quit"}));
+                return;
+            }
+        };
+        let Some(request) = request_for(&line) else {
+            continue;
+        };
+        let quit = request["type"] == "quit";
+        if send(socket, &request).is_err() || quit {
+            return;
+        }
+    }
+}
+
+/// The JSON request for one typed line, or `None` for a blank line.
+pub fn request_for(line: &str) -> Option<Value> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    if line.trim().is_empty() {
+        return None;
+    }
+    if let Some(rest) = line.strip_prefix("//") {
+        return Some(json!({"type": "say", "text": format!("/{rest}")}));
+    }
+    if line.starts_with('/') {
+        let mut words = line.split_whitespace();
+        let cmd = words.next().unwrap_or_default().to_ascii_lowercase();
+        if cmd == "/quit" || cmd == "/exit" {
+            let reason: Vec<&str> = words.collect();
+            return Some(if reason.is_empty() {
+                json!({"type": "quit"})
+            } else {
+                json!({"type": "quit", "reason": reason.join(" ")})
+            });
+        }
+        return Some(json!({"type": "command", "line": line}));
+    }
+    Some(json!({"type": "say", "text": line}))
+}
+
+fn read_input_line<I: BufRead>(input: &mut I) -> Result<Option<String>> {
+    let mut line = String::new();
+    match input.read_line(&mut line) {
+        Ok(0) => Ok(None),
+        Ok(_) => Ok(Some(line.trim_end_matches(['\r', '\n']).to_string())),
+        Err(e) => Err(Error::io("cannot read input", e)),
+    }
+}
+
+/// Reads until the server answers our `hello`: `Ok(name)` when welcomed, `Err(reason)` when
+/// the name was refused. Lines that are not JSON (the human greeting) are skipped.
+fn await_welcome(reader: &mut impl BufRead) -> Result<std::result::Result<String, String>> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_line(&mut line)
+            .map_err(|e| Error::io("cannot read from the server", e))?;
+        if n == 0 {
+            return Err(Error::io(
+                "the server closed the connection during the handshake",
+                io::ErrorKind::UnexpectedEof.into(),
+            ));
+        }
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        match event["type"].as_str() {
+            Some("welcome") => {
+                return Ok(Ok(event["name"].as_str().unwrap_or_default().to_string()));
+            }
+            Some("error") => {
+                return Ok(Err(event["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn send(socket: &mut TcpStream, request: &Value) -> Result<()> {
+    let mut bytes = serde_json::to_vec(request).expect("json values serialize");
+    bytes.push(b'\n');
+    socket
+        .write_all(&bytes)
+        .map_err(|e| Error::io("cannot send to the server", e))
+}
+
+fn out_err(e: io::Error) -> Error {
+    Error::io("cannot write output", e)
+}
+
+/// Renders one server event as terminal lines, or `None` for events with nothing to show.
+pub fn render(event: &Value, me: &str, style: &Style) -> Option<String> {
+    let s = |key: &str| printable(event[key].as_str().unwrap_or_default());
+    let text = match event["type"].as_str()? {
+        "message" => {
+            let from = s("from");
+            let prefix = format!("[{}] ", local_clock(&event["ts"]));
+            let name = style.sender(&from, from == me);
+            let indent = " ".repeat(prefix.len() + from.chars().count() + 2);
+            let body = event["text"]
+                .as_str()
+                .unwrap_or_default()
+                .split('\n')
+                .map(printable)
+                .collect::<Vec<_>>()
+                .join(&format!("\n{indent}"));
+            format!("{}{name}: {body}", style.dim(&prefix))
+        }
+        "joined" => style.system(&format!(
+            "[{}] {} joined {}",
+            local_clock(&event["ts"]),
+            s("name"),
+            s("room")
+        )),
+        "left" => style.system(&format!(
+            "[{}] {} left {} ({})",
+            local_clock(&event["ts"]),
+            s("name"),
+            s("room"),
+            s("reason")
+        )),
+        "users" => {
+            let users: Vec<String> = event["users"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|u| u.as_str()).map(printable).collect())
+                .unwrap_or_default();
+            style.system(&format!(
+                "{} in {}: {}",
+                users.len(),
+                s("room"),
+                users.join(", ")
+            ))
+        }
+        "help" => {
+            let mut lines = vec![style.system("commands:")];
+            for c in event["commands"].as_array().into_iter().flatten() {
+                let usage = printable(c["usage"].as_str().unwrap_or_default());
+                let desc = printable(c["description"].as_str().unwrap_or_default());
+                lines.push(style.system(&format!("  {usage:<16} {desc}")));
+            }
+            lines.join("\n")
+        }
+        "system" => {
+            if event["text"] == "goodbye" {
+                return None;
+            }
+            style.system(&format!("[{}] {}", local_clock(&event["ts"]), s("text")))
+        }
+        "error" => style.error(&s("message")),
+        "pong" => style.system("pong"),
+        _ => return None,
+    };
+    Some(text + "\n")
+}
+
+/// `HH:MM:SS` in local time, from an RFC 3339 timestamp.
+fn local_clock(ts: &Value) -> String {
+    ts.as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Local).format("%H:%M:%S").to_string())
+        .unwrap_or_else(|| "--:--:--".to_string())
+}
+
+/// Terminal styling; every method returns plain text when colour is off.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// A sender's name in its own stable colour; our own name in bold.
+    pub fn sender(&self, name: &str, is_me: bool) -> String {
+        const PALETTE: [&str; 6] = ["31", "32", "33", "34", "35", "36"];
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        name.to_lowercase().hash(&mut h);
+        let colour = PALETTE[(h.finish() % PALETTE.len() as u64) as usize];
+        if is_me {
+            self.paint(&format!("1;{colour}"), name)
+        } else {
+            self.paint(colour, name)
+        }
+    }
+
+    pub fn system(&self, text: &str) -> String {
+        self.paint("2", &format!("* {text}"))
+    }
+
+    pub fn error(&self, text: &str) -> String {
+        self.paint("1;31", &format!("! {text}"))
+    }
+
+    pub fn dim(&self, text: &str) -> String {
+        self.paint("2", text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_lines_become_requests() {
+        assert_eq!(
+            request_for("hi, all"),
+            Some(json!({"type":"say","text":"hi, all"}))
+        );
+        assert_eq!(request_for("  "), None);
+        assert_eq!(request_for("/quit"), Some(json!({"type":"quit"})));
+        assert_eq!(
+            request_for("/quit bye now"),
+            Some(json!({"type":"quit","reason":"bye now"}))
+        );
+        assert_eq!(
+            request_for("/who"),
+            Some(json!({"type":"command","line":"/who"}))
+        );
+        assert_eq!(
+            request_for("//slash"),
+            Some(json!({"type":"say","text":"/slash"}))
+        );
+    }
+
+    #[test]
+    fn rendering_is_escape_safe_and_plain_without_colour() {
+        let style = Style { color: false };
+        let ev = json!({"type":"message","id":1,"ts":"2026-11-23T16:04:05.123Z","room":"lobby",
+                        "from":"mallory","text":"hi\u{1b}[2J\nsecond"});
+        let out = render(&ev, "me", &style).unwrap();
+        assert!(!out.contains('\u{1b}'), "{out:?}");
+        assert!(out.contains("mallory: hi\\u{1b}[2J\n"), "{out:?}");
+        assert!(out.ends_with("second\n"), "{out:?}");
+        let err = json!({"type":"error","code":"name_taken","message":"taken"});
+        assert_eq!(render(&err, "me", &style).unwrap(), "! taken\n");
+    }
+
+    #[test]
+    fn colour_is_stable_per_sender() {
+        let style = Style { color: true };
+        assert_eq!(
+            style.sender("Bob", false),
+            style.sender("bob", false).replace("bob", "Bob")
+        );
+        assert!(style.sender("bob", true).starts_with("\x1b[1;"));
+    }
+}

@@ -1,0 +1,240 @@
+//! One connection's two threads: the reader, which runs the handshake and turns lines into
+//! [`Event`]s for the broadcaster, and the writer, which drains the connection's outbox.
+//!
+//! The reader answers what needs no shared state (`/help`, malformed lines) straight into the
+//! outbox; everything else goes through the broadcaster. The writer coalesces whatever is
+//! queued into one `write`, so a burst costs one syscall rather than one per message.
+
+use std::io::{self, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use log::debug;
+
+use crate::error::is_hangup;
+use crate::hub::{Bytes, Event};
+use crate::lines::{Line, LineReader};
+use crate::protocol::{self, ErrorCode, Mode, ProtocolError, Request, ServerMsg};
+
+/// The most bytes a writer gathers from its outbox into one write.
+const MAX_COALESCE: usize = 64 * 1024;
+
+/// How long a closing writer keeps reading (and discarding) what the peer still sends, so the
+/// kernel closes with FIN rather than RST and the peer gets our last line.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// What the reader thread needs besides its socket.
+pub struct Reader {
+    pub conn: u64,
+    pub stream: TcpStream,
+    /// To the broadcaster.
+    pub events: Sender<Event>,
+    /// To this connection's own writer, for answers that need no shared state.
+    pub outbox: Sender<Bytes>,
+    pub max_line: usize,
+    pub handshake_timeout: Duration,
+}
+
+impl Reader {
+    /// Serves the connection until it ends, then tells the broadcaster why.
+    pub fn run(self) {
+        let reason = match self.serve() {
+            Ok(reason) => reason,
+            Err(e) if is_hangup(&e) => "connection reset".to_string(),
+            Err(e) => format!("read error: {e}"),
+        };
+        debug!("conn {} reader ends: {reason}", self.conn);
+        let _ = self.events.send(Event::Gone {
+            conn: self.conn,
+            reason,
+        });
+    }
+
+    /// Returns the reason the connection ended, for `data.csv`.
+    fn serve(&self) -> io::Result<String> {
+        let mut lines =
+            LineReader::new(BufReader::with_capacity(4096, &self.stream), self.max_line);
+        self.send_raw(protocol::GREETING.as_bytes());
+        let deadline = Instant::now() + self.handshake_timeout;
+        let mode = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(self.handshake_timed_out());
+            }
+            self.stream.set_read_timeout(Some(left))?;
+            let line = match lines.read_line() {
+                Ok(line) => line,
+                Err(e) if is_timeout(&e) => return Ok(self.handshake_timed_out()),
+                Err(e) => return Err(e),
+            };
+            let bytes = match line {
+                Line::Complete(bytes) => bytes,
+                Line::TooLong => {
+                    let limit = self.max_line;
+                    self.refuse_name(Mode::Human, &ProtocolError::LineTooLong { limit });
+                    continue;
+                }
+                Line::Eof | Line::EofMidLine => return Ok("closed during handshake".into()),
+            };
+            let guess = if bytes.trim_ascii_start().starts_with(b"{") {
+                Mode::Json
+            } else {
+                Mode::Human
+            };
+            let hello = match utf8(bytes).and_then(protocol::parse_hello) {
+                Ok(hello) => hello,
+                Err(e) => {
+                    self.refuse_name(guess, &e);
+                    continue;
+                }
+            };
+            let mode = hello.mode;
+            let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+            let hello_event = Event::Hello {
+                conn: self.conn,
+                hello,
+                reply: reply_tx,
+            };
+            if self.events.send(hello_event).is_err() {
+                return Ok("server stopping".into());
+            }
+            match reply_rx.recv() {
+                Ok(true) => break mode,
+                // The broadcaster has sent the reason; ask again.
+                Ok(false) => self.prompt_again(mode),
+                Err(_) => return Ok("server stopping".into()),
+            }
+        };
+        self.stream.set_read_timeout(None)?;
+        loop {
+            let bytes = match lines.read_line()? {
+                Line::Complete(bytes) => bytes,
+                Line::TooLong => {
+                    let limit = self.max_line;
+                    self.send(
+                        mode,
+                        &ServerMsg::error(&ProtocolError::LineTooLong { limit }),
+                    );
+                    continue;
+                }
+                Line::Eof => return Ok("closed".into()),
+                Line::EofMidLine => return Ok("closed mid-line".into()),
+            };
+            let req = match utf8(bytes).and_then(|line| protocol::parse_request(mode, line)) {
+                Ok(Some(req)) => req,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.send(mode, &ServerMsg::error(&e));
+                    continue;
+                }
+            };
+            match req {
+                Request::Help => self.send(mode, &ServerMsg::help()),
+                Request::Quit(_) => {
+                    let _ = self.events.send(Event::Request {
+                        conn: self.conn,
+                        req,
+                    });
+                    return Ok("quit".into());
+                }
+                req => {
+                    let event = Event::Request {
+                        conn: self.conn,
+                        req,
+                    };
+                    if self.events.send(event).is_err() {
+                        return Ok("server stopping".into());
+                    }
+                }
+            }
+        }
+    }
+
+    fn handshake_timed_out(&self) -> String {
+        let secs = self.handshake_timeout.as_secs_f64();
+        let err = ServerMsg::Error {
+            code: ErrorCode::HandshakeTimeout,
+            message: format!("no name given within {secs} s; closing the connection"),
+        };
+        self.send(Mode::Human, &err);
+        "handshake timeout".into()
+    }
+
+    fn refuse_name(&self, mode: Mode, err: &ProtocolError) {
+        self.send(mode, &ServerMsg::error(err));
+        self.prompt_again(mode);
+    }
+
+    fn prompt_again(&self, mode: Mode) {
+        if mode == Mode::Human {
+            self.send_raw(protocol::NAME_PROMPT.as_bytes());
+        }
+    }
+
+    fn send(&self, mode: Mode, msg: &ServerMsg) {
+        self.send_raw(&protocol::encode(msg, mode));
+    }
+
+    /// Queues bytes for this connection's writer. A full outbox means the client is not
+    /// reading; the broadcaster disconnects such clients, so the line is dropped here.
+    fn send_raw(&self, bytes: &[u8]) {
+        let _ = self.outbox.try_send(Arc::from(bytes));
+    }
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, ProtocolError> {
+    std::str::from_utf8(bytes).map_err(|e| ProtocolError::InvalidUtf8 {
+        at: e.valid_up_to(),
+    })
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Drains `outbox` into `stream` until every sender is gone or the peer stops accepting
+/// bytes, then closes the connection politely.
+pub fn write_loop(conn: u64, stream: TcpStream, outbox: Receiver<Bytes>) {
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    while let Ok(first) = outbox.recv() {
+        buf.clear();
+        buf.extend_from_slice(&first);
+        while buf.len() < MAX_COALESCE {
+            match outbox.try_recv() {
+                Ok(more) => buf.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = (&stream).write_all(&buf) {
+            if is_hangup(&e) {
+                debug!("conn {conn}: peer went away while writing: {e}");
+            } else {
+                debug!("conn {conn}: write failed: {e}");
+            }
+            // Wake the reader so the broadcaster hears of the end.
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+        if buf.capacity() > 4 * MAX_COALESCE {
+            buf = Vec::with_capacity(4096);
+        }
+    }
+    // Every sender is gone: the connection is over. Send FIN, then read what the peer still
+    // sends for a moment, so unread input does not turn our close into a reset that could
+    // destroy the last lines we wrote.
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(LINGER));
+    let deadline = Instant::now() + LINGER;
+    let mut sink = [0u8; 4096];
+    while Instant::now() < deadline {
+        match (&stream).read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}

@@ -1,0 +1,549 @@
+//! The broadcaster: one thread that owns membership and both CSV logs.
+//!
+//! Connection threads send it [`Event`]s over one crossbeam channel. It handles a batch of
+//! queued events, appends their rows to `messages.csv` and `data.csv` in one write each, and
+//! only then hands the encoded bytes to each recipient's bounded outbox. Because it is the only
+//! appender and delivers in the order it appended, log order is delivery order, and nothing is
+//! delivered that did not reach the log first. It never touches a socket's data path: a full
+//! outbox marks a slow consumer, which is disconnected; nobody else waits for it.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use log::{debug, error, info, warn};
+
+use crate::protocol::{
+    self, ChatMessage, ErrorCode, Hello, Mode, ProtocolError, Request, ServerMsg,
+};
+use crate::storage::{self, ConnRecord, CsvLog, MessageRecord};
+
+/// Encoded bytes shared by every recipient of one message.
+pub type Bytes = Arc<[u8]>;
+
+/// The most events handled in one batch before the logs are written and the batch delivered;
+/// it bounds the latency a busy channel adds to the first event of a batch.
+const MAX_BATCH: usize = 1024;
+
+/// Everything a connection thread (or the accept loop) can tell the broadcaster.
+pub enum Event {
+    /// A connection was accepted; sent by the accept loop before the connection's threads start.
+    Connect {
+        conn: u64,
+        peer: SocketAddr,
+        /// The name of the thread that reads this connection, as written to `data.csv`.
+        thread: String,
+        outbox: Sender<Bytes>,
+        /// A handle used only to shut the socket down (slow consumer, server stop).
+        stream: TcpStream,
+    },
+    /// A client asks for a name. The answer on `reply` is true when it was granted.
+    Hello {
+        conn: u64,
+        hello: Hello,
+        reply: Sender<bool>,
+    },
+    /// A named client's request.
+    Request { conn: u64, req: Request },
+    /// The connection ended; `reason` goes to `data.csv`.
+    Gone { conn: u64, reason: String },
+    /// The server is stopping: tell everyone, write the last rows, return.
+    Shutdown,
+}
+
+/// The broadcaster's state. Built by the server, then moved into its thread by [`Hub::run`].
+pub struct Hub<W: std::io::Write = File> {
+    /// Every connection that has not ended, named or not.
+    clients: HashMap<u64, Client>,
+    /// Names in use, by [`protocol::name_key`], for case-insensitive uniqueness.
+    names: HashMap<String, u64>,
+    /// `messages.csv`.
+    messages: CsvLog<W>,
+    /// `data.csv`.
+    connections: CsvLog<W>,
+    /// The id the next message gets; ids continue from the log across restarts.
+    next_id: u64,
+    /// Events already logged (staged) but not yet delivered, in log order.
+    pending: Vec<Delivery>,
+}
+
+/// What the broadcaster knows of one connection.
+struct Client {
+    /// Set when the handshake succeeds; unnamed clients are in no room.
+    name: Option<String>,
+    /// How this client's events are encoded.
+    mode: Mode,
+    /// The client's bounded queue, drained by its writer thread.
+    outbox: Sender<Bytes>,
+    /// Kept to shut the socket down; never read or written here.
+    stream: TcpStream,
+    /// For the `data.csv` rows.
+    peer: SocketAddr,
+    /// For the `data.csv` rows.
+    thread: String,
+}
+
+/// One event waiting for the logs to be written.
+struct Delivery {
+    target: Target,
+    msg: ServerMsg,
+    /// For chat messages: the sender, told if the log write fails.
+    sender: Option<u64>,
+}
+
+/// Who receives a delivery.
+enum Target {
+    /// Every named client; a human-mode sender does not get its own line echoed (its terminal
+    /// already shows it), a JSON-mode sender does (it is the acknowledgement with the id).
+    Room { sender: Option<u64> },
+    /// Every named client except one (the one who just joined).
+    RoomExcept(u64),
+    /// One client.
+    One(u64),
+}
+
+impl Hub<File> {
+    /// Opens both logs under `data_dir`, creating them with their headers if missing.
+    pub fn open(data_dir: &std::path::Path) -> crate::Result<Hub<File>> {
+        let mpath = data_dir.join(storage::MESSAGES_FILE);
+        let cpath = data_dir.join(storage::CONNECTIONS_FILE);
+        let mfile = storage::open_log(&mpath, storage::MESSAGES_HEADER)?;
+        let cfile = storage::open_log(&cpath, storage::CONNECTIONS_HEADER)?;
+        let last_id = storage::last_message_id(&mpath)?;
+        info!("{}: last message id {last_id}", mpath.display());
+        Ok(Hub::new(
+            CsvLog::new(mfile, mpath),
+            CsvLog::new(cfile, cpath),
+            last_id + 1,
+        ))
+    }
+}
+
+impl<W: std::io::Write> Hub<W> {
+    /// A hub over two logs; the next message gets id `next_id`.
+    pub fn new(messages: CsvLog<W>, connections: CsvLog<W>, next_id: u64) -> Hub<W> {
+        Hub {
+            clients: HashMap::new(),
+            names: HashMap::new(),
+            messages,
+            connections,
+            next_id,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Writes a server-wide row (`start`, `stop`) to `data.csv` now.
+    pub fn log_server_event(&mut self, event: &str, detail: &str) {
+        self.connections.stage(&ConnRecord {
+            timestamp: storage::now_timestamp(),
+            event: event.to_string(),
+            conn: None,
+            ip: String::new(),
+            port: None,
+            thread: String::new(),
+            name: String::new(),
+            detail: detail.to_string(),
+        });
+        if let Err(e) = self.connections.commit() {
+            error!("{e}");
+        }
+    }
+
+    /// Handles events until [`Event::Shutdown`] or until every sender is gone.
+    pub fn run(mut self, events: Receiver<Event>) {
+        while let Ok(first) = events.recv() {
+            let mut stop = self.handle(first);
+            let mut handled = 1;
+            while !stop && handled < MAX_BATCH {
+                match events.try_recv() {
+                    Ok(ev) => stop = self.handle(ev),
+                    Err(_) => break,
+                }
+                handled += 1;
+            }
+            self.flush();
+            if stop {
+                return;
+            }
+        }
+        self.stop_all();
+    }
+
+    /// Handles one event; true means stop.
+    fn handle(&mut self, event: Event) -> bool {
+        match event {
+            Event::Connect {
+                conn,
+                peer,
+                thread,
+                outbox,
+                stream,
+            } => {
+                let client = Client {
+                    name: None,
+                    mode: Mode::Human,
+                    outbox,
+                    stream,
+                    peer,
+                    thread,
+                };
+                self.connections
+                    .stage(&conn_row(conn, &client, "connect", ""));
+                self.clients.insert(conn, client);
+            }
+            Event::Hello { conn, hello, reply } => {
+                let granted = self.hello(conn, hello);
+                // The connection thread may have gone; then nobody waits for the answer.
+                let _ = reply.send(granted);
+            }
+            Event::Request { conn, req } => self.request(conn, req),
+            Event::Gone { conn, reason } => self.remove(conn, &reason, None),
+            Event::Shutdown => {
+                self.stop_all();
+                return true;
+            }
+        }
+        false
+    }
+
+    fn hello(&mut self, conn: u64, hello: Hello) -> bool {
+        let key = protocol::name_key(&hello.name);
+        if self.names.contains_key(&key) {
+            let err = ProtocolError::NameTaken { name: hello.name };
+            self.send_now(conn, hello.mode, &ServerMsg::error(&err));
+            return false;
+        }
+        // Joining changes who receives what: deliver what is queued to the old membership.
+        self.flush();
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return false;
+        };
+        client.name = Some(hello.name.clone());
+        client.mode = hello.mode;
+        self.names.insert(key, conn);
+        let welcome = ServerMsg::Welcome {
+            conn,
+            name: hello.name.clone(),
+            room: protocol::LOBBY.to_string(),
+            server: format!("chatroom {}", env!("CARGO_PKG_VERSION")),
+        };
+        let users = self.users();
+        self.push(Target::One(conn), welcome);
+        self.push(Target::One(conn), users);
+        self.push(
+            Target::RoomExcept(conn),
+            ServerMsg::Joined {
+                ts: storage::now_timestamp(),
+                room: protocol::LOBBY.to_string(),
+                name: hello.name,
+            },
+        );
+        if let Some(client) = self.clients.get(&conn) {
+            self.connections.stage(&conn_row(conn, client, "named", ""));
+        }
+        true
+    }
+
+    fn request(&mut self, conn: u64, req: Request) {
+        let Some(name) = self.clients.get(&conn).and_then(|c| c.name.clone()) else {
+            return;
+        };
+        match req {
+            Request::Say(text) => {
+                let id = self.next_id;
+                self.next_id += 1;
+                let ts = storage::now_timestamp();
+                self.messages.stage(&MessageRecord {
+                    id,
+                    timestamp: ts.clone(),
+                    room: protocol::LOBBY.to_string(),
+                    sender: name.clone(),
+                    recipient: String::new(),
+                    kind: "message".to_string(),
+                    text: text.clone(),
+                });
+                self.pending.push(Delivery {
+                    target: Target::Room { sender: Some(conn) },
+                    msg: ServerMsg::Message(ChatMessage {
+                        id,
+                        ts,
+                        room: protocol::LOBBY.to_string(),
+                        from: name,
+                        text,
+                    }),
+                    sender: Some(conn),
+                });
+            }
+            Request::Who => {
+                let users = self.users();
+                self.push(Target::One(conn), users);
+            }
+            Request::Help => self.push(Target::One(conn), ServerMsg::help()),
+            Request::Ping(id) => self.push(Target::One(conn), ServerMsg::Pong { id }),
+            Request::Quit(reason) => {
+                let reason = match reason {
+                    Some(r) => format!("quit: {r}"),
+                    None => "quit".to_string(),
+                };
+                let bye = ServerMsg::System {
+                    ts: storage::now_timestamp(),
+                    text: "goodbye".to_string(),
+                };
+                self.remove(conn, &reason, Some(bye));
+            }
+        }
+    }
+
+    /// The `users` event for the lobby, names sorted case-insensitively.
+    fn users(&self) -> ServerMsg {
+        let mut users: Vec<String> = self
+            .clients
+            .values()
+            .filter_map(|c| c.name.clone())
+            .collect();
+        users.sort_by_key(|n| protocol::name_key(n));
+        ServerMsg::Users {
+            room: protocol::LOBBY.to_string(),
+            users,
+        }
+    }
+
+    /// Ends a connection: frees its name, writes its `disconnect` row, tells the room. `last`
+    /// is queued to the client itself before its outbox closes.
+    fn remove(&mut self, conn: u64, reason: &str, last: Option<ServerMsg>) {
+        // Leaving changes who receives what: deliver what is queued to the old membership.
+        self.flush();
+        let Some(client) = self.clients.remove(&conn) else {
+            return;
+        };
+        self.connections
+            .stage(&conn_row(conn, &client, "disconnect", reason));
+        if let Some(msg) = last {
+            let _ = client
+                .outbox
+                .try_send(Arc::from(protocol::encode(&msg, client.mode)));
+        }
+        if let Some(name) = client.name {
+            self.names.remove(&protocol::name_key(&name));
+            self.push(
+                Target::Room { sender: None },
+                ServerMsg::Left {
+                    ts: storage::now_timestamp(),
+                    room: protocol::LOBBY.to_string(),
+                    name,
+                    reason: public_reason(reason).to_string(),
+                },
+            );
+        }
+        debug!("conn {conn} removed: {reason}");
+        // Dropping `client` drops the broadcaster's outbox sender: the writer thread ends
+        // once the connection thread has ended too.
+    }
+
+    /// Tells every client the server is stopping, writes their `disconnect` rows, and shuts
+    /// their sockets for reading so their threads end.
+    fn stop_all(&mut self) {
+        self.flush();
+        let ts = storage::now_timestamp();
+        let notice = ServerMsg::System {
+            ts,
+            text: "the server is shutting down".to_string(),
+        };
+        let notice_human: Bytes = Arc::from(protocol::encode(&notice, Mode::Human));
+        let notice_json: Bytes = Arc::from(protocol::encode(&notice, Mode::Json));
+        let mut conns: Vec<u64> = self.clients.keys().copied().collect();
+        conns.sort_unstable();
+        for conn in conns {
+            let client = self.clients.remove(&conn).expect("listed above");
+            self.connections
+                .stage(&conn_row(conn, &client, "disconnect", "server shutdown"));
+            let bytes = match client.mode {
+                Mode::Human => &notice_human,
+                Mode::Json => &notice_json,
+            };
+            let _ = client.outbox.try_send(bytes.clone());
+            let _ = client.stream.shutdown(Shutdown::Read);
+        }
+        self.names.clear();
+        self.flush();
+    }
+
+    /// Queues a delivery that has no log row of its own.
+    fn push(&mut self, target: Target, msg: ServerMsg) {
+        self.pending.push(Delivery {
+            target,
+            msg,
+            sender: None,
+        });
+    }
+
+    /// Sends to one client at once, outside the batch: only for answers that change nothing
+    /// and are not logged (a refused name).
+    fn send_now(&mut self, conn: u64, mode: Mode, msg: &ServerMsg) {
+        if let Some(client) = self.clients.get(&conn) {
+            let _ = client
+                .outbox
+                .try_send(Arc::from(protocol::encode(msg, mode)));
+        }
+    }
+
+    /// Writes what is staged to both logs, then delivers what is pending. Clients found slow
+    /// while delivering are disconnected, which may queue more (their `left` notices).
+    fn flush(&mut self) {
+        loop {
+            if let Err(e) = self.connections.commit() {
+                error!("{e}");
+            }
+            if let Err(e) = self.messages.commit() {
+                error!("{e}; the messages of this batch were not delivered");
+                self.refuse_unlogged_messages();
+            }
+            if self.pending.is_empty() {
+                return;
+            }
+            let slow = self.deliver();
+            for conn in slow {
+                if let Some(client) = self.clients.get(&conn) {
+                    warn!(
+                        "conn {conn} ({}) is a slow consumer: its outbox is full; disconnecting",
+                        client.name.as_deref().unwrap_or("unnamed")
+                    );
+                    let _ = client.stream.shutdown(Shutdown::Both);
+                }
+                self.remove_slow(conn);
+            }
+        }
+    }
+
+    /// Removes a slow consumer without flushing first (the caller is flushing).
+    fn remove_slow(&mut self, conn: u64) {
+        let Some(client) = self.clients.remove(&conn) else {
+            return;
+        };
+        self.connections.stage(&conn_row(
+            conn,
+            &client,
+            "disconnect",
+            "slow consumer: outbox full",
+        ));
+        if let Some(name) = client.name {
+            self.names.remove(&protocol::name_key(&name));
+            self.push(
+                Target::Room { sender: None },
+                ServerMsg::Left {
+                    ts: storage::now_timestamp(),
+                    room: protocol::LOBBY.to_string(),
+                    name,
+                    reason: "too slow to keep up".to_string(),
+                },
+            );
+        }
+    }
+
+    /// The log write failed: no chat message of this batch may be delivered. Each sender is
+    /// told; other deliveries (notices) go ahead.
+    fn refuse_unlogged_messages(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        for d in pending {
+            match d.sender {
+                Some(conn) if matches!(d.msg, ServerMsg::Message(_)) => {
+                    if let Some(client) = self.clients.get(&conn) {
+                        let err = ServerMsg::Error {
+                            code: ErrorCode::Storage,
+                            message: "the server could not save your message; it was not sent"
+                                .to_string(),
+                        };
+                        let _ = client
+                            .outbox
+                            .try_send(Arc::from(protocol::encode(&err, client.mode)));
+                    }
+                }
+                _ => self.pending.push(d),
+            }
+        }
+    }
+
+    /// Hands every pending delivery to its recipients' outboxes; returns the slow consumers.
+    fn deliver(&mut self) -> Vec<u64> {
+        let mut slow: Vec<u64> = Vec::new();
+        let pending = std::mem::take(&mut self.pending);
+        for d in &pending {
+            // Encode once per mode, on first need, and share the bytes.
+            let mut human: Option<Bytes> = None;
+            let mut json: Option<Bytes> = None;
+            let mut send = |conn: u64, client: &Client, slow: &mut Vec<u64>| {
+                let bytes = match client.mode {
+                    Mode::Human => human
+                        .get_or_insert_with(|| Arc::from(protocol::encode(&d.msg, Mode::Human))),
+                    Mode::Json => {
+                        json.get_or_insert_with(|| Arc::from(protocol::encode(&d.msg, Mode::Json)))
+                    }
+                };
+                match client.outbox.try_send(bytes.clone()) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        if !slow.contains(&conn) {
+                            slow.push(conn);
+                        }
+                    }
+                    // The writer is gone; the connection thread reports the end.
+                    Err(TrySendError::Disconnected(_)) => {}
+                }
+            };
+            match d.target {
+                Target::One(conn) => {
+                    if let Some(c) = self.clients.get(&conn) {
+                        send(conn, c, &mut slow);
+                    }
+                }
+                Target::Room { sender } => {
+                    for (&conn, c) in &self.clients {
+                        if c.name.is_none() || slow.contains(&conn) {
+                            continue;
+                        }
+                        if Some(conn) == sender && c.mode == Mode::Human {
+                            continue;
+                        }
+                        send(conn, c, &mut slow);
+                    }
+                }
+                Target::RoomExcept(except) => {
+                    for (&conn, c) in &self.clients {
+                        if c.name.is_none() || conn == except || slow.contains(&conn) {
+                            continue;
+                        }
+                        send(conn, c, &mut slow);
+                    }
+                }
+            }
+        }
+        slow
+    }
+}
+
+/// The `data.csv` row of one connection event.
+fn conn_row(conn: u64, client: &Client, event: &str, detail: &str) -> ConnRecord {
+    ConnRecord {
+        timestamp: storage::now_timestamp(),
+        event: event.to_string(),
+        conn: Some(conn),
+        ip: client.peer.ip().to_string(),
+        port: Some(client.peer.port()),
+        thread: client.thread.clone(),
+        name: client.name.clone().unwrap_or_default(),
+        detail: detail.to_string(),
+    }
+}
+
+/// The part of a disconnect reason the other members see.
+fn public_reason(reason: &str) -> &str {
+    if reason.starts_with("quit") {
+        reason
+    } else if reason.contains("timeout") {
+        "timed out"
+    } else {
+        "connection closed"
+    }
+}

@@ -1,0 +1,34 @@
+//! chatroom: a self-hosted chat server with thread-per-client blocking I/O, a broadcaster
+//! thread, and every connection and message kept in plain CSV files.
+//!
+//! The binaries (`chat-server`, `chat-client`, `chat-log`) are thin: they parse the command
+//! line and call into this library.
+//!
+//! # Layout
+//!
+//! - [`protocol`]: the wire format as pure functions: parsing client lines, encoding server
+//!   events in human or JSON mode, and the rules for names and message text. No I/O.
+//! - [`lines`]: a line reader with a hard length limit, over any `BufRead`.
+//! - [`storage`]: the CSV formats of `messages.csv` and `data.csv`, staged writes, and reading
+//!   records backwards from the end of a file.
+//! - [`hub`]: the broadcaster thread; owns membership and is the only appender of both logs.
+//! - [`connection`]: one connection's reader and writer threads.
+//! - [`server`]: the accept loop, [`Config`], start-up and shutdown.
+//! - [`client`]: `chat-client`'s logic over any `BufRead`/`Write`.
+//! - [`viewer`]: `chat-log`'s logic: rendering and following `messages.csv`.
+//! - [`error`]: the crate's error type.
+
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod connection;
+pub mod error;
+pub mod hub;
+pub mod lines;
+pub mod protocol;
+pub mod server;
+pub mod storage;
+pub mod viewer;
+
+pub use error::{Error, Result};
+pub use server::{Config, Server, ShutdownHandle};

@@ -1,0 +1,248 @@
+//! The accept loop: one blocking listener, two OS threads per connection, one broadcaster.
+//!
+//! [`Server::new`] takes an already-bound listener (so a caller can bind port 0 and know the
+//! address before anything runs), opens the logs and starts the broadcaster. [`Server::run`]
+//! accepts until [`ShutdownHandle::shutdown`] is called, then stops the broadcaster (which tells
+//! every client and writes their `disconnect` rows) and waits, for a bounded time, for the
+//! connection threads to finish writing.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{RecvTimeoutError, Sender};
+use log::{debug, error, info, warn};
+
+use crate::connection::{self, Reader};
+use crate::error::{Error, Result};
+use crate::hub::{Event, Hub};
+
+/// How a server runs. [`Config::default`] matches the command line's defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where `messages.csv` and `data.csv` live.
+    pub data_dir: PathBuf,
+    /// The longest accepted line, in bytes; longer lines are refused with an error.
+    pub max_line: usize,
+    /// How long a new connection has to give an acceptable name.
+    pub handshake_timeout: Duration,
+    /// How many messages may wait for one client; a client this far behind is disconnected.
+    pub outbox: usize,
+    /// Stack size of each connection's reader thread; the writer gets a quarter.
+    pub stack_size: usize,
+    /// How long [`Server::run`] waits for connection threads after the broadcaster stops.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("data"),
+            max_line: 4096,
+            handshake_timeout: Duration::from_secs(30),
+            outbox: 1024,
+            stack_size: 256 * 1024,
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A server ready to accept on its listener.
+pub struct Server {
+    listener: TcpListener,
+    /// The id of the next connection; ids continue from `data.csv` across restarts.
+    next_conn: u64,
+    config: Config,
+    /// Feeds the broadcaster.
+    events: Sender<Event>,
+    broadcaster: JoinHandle<()>,
+    /// Set by [`ShutdownHandle::shutdown`]; checked after every accept.
+    stopping: Arc<AtomicBool>,
+    /// The address `shutdown` connects to, to wake the blocking accept.
+    wake_addr: SocketAddr,
+}
+
+/// Stops a running [`Server`] from another thread (a signal handler's thread, a test).
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    stopping: Arc<AtomicBool>,
+    wake_addr: SocketAddr,
+}
+
+impl ShutdownHandle {
+    /// Asks the server to stop: it stops accepting, tells every client, writes the last CSV
+    /// rows and returns from [`Server::run`].
+    pub fn shutdown(&self) {
+        if self.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // A blocking accept has no timeout: wake it with a connection of our own.
+        if let Err(e) = TcpStream::connect_timeout(&self.wake_addr, Duration::from_secs(2)) {
+            warn!("cannot wake the accept loop at {}: {e}", self.wake_addr);
+        }
+    }
+}
+
+impl Server {
+    /// Opens the logs under `config.data_dir` and starts the broadcaster.
+    pub fn new(listener: TcpListener, config: Config) -> Result<Server> {
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::io("cannot read the listener's address", e))?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| Error::io(format!("cannot create {}", config.data_dir.display()), e))?;
+        let mut hub = Hub::open(&config.data_dir)?;
+        hub.log_server_event(
+            "start",
+            &format!("chatroom {} on {local}", env!("CARGO_PKG_VERSION")),
+        );
+        let next_conn =
+            crate::storage::last_conn_id(&config.data_dir.join(crate::storage::CONNECTIONS_FILE))?
+                + 1;
+        // Bounded: a flood of events slows the readers that cause it, not the broadcaster.
+        let (events, rx) = crossbeam_channel::bounded(64 * 1024);
+        let broadcaster = thread::Builder::new()
+            .name("broadcaster".into())
+            .spawn(move || hub.run(rx))
+            .map_err(|e| Error::io("cannot start the broadcaster thread", e))?;
+        Ok(Server {
+            next_conn,
+            listener,
+            config,
+            events,
+            broadcaster,
+            stopping: Arc::new(AtomicBool::new(false)),
+            wake_addr: wake_addr(local),
+        })
+    }
+
+    /// A handle that stops this server.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            stopping: self.stopping.clone(),
+            wake_addr: self.wake_addr,
+        }
+    }
+
+    /// Accepts connections until shut down, then stops cleanly.
+    pub fn run(self) -> Result<()> {
+        let (alive_tx, alive_rx) = crossbeam_channel::bounded::<()>(0);
+        let mut next_conn = self.next_conn;
+        for stream in self.listener.incoming() {
+            if self.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            match stream {
+                Ok(stream) => {
+                    self.spawn_connection(next_conn, stream, &alive_tx);
+                    next_conn += 1;
+                }
+                Err(e) => {
+                    // Out of descriptors or memory: say so, back off a little, keep serving.
+                    error!("accept failed: {e}");
+                    thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        info!("shutting down");
+        let _ = self.events.send(Event::Shutdown);
+        drop(self.events);
+        if self.broadcaster.join().is_err() {
+            error!("the broadcaster thread panicked");
+        }
+        // Each connection thread holds a clone of `alive_tx`; when all have ended, the channel
+        // disconnects. Wait for that, but not forever.
+        drop(alive_tx);
+        let deadline = Instant::now() + self.config.drain_timeout;
+        match alive_rx.recv_deadline(deadline) {
+            Err(RecvTimeoutError::Disconnected) | Ok(()) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                warn!("some connection threads had not finished after the drain timeout")
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn_connection(&self, conn: u64, stream: TcpStream, alive: &Sender<()>) {
+        let peer = match stream.peer_addr() {
+            Ok(peer) => peer,
+            Err(e) => {
+                debug!("conn {conn}: peer gone before it was served: {e}");
+                return;
+            }
+        };
+        // Chat lines are small and latency matters; the writer coalesces bursts itself.
+        let _ = stream.set_nodelay(true);
+        let clones = (stream.try_clone(), stream.try_clone());
+        let (Ok(for_hub), Ok(for_writer)) = clones else {
+            error!("conn {conn}: cannot clone the socket of {peer}; refusing it");
+            return;
+        };
+        let (outbox_tx, outbox_rx) = crossbeam_channel::bounded(self.config.outbox);
+        let thread_name = format!("conn-{conn}");
+        let connect = Event::Connect {
+            conn,
+            peer,
+            thread: thread_name.clone(),
+            outbox: outbox_tx.clone(),
+            stream: for_hub,
+        };
+        if self.events.send(connect).is_err() {
+            return;
+        }
+        let writer_alive = alive.clone();
+        let writer = thread::Builder::new()
+            .name(format!("conn-{conn}-w"))
+            .stack_size((self.config.stack_size / 4).max(64 * 1024))
+            .spawn(move || {
+                connection::write_loop(conn, for_writer, outbox_rx);
+                drop(writer_alive);
+            });
+        if let Err(e) = writer {
+            self.refuse(conn, &peer, e);
+            return;
+        }
+        let reader = Reader {
+            conn,
+            stream,
+            events: self.events.clone(),
+            outbox: outbox_tx,
+            max_line: self.config.max_line,
+            handshake_timeout: self.config.handshake_timeout,
+        };
+        let reader_alive = alive.clone();
+        let spawned = thread::Builder::new()
+            .name(thread_name)
+            .stack_size(self.config.stack_size)
+            .spawn(move || {
+                reader.run();
+                drop(reader_alive);
+            });
+        if let Err(e) = spawned {
+            self.refuse(conn, &peer, e);
+        }
+    }
+
+    /// The OS would not give us a thread: log it and end the connection; everyone else goes on.
+    fn refuse(&self, conn: u64, peer: &SocketAddr, e: std::io::Error) {
+        error!("conn {conn}: cannot start a thread for {peer}: {e}; refusing the connection");
+        let _ = self.events.send(Event::Gone {
+            conn,
+            reason: format!("refused: no thread: {e}"),
+        });
+    }
+}
+
+/// Where to connect to reach a listener bound to `local` (a wildcard bind is reached on
+/// loopback).
+fn wake_addr(local: SocketAddr) -> SocketAddr {
+    let ip = match local.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, local.port())
+}
