@@ -9,6 +9,8 @@
 use std::hash::{Hash, Hasher};
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use chrono::{DateTime, Local};
@@ -93,13 +95,14 @@ where
     let mut input_side = writer
         .try_clone()
         .map_err(|e| Error::io("cannot clone the socket", e))?;
+    let quit_sent = Arc::new(AtomicBool::new(false));
+    let quit_flag = quit_sent.clone();
     thread::Builder::new()
         .name("input".into())
-        .spawn(move || forward_input(&mut input, &mut input_side))
+        .spawn(move || forward_input(&mut input, &mut input_side, &quit_flag))
         .map_err(|e| Error::io("cannot start the input thread", e))?;
 
     let mut last_notice = String::new();
-    let mut quitting = false;
     let mut line = String::new();
     loop {
         line.clear();
@@ -112,12 +115,8 @@ where
         let Ok(event) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
-        if event["type"] == "system" {
-            let text = event["text"].as_str().unwrap_or_default();
-            if text == "goodbye" {
-                quitting = true;
-            }
-            last_notice = text.to_string();
+        if event["type"] == "bye" {
+            last_notice = event["reason"].as_str().unwrap_or_default().to_string();
         }
         if let Some(rendered) = render(&event, &me, &style) {
             out.write_all(rendered.as_bytes()).map_err(out_err)?;
@@ -125,7 +124,7 @@ where
         }
     }
     let _ = writer.shutdown(Shutdown::Both);
-    if quitting {
+    if quit_sent.load(Ordering::SeqCst) {
         Ok(Ending::Quit)
     } else if last_notice.is_empty() {
         Ok(Ending::ServerClosed("the connection was closed".into()))
@@ -135,19 +134,19 @@ where
 }
 
 /// Reads lines the user types and sends them as requests; at end of input, asks to quit.
-fn forward_input<I: BufRead>(input: &mut I, socket: &mut TcpStream) {
+fn forward_input<I: BufRead>(input: &mut I, socket: &mut TcpStream, quit_sent: &AtomicBool) {
     loop {
-        let line = match read_input_line(input) {
-            Ok(Some(line)) => line,
-            Ok(None) | Err(_) => {
-                let _ = send(socket, &json!({"type": "quit"}));
-                return;
-            }
-        };
-        let Some(request) = request_for(&line) else {
-            continue;
+        let request = match read_input_line(input) {
+            Ok(Some(line)) => match request_for(&line) {
+                Some(request) => request,
+                None => continue,
+            },
+            Ok(None) | Err(_) => json!({"type": "quit"}),
         };
         let quit = request["type"] == "quit";
+        if quit {
+            quit_sent.store(true, Ordering::SeqCst);
+        }
         if send(socket, &request).is_err() || quit {
             return;
         }
@@ -285,12 +284,12 @@ pub fn render(event: &Value, me: &str, style: &Style) -> Option<String> {
             }
             lines.join("\n")
         }
-        "system" => {
-            if event["text"] == "goodbye" {
-                return None;
-            }
-            style.system(&format!("[{}] {}", local_clock(&event["ts"]), s("text")))
-        }
+        "system" => style.system(&format!("[{}] {}", local_clock(&event["ts"]), s("text"))),
+        "bye" => style.system(&format!(
+            "[{}] disconnected: {}",
+            local_clock(&event["ts"]),
+            s("reason")
+        )),
         "error" => style.error(&s("message")),
         "pong" => style.system("pong"),
         _ => return None,

@@ -27,6 +27,13 @@ pub type Bytes = Arc<[u8]>;
 /// it bounds the latency a busy channel adds to the first event of a batch.
 const MAX_BATCH: usize = 1024;
 
+/// The batch size for outboxes of `outbox` messages: at most half an outbox, so one batch
+/// alone never fills the outbox of a client that is keeping up; only a client already more
+/// than half an outbox behind can be found slow.
+pub fn batch_size(outbox: usize) -> usize {
+    (outbox / 2).clamp(1, MAX_BATCH)
+}
+
 /// Everything a connection thread (or the accept loop) can tell the broadcaster.
 pub enum Event {
     /// A connection was accepted; sent by the accept loop before the connection's threads start.
@@ -65,6 +72,8 @@ pub struct Hub<W: std::io::Write = File> {
     connections: CsvLog<W>,
     /// The id the next message gets; ids continue from the log across restarts.
     next_id: u64,
+    /// The most events per batch; see [`batch_size`].
+    max_batch: usize,
     /// Events already logged (staged) but not yet delivered, in log order.
     pending: Vec<Delivery>,
 }
@@ -130,8 +139,15 @@ impl<W: std::io::Write> Hub<W> {
             messages,
             connections,
             next_id,
+            max_batch: MAX_BATCH,
             pending: Vec::new(),
         }
+    }
+
+    /// Sizes batches for client outboxes of `outbox` messages.
+    pub fn with_outbox(mut self, outbox: usize) -> Hub<W> {
+        self.max_batch = batch_size(outbox);
+        self
     }
 
     /// Writes a server-wide row (`start`, `stop`) to `data.csv` now.
@@ -156,7 +172,7 @@ impl<W: std::io::Write> Hub<W> {
         while let Ok(first) = events.recv() {
             let mut stop = self.handle(first);
             let mut handled = 1;
-            while !stop && handled < MAX_BATCH {
+            while !stop && handled < self.max_batch {
                 match events.try_recv() {
                     Ok(ev) => stop = self.handle(ev),
                     Err(_) => break,
@@ -287,9 +303,9 @@ impl<W: std::io::Write> Hub<W> {
                     Some(r) => format!("quit: {r}"),
                     None => "quit".to_string(),
                 };
-                let bye = ServerMsg::System {
+                let bye = ServerMsg::Bye {
                     ts: storage::now_timestamp(),
-                    text: "goodbye".to_string(),
+                    reason: "you left; goodbye".to_string(),
                 };
                 self.remove(conn, &reason, Some(bye));
             }
@@ -347,9 +363,9 @@ impl<W: std::io::Write> Hub<W> {
     fn stop_all(&mut self) {
         self.flush();
         let ts = storage::now_timestamp();
-        let notice = ServerMsg::System {
+        let notice = ServerMsg::Bye {
             ts,
-            text: "the server is shutting down".to_string(),
+            reason: "the server is shutting down".to_string(),
         };
         let notice_human: Bytes = Arc::from(protocol::encode(&notice, Mode::Human));
         let notice_json: Bytes = Arc::from(protocol::encode(&notice, Mode::Json));
@@ -367,6 +383,7 @@ impl<W: std::io::Write> Hub<W> {
             let _ = client.stream.shutdown(Shutdown::Read);
         }
         self.names.clear();
+        self.log_server_event("stop", "shutdown");
         self.flush();
     }
 

@@ -241,6 +241,11 @@ pub enum ServerMsg {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<u64>,
     },
+    /// The last event of a connection: the server closes it right after.
+    Bye {
+        ts: String,
+        reason: String,
+    },
 }
 
 /// One line of `/help`.
@@ -329,6 +334,7 @@ fn encode_human(msg: &ServerMsg) -> String {
         ServerMsg::System { ts, text } => format!("[{}] * {text}\n", clock(ts)),
         ServerMsg::Error { message, .. } => format!("! {message}\n"),
         ServerMsg::Pong { .. } => "* pong\n".to_string(),
+        ServerMsg::Bye { ts, reason } => format!("[{}] * disconnected: {reason}\n", clock(ts)),
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Config {
     /// How long a new connection has to give an acceptable name.
     pub handshake_timeout: Duration,
     /// How many messages may wait for one client; a client this far behind is disconnected.
+    /// The broadcaster delivers in batches of at most half this, so a burst alone never
+    /// fills the outbox of a client that keeps up.
     pub outbox: usize,
     /// Stack size of each connection's reader thread; the writer gets a quarter.
     pub stack_size: usize,
@@ -94,7 +96,7 @@ impl Server {
             .map_err(|e| Error::io("cannot read the listener's address", e))?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| Error::io(format!("cannot create {}", config.data_dir.display()), e))?;
-        let mut hub = Hub::open(&config.data_dir)?;
+        let mut hub = Hub::open(&config.data_dir)?.with_outbox(config.outbox);
         hub.log_server_event(
             "start",
             &format!("chatroom {} on {local}", env!("CARGO_PKG_VERSION")),

@@ -1,0 +1,342 @@
+//! The three binaries as a user runs them: flags, signals, exit codes, pipes.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{Client, ServerProcess, TIMEOUT, csv_rows, start_server, wait_timeout};
+
+const BINARIES: [&str; 3] = [
+    env!("CARGO_BIN_EXE_chat-server"),
+    env!("CARGO_BIN_EXE_chat-client"),
+    env!("CARGO_BIN_EXE_chat-log"),
+];
+
+#[test]
+fn every_binary_has_help_and_version() {
+    for bin in BINARIES {
+        let help = Command::new(bin).arg("--help").output().unwrap();
+        assert!(help.status.success(), "{bin} --help");
+        let text = String::from_utf8(help.stdout).unwrap();
+        assert!(text.contains("Usage:"), "{bin}: {text}");
+        let version = Command::new(bin).arg("--version").output().unwrap();
+        let text = String::from_utf8(version.stdout).unwrap();
+        assert!(text.contains(env!("CARGO_PKG_VERSION")), "{bin}: {text}");
+    }
+    let help = Command::new(BINARIES[0]).arg("--help").output().unwrap();
+    let text = String::from_utf8(help.stdout).unwrap();
+    for flag in [
+        "--bind",
+        "--data-dir",
+        "--max-line",
+        "--handshake-timeout",
+        "[env: CHAT_BIND=",
+    ] {
+        assert!(text.contains(flag), "{flag} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn settings_come_from_the_environment_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BINARIES[0])
+        .env("CHAT_BIND", "127.0.0.1:0")
+        .env("CHAT_DATA_DIR", dir.path())
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("listening on 127.0.0.1:"), "{first:?}");
+    assert!(dir.path().join("messages.csv").exists());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn sigterm_tells_clients_writes_the_last_rows_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &[]);
+    let mut human = Client::human(server.addr, "hana");
+    let mut machine = Client::json(server.addr, "mech");
+    human.until("mech joined");
+    human.send("last words");
+    machine.next_of("message");
+    // One more connection still in its handshake.
+    let mut shy = Client::connect(server.addr);
+    shy.line();
+
+    server.signal("TERM");
+    assert!(
+        human
+            .until("disconnected:")
+            .ends_with("the server is shutting down")
+    );
+    human.closed();
+    let bye = machine.next_of("bye");
+    assert_eq!(bye["reason"], "the server is shutting down");
+    machine.closed();
+    assert!(shy.closed().contains("shutting down"));
+    let status = server.wait();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+
+    let rows = csv_rows(&std::fs::read_to_string(dir.path().join("data.csv")).unwrap());
+    let shut: Vec<_> = rows
+        .iter()
+        .filter(|r| r[1] == "disconnect" && r[7] == "server shutdown")
+        .map(|r| r[6].clone())
+        .collect();
+    assert_eq!(shut, ["hana", "mech", ""], "{rows:#?}");
+    assert_eq!(rows.last().unwrap()[1], "stop");
+    let messages = std::fs::read_to_string(dir.path().join("messages.csv")).unwrap();
+    assert_eq!(csv_rows(&messages)[0][6], "last words");
+}
+
+#[test]
+fn sigint_stops_the_server_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &[]);
+    let mut c = Client::human(server.addr, "solo");
+    server.signal("INT");
+    c.closed();
+    assert_eq!(server.wait().code(), Some(0));
+}
+
+#[test]
+fn chat_client_works_from_a_pipe_and_exits_on_end_of_input() {
+    let server = start_server();
+    let mut watcher = server.human("watcher");
+    let mut child = Command::new(BINARIES[1])
+        .args(["--name", "piper", &server.addr.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"hello from a pipe\n/who\n//literal slash\n")
+        .unwrap();
+    assert!(watcher.until("piper joined").contains("piper"));
+    assert!(watcher.line().ends_with("piper: hello from a pipe"));
+    assert!(watcher.line().ends_with("piper: /literal slash"));
+    watcher.send("welcome, piper");
+    drop(stdin);
+    assert!(watcher.line().ends_with("* piper left lobby (quit)"));
+    let out = wait_output(child);
+    assert_eq!(out.0.code(), Some(0), "stderr: {}", out.2);
+    let stdout = out.1;
+    assert!(stdout.contains("connected as piper"), "{stdout}");
+    assert!(stdout.contains("2 in lobby: piper, watcher"), "{stdout}");
+    assert!(stdout.contains("watcher: welcome, piper"), "{stdout}");
+    assert!(
+        !stdout.contains('\u{1b}'),
+        "colour codes in piped output: {stdout:?}"
+    );
+}
+
+#[test]
+fn chat_client_asks_for_a_name_and_reports_a_refusal() {
+    let server = start_server();
+    let _taken = server.human("taken");
+    // A refused --name from a script is an error, with the reason.
+    let child = Command::new(BINARIES[1])
+        .args(["--name", "taken", &server.addr.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, stdout, stderr) = wait_output(child);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("refused the name"), "{stderr}");
+    assert!(
+        stdout.contains("taken by someone connected now"),
+        "{stdout}"
+    );
+
+    // Without --name, the first line of input is the name.
+    let mut child = Command::new(BINARIES[1])
+        .arg(server.addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"named-by-stdin\nhi\n")
+        .unwrap();
+    let (status, stdout, _) = wait_output(child);
+    assert_eq!(status.code(), Some(0));
+    assert!(stdout.contains("connected as named-by-stdin"), "{stdout}");
+}
+
+#[test]
+fn chat_client_says_why_when_the_server_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &[]);
+    let mut watcher = Client::human(server.addr, "watcher");
+    let mut child = Command::new(BINARIES[1])
+        .args(["--name", "stayer", &server.addr.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _stdin = child.stdin.take().unwrap();
+    watcher.until("stayer joined");
+    server.signal("TERM");
+    let (status, stdout, stderr) = wait_output(child);
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        stdout.contains("disconnected: the server is shutting down"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("disconnected: the server is shutting down"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn chat_log_prints_and_follows_the_log() {
+    let server = start_server();
+    let mut a = server.json("alice");
+    a.send_json(json!({"type":"say","text":"one, \"two\"\nthree"}));
+    a.next_of("message");
+
+    let out = Command::new(BINARIES[2])
+        .args(["--data-dir", server.dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].ends_with("  lobby       alice: one, \"two\""),
+        "{text}"
+    );
+    assert_eq!(lines[1].trim(), "three");
+    assert!(!text.contains('\u{1b}'));
+    let coloured = Command::new(BINARIES[2])
+        .args([
+            "--color",
+            "always",
+            "--data-dir",
+            server.dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8(coloured.stdout)
+            .unwrap()
+            .contains("\u{1b}[")
+    );
+
+    let mut follower = Command::new(BINARIES[2])
+        .args(["--follow", "--data-dir", server.dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let stdout = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(TIMEOUT)
+            .expect("chat-log printed nothing in time")
+    };
+    assert!(next().ends_with("alice: one, \"two\""));
+    assert_eq!(next().trim(), "three");
+    a.send_json(json!({"type":"say","text":"appended later"}));
+    assert!(next().ends_with("alice: appended later"));
+
+    // A half-written row is held back until its end arrives.
+    let path = server.dir.join("messages.csv");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(b"99,2026-11-23T16:04:05.123Z,lobby,zed,,message,\"torn")
+        .unwrap();
+    f.flush().unwrap();
+    assert!(
+        rx.recv_timeout(Duration::from_millis(700)).is_err(),
+        "a torn row was printed"
+    );
+    f.write_all(b" and mended\"\n").unwrap();
+    assert!(next().ends_with("zed: torn and mended"));
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+}
+
+#[test]
+fn chat_log_exits_quietly_into_head_and_clearly_on_a_missing_file() {
+    let server = start_server();
+    let mut a = server.json("alice");
+    for i in 0..2000 {
+        a.send_json(json!({"type":"say","text":format!("line {i}")}));
+    }
+    for _ in 0..2000 {
+        a.next_of("message");
+    }
+    let pipeline = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; '{}' --data-dir '{}' | head -n 3",
+            BINARIES[2],
+            server.dir.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(pipeline.status.success(), "{pipeline:?}");
+    assert_eq!(
+        String::from_utf8(pipeline.stdout).unwrap().lines().count(),
+        3
+    );
+    assert!(
+        pipeline.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&pipeline.stderr)
+    );
+
+    let missing = Command::new(BINARIES[2])
+        .args(["--data-dir", "/nonexistent/chat"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    let err = String::from_utf8(missing.stderr).unwrap();
+    assert!(err.contains("/nonexistent/chat/messages.csv"), "{err}");
+}
+
+/// Waits for a child (bounded) and returns its status, stdout and stderr.
+fn wait_output(mut child: std::process::Child) -> (std::process::ExitStatus, String, String) {
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut s).unwrap();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
+        s
+    });
+    let status = wait_timeout(child, TIMEOUT);
+    (status, out.join().unwrap(), err.join().unwrap())
+}

@@ -1,0 +1,7 @@
+//! The integration tests: one binary, real sockets on 127.0.0.1, a real server per test.
+
+mod bad_input;
+mod binaries;
+mod chat;
+mod persistence;
+mod support;

@@ -1,0 +1,335 @@
+//! Test helpers: a real server on `127.0.0.1:0` in its own temp directory, and line-oriented
+//! clients with read timeouts that print their transcript when an expectation fails.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chatroom::{Config, Server, ShutdownHandle};
+use serde_json::Value;
+
+/// How long any single read in a test may block.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A server running in this process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    /// Keeps the temp directory alive when the server owns it.
+    _tmp: Option<tempfile::TempDir>,
+    handle: ShutdownHandle,
+    thread: Option<JoinHandle<chatroom::Result<()>>>,
+}
+
+/// Starts a server with default settings in a fresh temp directory.
+pub fn start_server() -> TestServer {
+    start_with(|_| {})
+}
+
+/// Starts a server in a fresh temp directory after `tune` adjusts the config.
+pub fn start_with(tune: impl FnOnce(&mut Config)) -> TestServer {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut server = start_in(tmp.path(), tune);
+    server._tmp = Some(tmp);
+    server
+}
+
+/// Starts a server on the data directory `dir` (which outlives it, for restart tests).
+pub fn start_in(dir: &Path, tune: impl FnOnce(&mut Config)) -> TestServer {
+    let mut config = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
+    tune(&mut config);
+    // The socket is bound before the server thread starts: clients can connect at once.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let server = Server::new(listener, config).expect("server starts");
+    let handle = server.shutdown_handle();
+    let thread = std::thread::spawn(move || server.run());
+    TestServer {
+        addr,
+        dir: dir.to_path_buf(),
+        _tmp: None,
+        handle,
+        thread: Some(thread),
+    }
+}
+
+impl TestServer {
+    /// Stops the server and waits until it has written its last rows; the data directory
+    /// stays until the `TestServer` is dropped.
+    pub fn stop(&mut self) {
+        self.handle.shutdown();
+        if let Some(t) = self.thread.take() {
+            t.join().expect("server thread").expect("server run");
+        }
+    }
+
+    /// The contents of a file in the data directory.
+    pub fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.dir.join(file)).expect("data file")
+    }
+
+    pub fn human(&self, name: &str) -> Client {
+        Client::human(self.addr, name)
+    }
+
+    pub fn json(&self, name: &str) -> Client {
+        Client::json(self.addr, name)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.handle.shutdown();
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Parses a CSV file's rows (without the header) as string records.
+pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.expect("valid csv").iter().map(str::to_string).collect())
+        .collect()
+}
+
+/// A line-oriented test client.
+pub struct Client {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    /// Everything read so far, for failure messages.
+    pub transcript: Vec<String>,
+}
+
+impl Client {
+    /// Connects and sets the read timeout; reads nothing yet.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Client {
+            stream,
+            reader,
+            transcript: Vec::new(),
+        }
+    }
+
+    /// Connects in human mode as `name` and reads up to the welcome and member list.
+    pub fn human(addr: SocketAddr, name: &str) -> Client {
+        let mut c = Client::connect(addr);
+        let greeting = c.line();
+        assert!(greeting.contains("What is your name?"), "{greeting:?}");
+        c.send(name);
+        c.until(&format!("* welcome, {name}!"));
+        c.until(" in lobby: ");
+        c
+    }
+
+    /// Connects in JSON mode as `name` and reads up to the welcome and member list.
+    pub fn json(addr: SocketAddr, name: &str) -> Client {
+        let mut c = Client::connect(addr);
+        c.send(&serde_json::json!({"type": "hello", "name": name}).to_string());
+        let welcome = c.next_of("welcome");
+        assert_eq!(welcome["name"], name);
+        c.next_of("users");
+        c
+    }
+
+    /// Sends one line (a newline is added).
+    pub fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\n").as_bytes());
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    pub fn send_json(&mut self, v: Value) {
+        self.send(&v.to_string());
+    }
+
+    /// The next line, without its newline. Fails the test on timeout or end of stream.
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => self.fail("the server closed the connection"),
+            Ok(_) => {}
+            Err(e) => self.fail(&format!("read failed: {e}")),
+        }
+        let line = line.trim_end_matches('\n').to_string();
+        self.transcript.push(line.clone());
+        line
+    }
+
+    /// Reads lines until one contains `needle`; returns it.
+    pub fn until(&mut self, needle: &str) -> String {
+        loop {
+            let line = self.line();
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// The next line as JSON.
+    pub fn json_line(&mut self) -> Value {
+        let line = self.line();
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| self.fail(&format!("not json ({e}): {line}")))
+    }
+
+    /// Reads JSON events until one of type `kind`; skips the human greeting and other events.
+    pub fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let line = self.line();
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["type"] == kind
+            {
+                return v;
+            }
+        }
+    }
+
+    /// Expects the server to close the connection (EOF or reset) within the timeout;
+    /// returns what was still read before the end.
+    pub fn closed(&mut self) -> String {
+        let mut rest = Vec::new();
+        let deadline = Instant::now() + TIMEOUT;
+        let mut buf = [0u8; 65536];
+        loop {
+            if Instant::now() > deadline {
+                self.fail("the server did not close the connection");
+            }
+            match self.reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => rest.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => self.fail(&format!("read failed while waiting for close: {e}")),
+            }
+        }
+        String::from_utf8_lossy(&rest).into_owned()
+    }
+
+    /// Proves that nothing was queued for this client before now: asks for a pong and checks
+    /// it is the very next thing received.
+    pub fn nothing_pending(&mut self, json: bool) {
+        if json {
+            self.send_json(serde_json::json!({"type": "ping", "id": 424242}));
+            let v = self.json_line();
+            assert_eq!(
+                v["type"], "pong",
+                "unexpected event {v}; transcript {:#?}",
+                self.transcript
+            );
+        } else {
+            self.send("/ping");
+            let line = self.line();
+            assert_eq!(line, "* pong", "transcript {:#?}", self.transcript);
+        }
+    }
+
+    pub fn fail(&self, why: &str) -> ! {
+        panic!("{why}\ntranscript:\n{}", self.transcript.join("\n"))
+    }
+}
+
+/// A `chat-server` process, for what only a real process shows (signals, exit codes, RSS).
+pub struct ServerProcess {
+    /// Taken by [`ServerProcess::wait`]; killed on drop otherwise.
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub pid: u32,
+}
+
+impl ServerProcess {
+    pub fn start(dir: &Path, extra: &[&str]) -> ServerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+            .args(["--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn chat-server");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).expect("first line");
+        let addr = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line was {first:?}"))
+            .parse()
+            .expect("address");
+        let pid = child.id();
+        ServerProcess {
+            child: Some(child),
+            addr,
+            pid,
+        }
+    }
+
+    /// The server's resident set size, in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS")
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid.to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit, at most `TIMEOUT`.
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        wait_timeout(self.child.take().expect("not waited yet"), TIMEOUT)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits for `child` to exit within `limit`, killing it and failing otherwise.
+pub fn wait_timeout(mut child: Child, limit: Duration) -> std::process::ExitStatus {
+    let pid = child.id();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(status) => status.expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("process {pid} did not exit within {limit:?}");
+        }
+    }
+}
