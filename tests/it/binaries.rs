@@ -126,18 +126,47 @@ fn chat_client_works_from_a_pipe_and_exits_on_end_of_input() {
     assert!(watcher.line().ends_with("piper: hello from a pipe"));
     assert!(watcher.line().ends_with("piper: /literal slash"));
     watcher.send("welcome, piper");
+    // Read the client's output as it comes, and close its input only once it has shown the
+    // reply; closing earlier would race the reply with the quit.
+    let lines = line_channel(child.stdout.take().unwrap());
+    let mut stdout = Vec::new();
+    while !stdout
+        .iter()
+        .any(|l: &String| l.contains("watcher: welcome, piper"))
+    {
+        stdout.push(
+            lines
+                .recv_timeout(TIMEOUT)
+                .unwrap_or_else(|_| panic!("{stdout:#?}")),
+        );
+    }
     drop(stdin);
     assert!(watcher.line().ends_with("* piper left lobby (quit)"));
-    let out = wait_output(child);
-    assert_eq!(out.0.code(), Some(0), "stderr: {}", out.2);
-    let stdout = out.1;
+    let status = wait_timeout(child, TIMEOUT);
+    assert_eq!(status.code(), Some(0));
+    stdout.extend(lines.iter());
+    let stdout = stdout.join("\n");
     assert!(stdout.contains("connected as piper"), "{stdout}");
     assert!(stdout.contains("2 in lobby: piper, watcher"), "{stdout}");
-    assert!(stdout.contains("watcher: welcome, piper"), "{stdout}");
+    assert!(stdout.contains("disconnected: you left"), "{stdout}");
     assert!(
         !stdout.contains('\u{1b}'),
         "colour codes in piped output: {stdout:?}"
     );
+}
+
+/// The lines a child prints, as they come.
+fn line_channel(out: std::process::ChildStdout) -> crossbeam_channel::Receiver<String> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 #[test]
@@ -247,15 +276,7 @@ fn chat_log_prints_and_follows_the_log() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let stdout = follower.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                return;
-            }
-        }
-    });
+    let rx = line_channel(follower.stdout.take().unwrap());
     let next = || {
         rx.recv_timeout(TIMEOUT)
             .expect("chat-log printed nothing in time")
@@ -288,11 +309,14 @@ fn chat_log_prints_and_follows_the_log() {
 fn chat_log_exits_quietly_into_head_and_clearly_on_a_missing_file() {
     let server = start_server();
     let mut a = server.json("alice");
-    for i in 0..2000 {
-        a.send_json(json!({"type":"say","text":format!("line {i}")}));
-    }
-    for _ in 0..2000 {
-        a.next_of("message");
+    // Send in windows and read the echoes, as a client that keeps up does.
+    for window in 0..20 {
+        for i in 0..100 {
+            a.send_json(json!({"type":"say","text":format!("line {}", window * 100 + i)}));
+        }
+        for _ in 0..100 {
+            a.next_of("message");
+        }
     }
     let pipeline = Command::new("bash")
         .arg("-c")

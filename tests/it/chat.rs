@@ -182,7 +182,9 @@ fn help_who_and_unknown_commands() {
     );
     a.send("/who everyone");
     assert_eq!(a.line(), "! usage: /who");
-    a.send("//not a command");
+    a.send("//said to nobody");
+    // The pong comes through the broadcaster after the message: a barrier.
+    a.nothing_pending(false);
     let mut b = server.human("ben");
     a.send("//slash at the start");
     assert!(b.line().ends_with("ann: /slash at the start"));
