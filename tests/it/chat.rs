@@ -231,7 +231,6 @@ fn quit_with_a_reason_tells_the_room_and_logs_it() {
 fn a_slow_consumer_is_dropped_and_does_not_delay_the_others() {
     let server = start_with(|c| c.outbox = 64);
     let mut slow = server.json("sloth");
-    slow.stream.set_read_timeout(None).unwrap();
     let mut fast = server.json("hare");
     let mut sender = server.human("talker");
     fast.until(r#""name":"talker""#);
