@@ -78,6 +78,17 @@ impl Reader {
                 }
                 Line::Eof | Line::EofMidLine => return Ok("closed during handshake".into()),
             };
+            if matches!(
+                utf8(bytes).map(protocol::parse_command),
+                Ok(Ok(Request::Quit(_)))
+            ) {
+                let bye = ServerMsg::Bye {
+                    ts: crate::storage::now_timestamp(),
+                    reason: "you left before choosing a name".into(),
+                };
+                self.send(Mode::Human, &bye);
+                return Ok("quit during handshake".into());
+            }
             let guess = if bytes.trim_ascii_start().starts_with(b"{") {
                 Mode::Json
             } else {

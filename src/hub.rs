@@ -76,6 +76,9 @@ pub struct Hub<W: std::io::Write = File> {
     max_batch: usize,
     /// Events already logged (staged) but not yet delivered, in log order.
     pending: Vec<Delivery>,
+    /// Answers to `Hello`s, sent once the batch holding their welcome has been delivered, so
+    /// nothing the connection thread sends itself can overtake the welcome.
+    replies: Vec<(Sender<bool>, bool)>,
 }
 
 /// What the broadcaster knows of one connection.
@@ -141,6 +144,7 @@ impl<W: std::io::Write> Hub<W> {
             next_id,
             max_batch: MAX_BATCH,
             pending: Vec::new(),
+            replies: Vec::new(),
         }
     }
 
@@ -211,8 +215,7 @@ impl<W: std::io::Write> Hub<W> {
             }
             Event::Hello { conn, hello, reply } => {
                 let granted = self.hello(conn, hello);
-                // The connection thread may have gone; then nobody waits for the answer.
-                let _ = reply.send(granted);
+                self.replies.push((reply, granted));
             }
             Event::Request { conn, req } => self.request(conn, req),
             Event::Gone { conn, reason } => self.remove(conn, &reason, None),
@@ -418,6 +421,10 @@ impl<W: std::io::Write> Hub<W> {
                 self.refuse_unlogged_messages();
             }
             if self.pending.is_empty() {
+                for (reply, granted) in self.replies.drain(..) {
+                    // The connection thread may have gone; then nobody waits for the answer.
+                    let _ = reply.send(granted);
+                }
                 return;
             }
             let slow = self.deliver();

@@ -209,6 +209,26 @@ fn chat_client_asks_for_a_name_and_reports_a_refusal() {
 }
 
 #[test]
+fn chat_client_leaves_on_quit_while_its_input_stays_open() {
+    let server = start_server();
+    let mut watcher = server.human("watcher");
+    let mut child = Command::new(BINARIES[1])
+        .args(["--name", "quitter", &server.addr.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"/quit bye all\n").unwrap();
+    assert!(watcher.until("quitter left").ends_with("(quit: bye all)"));
+    let (status, stdout, stderr) = wait_output(child);
+    drop(stdin);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("disconnected: you left"), "{stdout}");
+}
+
+#[test]
 fn chat_client_says_why_when_the_server_closes() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), &[]);

@@ -145,6 +145,35 @@ fn names_collide_case_insensitively_and_can_be_chosen_again() {
 }
 
 #[test]
+fn pipelined_lines_are_answered_after_the_welcome() {
+    let server = start_server();
+    let mut c = Client::connect(server.addr);
+    c.send_raw(b"speedy\n/help\n/bogus\n");
+    c.line();
+    assert!(
+        c.line().starts_with("* welcome, speedy!"),
+        "{:#?}",
+        c.transcript
+    );
+    assert_eq!(c.line(), "* 1 in lobby: speedy");
+    assert_eq!(c.line(), "* commands:");
+    assert!(c.until("! ").contains("unknown command /bogus"));
+}
+
+#[test]
+fn quit_at_the_name_prompt_leaves_politely() {
+    let server = start_server();
+    let mut c = Client::connect(server.addr);
+    c.line();
+    c.send("/quit");
+    let rest = c.closed();
+    assert!(
+        rest.contains("disconnected: you left before choosing a name"),
+        "{rest:?}"
+    );
+}
+
+#[test]
 fn a_name_is_free_again_after_its_owner_leaves() {
     let server = start_server();
     let mut first = server.human("erin");
