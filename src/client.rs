@@ -28,6 +28,9 @@ pub struct Options {
     pub color: bool,
     /// Input comes from a person at a terminal: prompt, and ask again after a refused name.
     pub interactive: bool,
+    /// Input and output are one terminal: erase each typed line once sent, since the server's
+    /// echo shows it again with its timestamp.
+    pub erase_typed: bool,
 }
 
 /// How a session ended.
@@ -96,10 +99,11 @@ where
         .try_clone()
         .map_err(|e| Error::io("cannot clone the socket", e))?;
     let quit_sent = Arc::new(AtomicBool::new(false));
+    let erase = opts.erase_typed;
     let quit_flag = quit_sent.clone();
     thread::Builder::new()
         .name("input".into())
-        .spawn(move || forward_input(&mut input, &mut input_side, &quit_flag))
+        .spawn(move || forward_input(&mut input, &mut input_side, &quit_flag, erase))
         .map_err(|e| Error::io("cannot start the input thread", e))?;
 
     let mut last_notice = String::new();
@@ -134,11 +138,23 @@ where
 }
 
 /// Reads lines the user types and sends them as requests; at end of input, asks to quit.
-fn forward_input<I: BufRead>(input: &mut I, socket: &mut TcpStream, quit_sent: &AtomicBool) {
+fn forward_input<I: BufRead>(
+    input: &mut I,
+    socket: &mut TcpStream,
+    quit_sent: &AtomicBool,
+    erase_typed: bool,
+) {
     loop {
         let request = match read_input_line(input) {
             Ok(Some(line)) => match request_for(&line) {
-                Some(request) => request,
+                Some(request) => {
+                    if erase_typed && request["type"] == "say" {
+                        // Cursor up one line, clear it: the echo will show the message.
+                        let mut out = io::stdout().lock();
+                        let _ = out.write_all(b"\x1b[1A\x1b[2K").and_then(|()| out.flush());
+                    }
+                    request
+                }
                 None => continue,
             },
             Ok(None) | Err(_) => json!({"type": "quit"}),

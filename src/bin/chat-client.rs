@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         name: args.name,
         color,
         interactive: io::stdin().is_terminal(),
+        erase_typed: io::stdin().is_terminal() && io::stdout().is_terminal(),
     };
     let stream = match TcpStream::connect(&args.addr) {
         Ok(s) => s,
