@@ -329,22 +329,31 @@ impl<W: std::io::Write> Hub<W> {
         }
     }
 
-    /// Ends a connection: frees its name, writes its `disconnect` row, tells the room. `last`
-    /// is queued to the client itself before its outbox closes.
+    /// Ends a connection: delivers what is pending, then forgets the client, and queues
+    /// `last` to it before its outbox closes.
     fn remove(&mut self, conn: u64, reason: &str, last: Option<ServerMsg>) {
         // Leaving changes who receives what: deliver what is queued to the old membership.
         self.flush();
-        let Some(client) = self.clients.remove(&conn) else {
+        let Some(client) = self.forget(conn, reason) else {
             return;
         };
-        self.connections
-            .stage(&conn_row(conn, &client, "disconnect", reason));
         if let Some(msg) = last {
             let _ = client
                 .outbox
                 .try_send(Arc::from(protocol::encode(&msg, client.mode)));
         }
-        if let Some(name) = client.name {
+        debug!("conn {conn} removed: {reason}");
+        // Dropping `client` drops the broadcaster's outbox sender: the writer thread ends
+        // once the connection thread has ended too.
+    }
+
+    /// Removes a client without flushing: frees its name, stages its `disconnect` row and
+    /// queues the `left` notice to the room.
+    fn forget(&mut self, conn: u64, reason: &str) -> Option<Client> {
+        let mut client = self.clients.remove(&conn)?;
+        self.connections
+            .stage(&conn_row(conn, &client, "disconnect", reason));
+        if let Some(name) = client.name.take() {
             self.names.remove(&protocol::name_key(&name));
             self.push(
                 Target::Room { sender: None },
@@ -356,9 +365,7 @@ impl<W: std::io::Write> Hub<W> {
                 },
             );
         }
-        debug!("conn {conn} removed: {reason}");
-        // Dropping `client` drops the broadcaster's outbox sender: the writer thread ends
-        // once the connection thread has ended too.
+        Some(client)
     }
 
     /// Tells every client the server is stopping, writes their `disconnect` rows, and shuts
@@ -436,33 +443,9 @@ impl<W: std::io::Write> Hub<W> {
                     );
                     let _ = client.stream.shutdown(Shutdown::Both);
                 }
-                self.remove_slow(conn);
+                // Removed without flushing: this loop is the flush.
+                self.forget(conn, SLOW_CONSUMER);
             }
-        }
-    }
-
-    /// Removes a slow consumer without flushing first (the caller is flushing).
-    fn remove_slow(&mut self, conn: u64) {
-        let Some(client) = self.clients.remove(&conn) else {
-            return;
-        };
-        self.connections.stage(&conn_row(
-            conn,
-            &client,
-            "disconnect",
-            "slow consumer: outbox full",
-        ));
-        if let Some(name) = client.name {
-            self.names.remove(&protocol::name_key(&name));
-            self.push(
-                Target::Room { sender: None },
-                ServerMsg::Left {
-                    ts: storage::now_timestamp(),
-                    room: protocol::LOBBY.to_string(),
-                    name,
-                    reason: "too slow to keep up".to_string(),
-                },
-            );
         }
     }
 
@@ -561,10 +544,15 @@ fn conn_row(conn: u64, client: &Client, event: &str, detail: &str) -> ConnRecord
     }
 }
 
+/// The `data.csv` reason for a client disconnected because its outbox was full.
+const SLOW_CONSUMER: &str = "slow consumer: outbox full";
+
 /// The part of a disconnect reason the other members see.
 fn public_reason(reason: &str) -> &str {
     if reason.starts_with("quit") {
         reason
+    } else if reason == SLOW_CONSUMER {
+        "too slow to keep up"
     } else if reason.contains("timeout") {
         "timed out"
     } else {

@@ -16,6 +16,7 @@
 //! - [`server`]: the accept loop, [`Config`], start-up and shutdown.
 //! - [`client`]: `chat-client`'s logic over any `BufRead`/`Write`.
 //! - [`viewer`]: `chat-log`'s logic: rendering and following `messages.csv`.
+//! - [`term`]: terminal settings shared by the client and the viewer.
 //! - [`error`]: the crate's error type.
 
 #![forbid(unsafe_code)]
@@ -28,6 +29,7 @@ pub mod lines;
 pub mod protocol;
 pub mod server;
 pub mod storage;
+pub mod term;
 pub mod viewer;
 
 pub use error::{Error, Result};

@@ -26,11 +26,7 @@ struct Args {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
-    let color = match args.color.as_str() {
-        "always" => true,
-        "never" => false,
-        _ => io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-    };
+    let color = chatroom::term::color_enabled(&args.color);
     let opts = Options {
         name: args.name,
         color,

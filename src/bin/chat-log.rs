@@ -1,6 +1,6 @@
 //! `chat-log`: shows `messages.csv` as readable lines, and follows it with `--follow`.
 
-use std::io::{self, IsTerminal};
+use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -27,11 +27,7 @@ struct Args {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
-    let color = match args.color.as_str() {
-        "always" => true,
-        "never" => false,
-        _ => io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-    };
+    let color = chatroom::term::color_enabled(&args.color);
     let path = args.data_dir.join(MESSAGES_FILE);
     let mut out = io::BufWriter::new(io::stdout().lock());
     match viewer::show(&path, &mut out, ViewOptions { color }, args.follow) {

@@ -111,13 +111,10 @@ fn sigint_stops_the_server_too() {
 fn chat_client_works_from_a_pipe_and_exits_on_end_of_input() {
     let server = start_server();
     let mut watcher = server.human("watcher");
-    let mut child = Command::new(BINARIES[1])
-        .args(["--name", "piper", &server.addr.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = chat_client(
+        &["--name", "piper", &server.addr.to_string()],
+        Stdio::piped(),
+    );
     let mut stdin = child.stdin.take().unwrap();
     stdin
         .write_all(b"hello from a pipe\n/who\n//literal slash\n")
@@ -155,6 +152,17 @@ fn chat_client_works_from_a_pipe_and_exits_on_end_of_input() {
     );
 }
 
+/// Starts `chat-client` with `args`, its output captured.
+fn chat_client(args: &[&str], stdin: Stdio) -> std::process::Child {
+    Command::new(BINARIES[1])
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// The lines a child prints, as they come.
 fn line_channel(out: std::process::ChildStdout) -> crossbeam_channel::Receiver<String> {
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -174,13 +182,10 @@ fn chat_client_asks_for_a_name_and_reports_a_refusal() {
     let server = start_server();
     let _taken = server.human("taken");
     // A refused --name from a script is an error, with the reason.
-    let child = Command::new(BINARIES[1])
-        .args(["--name", "taken", &server.addr.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = chat_client(
+        &["--name", "taken", &server.addr.to_string()],
+        Stdio::null(),
+    );
     let (status, stdout, stderr) = wait_output(child);
     assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("refused the name"), "{stderr}");
@@ -190,13 +195,7 @@ fn chat_client_asks_for_a_name_and_reports_a_refusal() {
     );
 
     // Without --name, the first line of input is the name.
-    let mut child = Command::new(BINARIES[1])
-        .arg(server.addr.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = chat_client(&[&server.addr.to_string()], Stdio::piped());
     child
         .stdin
         .take()
@@ -212,13 +211,10 @@ fn chat_client_asks_for_a_name_and_reports_a_refusal() {
 fn chat_client_leaves_on_quit_while_its_input_stays_open() {
     let server = start_server();
     let mut watcher = server.human("watcher");
-    let mut child = Command::new(BINARIES[1])
-        .args(["--name", "quitter", &server.addr.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = chat_client(
+        &["--name", "quitter", &server.addr.to_string()],
+        Stdio::piped(),
+    );
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"/quit bye all\n").unwrap();
     assert!(watcher.until("quitter left").ends_with("(quit: bye all)"));
@@ -233,13 +229,10 @@ fn chat_client_says_why_when_the_server_closes() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), &[]);
     let mut watcher = Client::human(server.addr, "watcher");
-    let mut child = Command::new(BINARIES[1])
-        .args(["--name", "stayer", &server.addr.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = chat_client(
+        &["--name", "stayer", &server.addr.to_string()],
+        Stdio::piped(),
+    );
     let _stdin = child.stdin.take().unwrap();
     watcher.until("stayer joined");
     server.signal("TERM");
