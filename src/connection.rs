@@ -10,13 +10,18 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use log::debug;
 
 use crate::error::is_hangup;
-use crate::hub::{Bytes, Event};
+use crate::hub::Event;
 use crate::lines::{Line, LineReader};
+use crate::outbox::{Outbox, OutboxReceiver};
 use crate::protocol::{self, ErrorCode, Mode, ProtocolError, Request, ServerMsg};
+
+/// The reader's buffer. Chat lines are short; a small buffer keeps an idle connection small
+/// (a longer line simply takes several reads; `LineReader` bounds the line itself).
+const READ_BUFFER: usize = 512;
 
 /// The most bytes a writer gathers from its outbox into one write.
 const MAX_COALESCE: usize = 64 * 1024;
@@ -28,11 +33,11 @@ const LINGER: Duration = Duration::from_secs(2);
 /// What the reader thread needs besides its socket.
 pub struct Reader {
     pub conn: u64,
-    pub stream: TcpStream,
+    pub stream: Arc<TcpStream>,
     /// To the broadcaster.
     pub events: Sender<Event>,
     /// To this connection's own writer, for answers that need no shared state.
-    pub outbox: Sender<Bytes>,
+    pub outbox: Outbox,
     pub max_line: usize,
     pub handshake_timeout: Duration,
 }
@@ -54,8 +59,10 @@ impl Reader {
 
     /// Returns the reason the connection ended, for `data.csv`.
     fn serve(&self) -> io::Result<String> {
-        let mut lines =
-            LineReader::new(BufReader::with_capacity(4096, &self.stream), self.max_line);
+        let mut lines = LineReader::new(
+            BufReader::with_capacity(READ_BUFFER, &*self.stream),
+            self.max_line,
+        );
         self.send_raw(protocol::GREETING.as_bytes());
         let deadline = Instant::now() + self.handshake_timeout;
         let mode = loop {
@@ -191,7 +198,7 @@ impl Reader {
     /// Queues bytes for this connection's writer. A full outbox means the client is not
     /// reading; the broadcaster disconnects such clients, so the line is dropped here.
     fn send_raw(&self, bytes: &[u8]) {
-        let _ = self.outbox.try_send(Arc::from(bytes));
+        let _ = self.outbox.push(Arc::from(bytes));
     }
 }
 
@@ -210,18 +217,31 @@ fn is_timeout(e: &io::Error) -> bool {
 
 /// Drains `outbox` into `stream` until every sender is gone or the peer stops accepting
 /// bytes, then closes the connection politely.
-pub fn write_loop(conn: u64, stream: TcpStream, outbox: Receiver<Bytes>) {
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+pub fn write_loop(conn: u64, stream: Arc<TcpStream>, outbox: OutboxReceiver) {
+    // Allocated only when two or more messages are waiting at once; a lone message is written
+    // straight from its shared bytes.
+    let mut buf: Vec<u8> = Vec::new();
     while let Ok(first) = outbox.recv() {
-        buf.clear();
-        buf.extend_from_slice(&first);
-        while buf.len() < MAX_COALESCE {
-            match outbox.try_recv() {
-                Ok(more) => buf.extend_from_slice(&more),
-                Err(_) => break,
+        let mut result = Ok(());
+        match outbox.try_recv() {
+            Err(_) => result = (&*stream).write_all(&first),
+            Ok(second) => {
+                buf.clear();
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&second);
+                while buf.len() < MAX_COALESCE {
+                    match outbox.try_recv() {
+                        Ok(more) => buf.extend_from_slice(&more),
+                        Err(_) => break,
+                    }
+                }
+                result = result.and_then(|()| (&*stream).write_all(&buf));
+                if buf.capacity() > 4 * MAX_COALESCE {
+                    buf = Vec::new();
+                }
             }
         }
-        if let Err(e) = (&stream).write_all(&buf) {
+        if let Err(e) = result {
             if is_hangup(&e) {
                 debug!("conn {conn}: peer went away while writing: {e}");
             } else {
@@ -231,19 +251,22 @@ pub fn write_loop(conn: u64, stream: TcpStream, outbox: Receiver<Bytes>) {
             let _ = stream.shutdown(Shutdown::Both);
             return;
         }
-        if buf.capacity() > 4 * MAX_COALESCE {
-            buf = Vec::with_capacity(4096);
-        }
     }
-    // Every sender is gone: the connection is over. Send FIN, then read what the peer still
-    // sends for a moment, so unread input does not turn our close into a reset that could
-    // destroy the last lines we wrote.
+    close_politely(&stream);
+}
+
+/// Every sender is gone: the connection is over. Sends FIN, then reads what the peer still
+/// sends for a moment, so unread input does not turn our close into a reset that could destroy
+/// the last lines we wrote. Kept out of `write_loop` so its buffer does not enlarge (and, with
+/// stack probes, touch) the writer's stack frame for the whole life of the connection.
+#[inline(never)]
+fn close_politely(stream: &TcpStream) {
     let _ = stream.shutdown(Shutdown::Write);
     let _ = stream.set_read_timeout(Some(LINGER));
     let deadline = Instant::now() + LINGER;
-    let mut sink = [0u8; 4096];
+    let mut sink = [0u8; 512];
     while Instant::now() < deadline {
-        match (&stream).read(&mut sink) {
+        match (&*stream).read(&mut sink) {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }

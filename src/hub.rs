@@ -12,9 +12,10 @@ use std::fs::File;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use log::{debug, error, info, warn};
 
+use crate::outbox::{Outbox, PushError};
 use crate::protocol::{
     self, ChatMessage, ErrorCode, Hello, Mode, ProtocolError, Request, ServerMsg,
 };
@@ -42,9 +43,9 @@ pub enum Event {
         peer: SocketAddr,
         /// The name of the thread that reads this connection, as written to `data.csv`.
         thread: String,
-        outbox: Sender<Bytes>,
+        outbox: Outbox,
         /// A handle used only to shut the socket down (slow consumer, server stop).
-        stream: TcpStream,
+        stream: Arc<TcpStream>,
     },
     /// A client asks for a name. The answer on `reply` is true when it was granted.
     Hello {
@@ -74,6 +75,9 @@ pub struct Hub<W: std::io::Write = File> {
     next_id: u64,
     /// The most events per batch; see [`batch_size`].
     max_batch: usize,
+    /// Rooms with more members than this get no join/leave notices and no member list on
+    /// joining: in a reconnect storm those would cost O(n^2) writes.
+    notice_limit: usize,
     /// Events already logged (staged) but not yet delivered, in log order.
     pending: Vec<Delivery>,
     /// Answers to `Hello`s, sent once the batch holding their welcome has been delivered, so
@@ -88,9 +92,9 @@ struct Client {
     /// How this client's events are encoded.
     mode: Mode,
     /// The client's bounded queue, drained by its writer thread.
-    outbox: Sender<Bytes>,
+    outbox: Outbox,
     /// Kept to shut the socket down; never read or written here.
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     /// For the `data.csv` rows.
     peer: SocketAddr,
     /// For the `data.csv` rows.
@@ -143,9 +147,16 @@ impl<W: std::io::Write> Hub<W> {
             connections,
             next_id,
             max_batch: MAX_BATCH,
+            notice_limit: usize::MAX,
             pending: Vec::new(),
             replies: Vec::new(),
         }
+    }
+
+    /// Suppresses join/leave notices in rooms of more than `limit` members.
+    pub fn with_notice_limit(mut self, limit: usize) -> Hub<W> {
+        self.notice_limit = limit;
+        self
     }
 
     /// Sizes batches for client outboxes of `outbox` messages.
@@ -242,23 +253,27 @@ impl<W: std::io::Write> Hub<W> {
         client.name = Some(hello.name.clone());
         client.mode = hello.mode;
         self.names.insert(key, conn);
+        let members = self.names.len();
         let welcome = ServerMsg::Welcome {
             conn,
             name: hello.name.clone(),
             room: protocol::LOBBY.to_string(),
+            members,
             server: format!("chatroom {}", env!("CARGO_PKG_VERSION")),
         };
-        let users = self.users();
         self.push(Target::One(conn), welcome);
-        self.push(Target::One(conn), users);
-        self.push(
-            Target::RoomExcept(conn),
-            ServerMsg::Joined {
-                ts: storage::now_timestamp(),
-                room: protocol::LOBBY.to_string(),
-                name: hello.name,
-            },
-        );
+        if members <= self.notice_limit {
+            let users = self.users();
+            self.push(Target::One(conn), users);
+            self.push(
+                Target::RoomExcept(conn),
+                ServerMsg::Joined {
+                    ts: storage::now_timestamp(),
+                    room: protocol::LOBBY.to_string(),
+                    name: hello.name,
+                },
+            );
+        }
         if let Some(client) = self.clients.get(&conn) {
             self.connections.stage(&conn_row(conn, client, "named", ""));
         }
@@ -340,7 +355,7 @@ impl<W: std::io::Write> Hub<W> {
         if let Some(msg) = last {
             let _ = client
                 .outbox
-                .try_send(Arc::from(protocol::encode(&msg, client.mode)));
+                .push(Arc::from(protocol::encode(&msg, client.mode)));
         }
         debug!("conn {conn} removed: {reason}");
         // Dropping `client` drops the broadcaster's outbox sender: the writer thread ends
@@ -354,7 +369,11 @@ impl<W: std::io::Write> Hub<W> {
         self.connections
             .stage(&conn_row(conn, &client, "disconnect", reason));
         if let Some(name) = client.name.take() {
+            let members = self.names.len();
             self.names.remove(&protocol::name_key(&name));
+            if members > self.notice_limit {
+                return Some(client);
+            }
             self.push(
                 Target::Room { sender: None },
                 ServerMsg::Left {
@@ -389,7 +408,7 @@ impl<W: std::io::Write> Hub<W> {
                 Mode::Human => &notice_human,
                 Mode::Json => &notice_json,
             };
-            let _ = client.outbox.try_send(bytes.clone());
+            let _ = client.outbox.push(bytes.clone());
             let _ = client.stream.shutdown(Shutdown::Read);
         }
         self.names.clear();
@@ -410,9 +429,7 @@ impl<W: std::io::Write> Hub<W> {
     /// and are not logged (a refused name).
     fn send_now(&mut self, conn: u64, mode: Mode, msg: &ServerMsg) {
         if let Some(client) = self.clients.get(&conn) {
-            let _ = client
-                .outbox
-                .try_send(Arc::from(protocol::encode(msg, mode)));
+            let _ = client.outbox.push(Arc::from(protocol::encode(msg, mode)));
         }
     }
 
@@ -464,7 +481,7 @@ impl<W: std::io::Write> Hub<W> {
                         };
                         let _ = client
                             .outbox
-                            .try_send(Arc::from(protocol::encode(&err, client.mode)));
+                            .push(Arc::from(protocol::encode(&err, client.mode)));
                     }
                 }
                 _ => self.pending.push(d),
@@ -488,15 +505,15 @@ impl<W: std::io::Write> Hub<W> {
                         json.get_or_insert_with(|| Arc::from(protocol::encode(&d.msg, Mode::Json)))
                     }
                 };
-                match client.outbox.try_send(bytes.clone()) {
+                match client.outbox.push(bytes.clone()) {
                     Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
+                    Err(PushError::Full) => {
                         if !slow.contains(&conn) {
                             slow.push(conn);
                         }
                     }
                     // The writer is gone; the connection thread reports the end.
-                    Err(TrySendError::Disconnected(_)) => {}
+                    Err(PushError::Closed) => {}
                 }
             };
             match d.target {

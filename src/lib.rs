@@ -13,19 +13,23 @@
 //!   records backwards from the end of a file.
 //! - [`hub`]: the broadcaster thread; owns membership and is the only appender of both logs.
 //! - [`connection`]: one connection's reader and writer threads.
+//! - [`outbox`]: a client's bounded queue of encoded messages.
 //! - [`server`]: the accept loop, [`Config`], start-up and shutdown.
 //! - [`client`]: `chat-client`'s logic over any `BufRead`/`Write`.
 //! - [`viewer`]: `chat-log`'s logic: rendering and following `messages.csv`.
 //! - [`term`]: terminal settings shared by the client and the viewer.
+//! - [`bench`]: `chat-bench`'s load generator and workloads.
 //! - [`error`]: the crate's error type.
 
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod client;
 pub mod connection;
 pub mod error;
 pub mod hub;
 pub mod lines;
+pub mod outbox;
 pub mod protocol;
 pub mod server;
 pub mod storage;

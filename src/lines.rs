@@ -36,7 +36,7 @@ impl<R: BufRead> LineReader<R> {
     pub fn new(inner: R, limit: usize) -> LineReader<R> {
         LineReader {
             inner,
-            line: Vec::with_capacity(256),
+            line: Vec::new(),
             limit,
             discarding: false,
         }

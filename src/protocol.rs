@@ -208,6 +208,8 @@ pub enum ServerMsg {
         conn: u64,
         name: String,
         room: String,
+        /// How many are in the room, this client included.
+        members: usize,
         server: String,
     },
     Message(ChatMessage),
@@ -292,8 +294,20 @@ pub fn encode(msg: &ServerMsg, mode: Mode) -> Vec<u8> {
 
 fn encode_human(msg: &ServerMsg) -> String {
     match msg {
-        ServerMsg::Welcome { name, room, .. } => {
-            format!("* welcome, {name}! you are in {room}. /help lists the commands.\n")
+        ServerMsg::Welcome {
+            name,
+            room,
+            members,
+            ..
+        } => {
+            let others = match members.saturating_sub(1) {
+                0 => "nobody else".to_string(),
+                1 => "1 other".to_string(),
+                n => format!("{n} others"),
+            };
+            format!(
+                "* welcome, {name}! you are in {room} with {others}. /help lists the commands.\n"
+            )
         }
         ServerMsg::Message(m) => {
             let prefix = format!("[{}] {}: ", clock(&m.ts), m.from);

@@ -6,7 +6,7 @@
 //! every client and writes their `disconnect` rows) and waits, for a bounded time, for the
 //! connection threads to finish writing.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use log::{debug, error, info, warn};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::connection::{self, Reader};
 use crate::error::{Error, Result};
@@ -35,6 +36,9 @@ pub struct Config {
     pub outbox: usize,
     /// Stack size of each connection's reader thread; the writer gets a quarter.
     pub stack_size: usize,
+    /// Rooms with more members than this get no join/leave notices (and joiners get a member
+    /// count instead of the list), so a reconnect storm does not cost O(n^2) writes.
+    pub notice_limit: usize,
     /// How long [`Server::run`] waits for connection threads after the broadcaster stops.
     pub drain_timeout: Duration,
 }
@@ -47,9 +51,38 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(30),
             outbox: 1024,
             stack_size: 256 * 1024,
+            notice_limit: 200,
             drain_timeout: Duration::from_secs(5),
         }
     }
+}
+
+/// Binds a listener for `addr` with a deep accept queue (std's default of 128 overflows in a
+/// login storm, and every dropped SYN costs its client a one-second retry) and `SO_REUSEADDR`
+/// (so a restart does not wait for old connections in TIME_WAIT).
+pub fn bind(addr: &str) -> Result<TcpListener> {
+    let sockaddr = addr
+        .to_socket_addrs()
+        .map_err(|e| Error::io(format!("cannot resolve {addr}"), e))?
+        .next()
+        .ok_or_else(|| Error::Config(format!("{addr} resolves to no address")))?;
+    let socket = Socket::new(
+        Domain::for_address(sockaddr),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .map_err(|e| Error::io("cannot create a socket", e))?;
+    socket
+        .set_reuse_address(true)
+        .map_err(|e| Error::io("cannot set SO_REUSEADDR", e))?;
+    socket
+        .bind(&sockaddr.into())
+        .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
+    // The kernel caps this at net.core.somaxconn.
+    socket
+        .listen(4096)
+        .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
+    Ok(socket.into())
 }
 
 /// A server ready to accept on its listener.
@@ -96,7 +129,9 @@ impl Server {
             .map_err(|e| Error::io("cannot read the listener's address", e))?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| Error::io(format!("cannot create {}", config.data_dir.display()), e))?;
-        let mut hub = Hub::open(&config.data_dir)?.with_outbox(config.outbox);
+        let mut hub = Hub::open(&config.data_dir)?
+            .with_outbox(config.outbox)
+            .with_notice_limit(config.notice_limit);
         hub.log_server_event(
             "start",
             &format!("chatroom {} on {local}", env!("CARGO_PKG_VERSION")),
@@ -178,12 +213,12 @@ impl Server {
         };
         // Chat lines are small and latency matters; the writer coalesces bursts itself.
         let _ = stream.set_nodelay(true);
-        let clones = (stream.try_clone(), stream.try_clone());
-        let (Ok(for_hub), Ok(for_writer)) = clones else {
-            error!("conn {conn}: cannot clone the socket of {peer}; refusing it");
-            return;
-        };
-        let (outbox_tx, outbox_rx) = crossbeam_channel::bounded(self.config.outbox);
+        // One socket, shared: the reader reads, the writer writes, the broadcaster may shut it
+        // down. One descriptor per connection, not three.
+        let stream = Arc::new(stream);
+        let for_hub = stream.clone();
+        let for_writer = stream.clone();
+        let (outbox_tx, outbox_rx) = crate::outbox::outbox(self.config.outbox);
         let thread_name = format!("conn-{conn}");
         let connect = Event::Connect {
             conn,

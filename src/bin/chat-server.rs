@@ -2,7 +2,6 @@
 //! SIGINT or SIGTERM.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -32,6 +31,9 @@ struct Args {
     /// Messages that may wait for one client before it counts as a slow consumer.
     #[arg(long, env = "CHAT_OUTBOX", default_value_t = 1024)]
     outbox: usize,
+    /// Rooms with more members than this get no join/leave notices.
+    #[arg(long, env = "CHAT_NOTICE_LIMIT", default_value_t = 200)]
+    notice_limit: usize,
 }
 
 fn main() -> ExitCode {
@@ -61,10 +63,15 @@ fn run(args: Args) -> chatroom::Result<()> {
         max_line: args.max_line,
         handshake_timeout: Duration::from_secs_f64(args.handshake_timeout),
         outbox: args.outbox,
+        notice_limit: args.notice_limit,
         ..Config::default()
     };
-    let listener = TcpListener::bind(&args.bind)
-        .map_err(|e| chatroom::Error::io(format!("cannot listen on {}", args.bind), e))?;
+    // Each client costs a descriptor: allow as many as the hard limit does.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => log::info!("descriptor limit {n}"),
+        Err(e) => log::warn!("cannot raise the descriptor limit: {e}"),
+    }
+    let listener = chatroom::server::bind(&args.bind)?;
     let local = listener
         .local_addr()
         .map_err(|e| chatroom::Error::io("cannot read the listener's address", e))?;

@@ -1,0 +1,216 @@
+//! `chat-bench`: the load generator. Starts a `chat-server` (the one next to this binary) or
+//! attaches to one, runs a workload, prints one JSON line per run and a readable summary.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use chatroom::bench::{self, FanoutSpec, SuiteOptions, Target};
+
+/// Measure a chat server: deliveries per second, losses, latency, memory.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    #[command(subcommand)]
+    workload: Workload,
+    /// Attach to a running server instead of starting one.
+    #[arg(long, global = true)]
+    addr: Option<SocketAddr>,
+    /// The attached server's pid, to read its memory and CPU from /proc.
+    #[arg(long, global = true)]
+    pid: Option<u32>,
+    /// Extra arguments for a server the benchmark starts (repeatable).
+    #[arg(long = "server-arg", global = true, allow_hyphen_values = true)]
+    server_args: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Workload {
+    /// Receivers and senders in one room at a fixed total rate (open loop).
+    Fanout {
+        #[arg(long, default_value_t = 200)]
+        receivers: usize,
+        #[arg(long, default_value_t = 10)]
+        senders: usize,
+        /// Messages per second, all senders together.
+        #[arg(long, default_value_t = 5000.0)]
+        rate: f64,
+        /// Bytes of message text.
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// Step the rate up and report the highest with 0 lost and p99 < 50 ms.
+        #[arg(long)]
+        find_max: bool,
+    },
+    /// Many idle clients: time to connect and join, memory per connection, one message round.
+    Connections {
+        #[arg(long, default_value_t = 10_000)]
+        clients: usize,
+    },
+    /// Start-up and join on a generated messages.csv.
+    Startup {
+        /// Size of the generated log, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        log_mib: u64,
+    },
+    /// A few seconds of light fanout; fails unless nothing was lost (used by the test suite).
+    Smoke,
+    /// Every workload, `--runs` times; prints the figures as Markdown.
+    Suite {
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Scale the client counts and rates (1.0 is the documented suite).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        #[arg(long, default_value_t = 1024)]
+        log_mib: u64,
+        /// Write the Markdown here instead of stdout.
+        #[arg(long)]
+        markdown: Option<std::path::PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("chat-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn target(args: &Args) -> chatroom::Result<Target> {
+    match args.addr {
+        Some(addr) => Ok(Target::attach(addr, args.pid)),
+        None => Ok(Target::start(None, &args.server_args)?.0),
+    }
+}
+
+fn run(args: Args) -> chatroom::Result<bool> {
+    let limit = bench::raise_fd_limit();
+    log::info!("descriptor limit {limit}");
+    match &args.workload {
+        Workload::Fanout {
+            receivers,
+            senders,
+            rate,
+            size,
+            duration,
+            find_max,
+        } => {
+            let spec = FanoutSpec {
+                receivers: *receivers,
+                senders: *senders,
+                rate: *rate,
+                size: *size,
+                duration_s: *duration,
+            };
+            let target = target(&args)?;
+            if *find_max {
+                let (best, r) = bench::find_max(&target, &spec)?;
+                println!("highest rate with 0 lost and p99 < 50 ms: {best:.0} messages/s");
+                if let Some(r) = r {
+                    println!(
+                        "  {:.0} deliveries/s, p99 {:.2} ms",
+                        r.deliveries_per_s, r.p99_ms
+                    );
+                }
+                return Ok(true);
+            }
+            let r = bench::fanout(&target, &spec)?;
+            println!("{}", serde_json::to_string(&r).expect("serializes"));
+            println!(
+                "fanout: {:.0} deliveries/s, lost {}, duplicated {}, latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}, server CPU {:.2} cores",
+                r.deliveries_per_s,
+                r.lost,
+                r.duplicated,
+                r.p50_ms,
+                r.p90_ms,
+                r.p99_ms,
+                r.p999_ms,
+                r.max_ms,
+                r.server_cpu_per_s.unwrap_or(0.0)
+            );
+            Ok(r.lost == 0 && r.duplicated == 0)
+        }
+        Workload::Connections { clients } => {
+            let target = target(&args)?;
+            let r = bench::connections(&target, *clients)?;
+            println!("{}", serde_json::to_string(&r).expect("serializes"));
+            println!(
+                "connections: {} clients joined in {:.2} s; server RSS {:.1} KiB per connection, {} threads; one message reached the first in {:.2} ms and the last in {:.2} ms",
+                r.clients,
+                r.connect_join_s,
+                r.rss_per_conn_kib.unwrap_or(0.0),
+                r.threads.unwrap_or(0),
+                r.round_first_ms,
+                r.round_last_ms
+            );
+            Ok(true)
+        }
+        Workload::Startup { log_mib } => {
+            let dir = bench::scratch_dir("startup")?;
+            let (bytes, rows) = bench::generate_log(&dir, log_mib << 20)?;
+            let r = bench::startup(&dir, rows, bytes, &args.server_args);
+            let _ = std::fs::remove_dir_all(&dir);
+            let r = r?;
+            println!("{}", serde_json::to_string(&r).expect("serializes"));
+            println!(
+                "startup: {} rows ({:.0} MiB): listening after {:.1} ms, a join took {:.2} ms, next id {}",
+                r.log_rows,
+                r.log_bytes as f64 / (1 << 20) as f64,
+                r.startup_ms,
+                r.join_ms,
+                r.next_id
+            );
+            Ok(r.next_id == rows + 1)
+        }
+        Workload::Smoke => {
+            let target = target(&args)?;
+            let spec = FanoutSpec {
+                receivers: 20,
+                senders: 2,
+                rate: 200.0,
+                size: 100,
+                duration_s: 1.0,
+            };
+            let r = bench::fanout(&target, &spec)?;
+            println!("{}", serde_json::to_string(&r).expect("serializes"));
+            let expected = r.sent * spec.receivers as u64;
+            println!(
+                "smoke: sent {}, {} of {} deliveries, lost {}, duplicated {}",
+                r.sent, r.deliveries, expected, r.lost, r.duplicated
+            );
+            Ok(r.sent > 0 && r.lost == 0 && r.duplicated == 0 && r.deliveries == expected)
+        }
+        Workload::Suite {
+            runs,
+            scale,
+            log_mib,
+            markdown,
+        } => {
+            let opts = SuiteOptions {
+                runs: *runs,
+                scale: *scale,
+                log_bytes: log_mib << 20,
+                server_args: args.server_args.clone(),
+            };
+            let md = bench::suite(&opts)?;
+            match markdown {
+                Some(path) => std::fs::write(path, md).map_err(|e| {
+                    chatroom::Error::io(format!("cannot write {}", path.display()), e)
+                })?,
+                None => print!("{md}"),
+            }
+            Ok(true)
+        }
+    }
+}
