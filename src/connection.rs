@@ -222,25 +222,34 @@ pub fn write_loop(conn: u64, stream: Arc<TcpStream>, outbox: OutboxReceiver) {
     // straight from its shared bytes.
     let mut buf: Vec<u8> = Vec::new();
     while let Ok(first) = outbox.recv() {
-        let mut result = Ok(());
-        match outbox.try_recv() {
-            Err(_) => result = (&*stream).write_all(&first),
+        // Hold the write lock from here, so the broadcaster's fast path cannot slip a later
+        // message onto the socket before these.
+        let _writing = outbox.lock();
+        let mut taken = 1;
+        let result = match outbox.try_recv() {
+            Err(_) => (&*stream).write_all(&first),
             Ok(second) => {
+                taken += 1;
                 buf.clear();
                 buf.extend_from_slice(&first);
                 buf.extend_from_slice(&second);
                 while buf.len() < MAX_COALESCE {
                     match outbox.try_recv() {
-                        Ok(more) => buf.extend_from_slice(&more),
+                        Ok(more) => {
+                            taken += 1;
+                            buf.extend_from_slice(&more);
+                        }
                         Err(_) => break,
                     }
                 }
-                result = result.and_then(|()| (&*stream).write_all(&buf));
+                let r = (&*stream).write_all(&buf);
                 if buf.capacity() > 4 * MAX_COALESCE {
                     buf = Vec::new();
                 }
+                r
             }
-        }
+        };
+        outbox.written(taken);
         if let Err(e) = result {
             if is_hangup(&e) {
                 debug!("conn {conn}: peer went away while writing: {e}");

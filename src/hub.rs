@@ -78,6 +78,8 @@ pub struct Hub<W: std::io::Write = File> {
     /// Rooms with more members than this get no join/leave notices and no member list on
     /// joining: in a reconnect storm those would cost O(n^2) writes.
     notice_limit: usize,
+    /// How many threads may send one segment to a very large room (the cores).
+    send_threads: usize,
     /// Events already logged (staged) but not yet delivered, in log order.
     pending: Vec<Delivery>,
     /// Answers to `Hello`s, sent once the batch holding their welcome has been delivered, so
@@ -148,6 +150,7 @@ impl<W: std::io::Write> Hub<W> {
             next_id,
             max_batch: MAX_BATCH,
             notice_limit: usize::MAX,
+            send_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             pending: Vec::new(),
             replies: Vec::new(),
         }
@@ -451,7 +454,12 @@ impl<W: std::io::Write> Hub<W> {
                 }
                 return;
             }
+            let started = std::time::Instant::now();
             let slow = self.deliver();
+            let took = started.elapsed();
+            if took > std::time::Duration::from_millis(5) {
+                debug!("delivering a batch took {took:?}");
+            }
             for conn in slow {
                 if let Some(client) = self.clients.get(&conn) {
                     warn!(
@@ -489,61 +497,149 @@ impl<W: std::io::Write> Hub<W> {
         }
     }
 
-    /// Hands every pending delivery to its recipients' outboxes; returns the slow consumers.
+    /// Hands every pending delivery to its recipients; returns the slow consumers.
+    ///
+    /// Consecutive room-wide deliveries form a segment. Each is encoded once per mode, and the
+    /// segment is concatenated once per mode, so a recipient gets the whole segment in one
+    /// send (or one outbox push). Only the few recipients for whom the segment differs (a
+    /// human-mode sender, who is not echoed; the one a `RoomExcept` leaves out) get bytes of
+    /// their own.
     fn deliver(&mut self) -> Vec<u64> {
         let mut slow: Vec<u64> = Vec::new();
         let pending = std::mem::take(&mut self.pending);
-        for d in &pending {
-            // Encode once per mode, on first need, and share the bytes.
-            let mut human: Option<Bytes> = None;
-            let mut json: Option<Bytes> = None;
-            let mut send = |conn: u64, client: &Client, slow: &mut Vec<u64>| {
-                let bytes = match client.mode {
-                    Mode::Human => human
-                        .get_or_insert_with(|| Arc::from(protocol::encode(&d.msg, Mode::Human))),
-                    Mode::Json => {
-                        json.get_or_insert_with(|| Arc::from(protocol::encode(&d.msg, Mode::Json)))
-                    }
-                };
-                match client.outbox.push(bytes.clone()) {
-                    Ok(()) => {}
-                    Err(PushError::Full) => {
-                        if !slow.contains(&conn) {
-                            slow.push(conn);
-                        }
-                    }
-                    // The writer is gone; the connection thread reports the end.
-                    Err(PushError::Closed) => {}
+        let mut i = 0;
+        while i < pending.len() {
+            if let Target::One(conn) = pending[i].target {
+                if let Some(c) = self.clients.get(&conn) {
+                    let bytes: Bytes = Arc::from(protocol::encode(&pending[i].msg, c.mode));
+                    send(conn, c, &bytes, &mut slow);
                 }
-            };
-            match d.target {
-                Target::One(conn) => {
-                    if let Some(c) = self.clients.get(&conn) {
-                        send(conn, c, &mut slow);
-                    }
-                }
-                Target::Room { sender } => {
-                    for (&conn, c) in &self.clients {
-                        if c.name.is_none() || slow.contains(&conn) {
-                            continue;
-                        }
-                        if Some(conn) == sender && c.mode == Mode::Human {
-                            continue;
-                        }
-                        send(conn, c, &mut slow);
-                    }
-                }
-                Target::RoomExcept(except) => {
-                    for (&conn, c) in &self.clients {
-                        if c.name.is_none() || conn == except || slow.contains(&conn) {
-                            continue;
-                        }
-                        send(conn, c, &mut slow);
-                    }
-                }
+                i += 1;
+                continue;
             }
+            let end = pending[i..]
+                .iter()
+                .position(|d| matches!(d.target, Target::One(_)))
+                .map_or(pending.len(), |n| i + n);
+            self.deliver_segment(&pending[i..end], &mut slow);
+            i = end;
         }
         slow
+    }
+
+    /// Delivers a run of room-wide deliveries; see [`Hub::deliver`].
+    fn deliver_segment(&self, seg: &[Delivery], slow: &mut Vec<u64>) {
+        // Who gets something other than the whole segment.
+        let mut special: Vec<u64> = Vec::new();
+        for d in seg {
+            let conn = match d.target {
+                Target::Room { sender: Some(s) } => match self.clients.get(&s) {
+                    Some(c) if c.mode == Mode::Human => s,
+                    _ => continue,
+                },
+                Target::RoomExcept(c) => c,
+                _ => continue,
+            };
+            if !special.contains(&conn) {
+                special.push(conn);
+            }
+        }
+        let mut parts = Encoded::new(seg);
+        let mut whole: [Option<Bytes>; 2] = [None, None];
+        let mut everyone: Vec<(u64, &Client)> = Vec::with_capacity(self.clients.len());
+        for (&conn, client) in &self.clients {
+            if client.name.is_none() || slow.contains(&conn) {
+                continue;
+            }
+            if special.contains(&conn) {
+                let mut own = Vec::new();
+                for (k, d) in seg.iter().enumerate() {
+                    let skip = match d.target {
+                        Target::Room { sender } => sender == Some(conn),
+                        Target::RoomExcept(c) => c == conn,
+                        Target::One(_) => true,
+                    };
+                    if !skip {
+                        own.extend_from_slice(parts.get(k, client.mode));
+                    }
+                }
+                if !own.is_empty() {
+                    send(conn, client, &Arc::from(own), slow);
+                }
+                continue;
+            }
+            whole[client.mode as usize].get_or_insert_with(|| {
+                let mut all = Vec::new();
+                for k in 0..seg.len() {
+                    all.extend_from_slice(parts.get(k, client.mode));
+                }
+                Arc::from(all)
+            });
+            everyone.push((conn, client));
+        }
+        let send_all = |part: &[(u64, &Client)]| {
+            let mut slow = Vec::new();
+            for &(conn, client) in part {
+                let bytes = whole[client.mode as usize].as_ref().expect("encoded above");
+                send(conn, client, bytes, &mut slow);
+            }
+            slow
+        };
+        // A send costs microseconds (over loopback it includes the receiver's TCP work), so a
+        // room of thousands is split across the cores; small rooms stay on this thread.
+        let workers = (everyone.len() / PARALLEL_SEND_MIN).clamp(1, self.send_threads);
+        if workers == 1 {
+            slow.extend(send_all(&everyone));
+            return;
+        }
+        let chunk = everyone.len().div_ceil(workers);
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = everyone[chunk..]
+                .chunks(chunk)
+                .map(|part| scope.spawn(|| send_all(part)))
+                .collect();
+            slow.extend(send_all(&everyone[..chunk]));
+            for h in helpers {
+                slow.extend(h.join().expect("a send helper panicked"));
+            }
+        });
+    }
+}
+
+/// The fewest recipients per thread worth a helper thread for one segment.
+const PARALLEL_SEND_MIN: usize = 1024;
+
+/// Hands `bytes` to one client, noting it as slow if its outbox is full.
+fn send(conn: u64, client: &Client, bytes: &Bytes, slow: &mut Vec<u64>) {
+    match client.outbox.deliver(bytes, &client.stream) {
+        Ok(()) => {}
+        Err(PushError::Full) => {
+            if !slow.contains(&conn) {
+                slow.push(conn);
+            }
+        }
+        // The writer is gone; the connection thread reports the end.
+        Err(PushError::Closed) => {}
+    }
+}
+
+/// The encodings of a segment's deliveries, made on first need, once per mode.
+struct Encoded<'a> {
+    seg: &'a [Delivery],
+    /// Indexed by `Mode as usize`, then by position in the segment.
+    bytes: [Vec<Option<Vec<u8>>>; 2],
+}
+
+impl<'a> Encoded<'a> {
+    fn new(seg: &'a [Delivery]) -> Encoded<'a> {
+        Encoded {
+            seg,
+            bytes: [vec![None; seg.len()], vec![None; seg.len()]],
+        }
+    }
+
+    fn get(&mut self, k: usize, mode: Mode) -> &[u8] {
+        self.bytes[mode as usize][k].get_or_insert_with(|| protocol::encode(&self.seg[k].msg, mode))
     }
 }
 

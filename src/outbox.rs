@@ -1,14 +1,23 @@
-//! A client's outbox: a queue of encoded messages with a bound on how many may wait.
+//! A client's outbox: a queue of encoded messages with a bound on how many may wait, and a
+//! fast path that skips the queue.
 //!
 //! A crossbeam `bounded` channel allocates every slot up front: 1,024 slots cost 24 KiB per
 //! client even when empty, which is most of a connection's memory. This is an `unbounded`
 //! channel (it allocates small blocks as messages arrive and frees them as they leave) plus an
-//! atomic count of queued messages that enforces the same bound.
+//! atomic count of messages not yet written, which enforces the same bound.
+//!
+//! [`Outbox::deliver`] is the broadcaster's fast path: when nothing is queued and the writer is
+//! idle, it sends with `MSG_DONTWAIT` itself, which never blocks, and queues only what the
+//! socket did not take. Waking one writer thread per recipient per message is what limits a
+//! thread-per-client server; most deliveries need no wake-up at all this way.
 
-use std::sync::Arc;
+use std::io;
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crossbeam_channel::{Receiver, RecvError, Sender, TryRecvError};
+use socket2::SockRef;
 
 use crate::hub::Bytes;
 
@@ -21,12 +30,21 @@ pub enum PushError {
     Closed,
 }
 
+/// State shared by every handle of one outbox.
+struct Shared {
+    /// Messages pushed and not yet written: the writer lowers it only after writing, so zero
+    /// means nothing is queued *and* nothing is half-way to the socket.
+    queued: AtomicUsize,
+    /// Held by whoever writes to the socket (the writer thread, or the broadcaster's fast
+    /// path), so bytes from the two never interleave.
+    writing: Mutex<()>,
+}
+
 /// The sending side; cloned by the broadcaster and the connection's reader.
 #[derive(Clone)]
 pub struct Outbox {
     tx: Sender<Bytes>,
-    /// Messages pushed and not yet taken by the writer.
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
     /// The most messages that may wait.
     limit: usize,
 }
@@ -34,51 +52,86 @@ pub struct Outbox {
 /// The receiving side, owned by the connection's writer thread.
 pub struct OutboxReceiver {
     rx: Receiver<Bytes>,
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
 }
 
 /// A new outbox holding at most `limit` messages.
 pub fn outbox(limit: usize) -> (Outbox, OutboxReceiver) {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let queued = Arc::new(AtomicUsize::new(0));
+    let shared = Arc::new(Shared {
+        queued: AtomicUsize::new(0),
+        writing: Mutex::new(()),
+    });
     (
         Outbox {
             tx,
-            queued: queued.clone(),
+            shared: shared.clone(),
             limit,
         },
-        OutboxReceiver { rx, queued },
+        OutboxReceiver { rx, shared },
     )
 }
 
 impl Outbox {
     /// Queues `bytes` unless the outbox is full or closed; never blocks.
     pub fn push(&self, bytes: Bytes) -> Result<(), PushError> {
-        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.limit {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+        let queued = &self.shared.queued;
+        if queued.fetch_add(1, Ordering::AcqRel) >= self.limit {
+            queued.fetch_sub(1, Ordering::AcqRel);
             return Err(PushError::Full);
         }
         self.tx.send(bytes).map_err(|_| {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+            queued.fetch_sub(1, Ordering::AcqRel);
             PushError::Closed
         })
+    }
+
+    /// Delivers `bytes` to `stream`: written at once without blocking when the outbox is idle,
+    /// queued for the writer thread otherwise (or for what the socket did not take).
+    pub fn deliver(&self, bytes: &Bytes, stream: &TcpStream) -> Result<(), PushError> {
+        let Ok(_writing) = self.shared.writing.try_lock() else {
+            return self.push(bytes.clone());
+        };
+        if self.shared.queued.load(Ordering::Acquire) != 0 {
+            return self.push(bytes.clone());
+        }
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        match SockRef::from(stream).send_with_flags(bytes, flags) {
+            Ok(n) if n == bytes.len() => Ok(()),
+            // The rest goes through the queue; we still hold the lock, so nothing can get
+            // between the part written and the part queued.
+            Ok(n) => self.push(Arc::from(&bytes[n..])),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.push(bytes.clone()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => self.push(bytes.clone()),
+            // A dead socket: the connection's reader reports the end.
+            Err(_) => Err(PushError::Closed),
+        }
     }
 }
 
 impl OutboxReceiver {
     /// The next message, waiting for one; an error once every `Outbox` is dropped and the
-    /// queue is empty.
+    /// queue is empty. Call [`OutboxReceiver::written`] once it is on the socket.
     pub fn recv(&self) -> Result<Bytes, RecvError> {
-        let b = self.rx.recv()?;
-        self.queued.fetch_sub(1, Ordering::AcqRel);
-        Ok(b)
+        self.rx.recv()
     }
 
     /// The next message if one is waiting.
     pub fn try_recv(&self) -> Result<Bytes, TryRecvError> {
-        let b = self.rx.try_recv()?;
-        self.queued.fetch_sub(1, Ordering::AcqRel);
-        Ok(b)
+        self.rx.try_recv()
+    }
+
+    /// The lock to hold while writing to the socket.
+    pub fn lock(&self) -> MutexGuard<'_, ()> {
+        self.shared
+            .writing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records that `n` received messages are now written.
+    pub fn written(&self, n: usize) {
+        self.shared.queued.fetch_sub(n, Ordering::AcqRel);
     }
 }
 
@@ -97,9 +150,13 @@ mod tests {
         assert_eq!(tx.push(b("b")), Ok(()));
         assert_eq!(tx.push(b("c")), Err(PushError::Full));
         assert_eq!(&*rx.recv().unwrap(), b"a");
+        // Taken but not yet written still counts.
+        assert_eq!(tx.push(b("d")), Err(PushError::Full));
+        rx.written(1);
         assert_eq!(tx.push(b("d")), Ok(()));
         assert_eq!(&*rx.try_recv().unwrap(), b"b");
         assert_eq!(&*rx.try_recv().unwrap(), b"d");
+        rx.written(2);
         assert!(rx.try_recv().is_err());
     }
 
@@ -116,6 +173,33 @@ mod tests {
         drop(rx);
         assert_eq!(tx.push(b("x")), Err(PushError::Closed));
         // A refused push does not count against the bound.
-        assert_eq!(tx.queued.load(Ordering::Acquire), 0);
+        assert_eq!(tx.shared.queued.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn deliver_writes_directly_when_idle_and_queues_behind_a_backlog() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let (tx, rx) = outbox(8);
+        tx.deliver(&b("one\n"), &server).unwrap();
+        assert!(rx.try_recv().is_err(), "an idle outbox is bypassed");
+        // With something queued, later deliveries queue behind it, in order.
+        tx.push(b("two\n")).unwrap();
+        tx.deliver(&b("three\n"), &server).unwrap();
+        assert_eq!(&*rx.try_recv().unwrap(), b"two\n");
+        assert_eq!(&*rx.try_recv().unwrap(), b"three\n");
+        // While the writer holds the lock, the broadcaster queues instead of writing.
+        rx.written(2);
+        let guard = rx.lock();
+        tx.deliver(&b("four\n"), &server).unwrap();
+        drop(guard);
+        assert_eq!(&*rx.try_recv().unwrap(), b"four\n");
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut got = [0u8; 4];
+        std::io::Read::read_exact(&mut &client, &mut got).unwrap();
+        assert_eq!(&got, b"one\n");
     }
 }

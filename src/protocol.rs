@@ -46,9 +46,9 @@ const RESERVED_NAMES: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Readable lines for `nc` and people.
-    Human,
+    Human = 0,
     /// One JSON object per line, for programs.
-    Json,
+    Json = 1,
 }
 
 /// The first line of a connection, once parsed.
