@@ -175,7 +175,7 @@ pub enum ErrorCode {
     UnknownCommand,
     HandshakeTimeout,
     Storage,
-    ShuttingDown,
+    ServerFull,
 }
 
 /// One chat message as it was logged: every recipient sees the same fields.

@@ -6,10 +6,11 @@
 //! every client and writes their `disconnect` rows) and waits, for a bounded time, for the
 //! connection threads to finish writing.
 
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,9 @@ pub struct Config {
     /// Rooms with more members than this get no join/leave notices (and joiners get a member
     /// count instead of the list), so a reconnect storm does not cost O(n^2) writes.
     pub notice_limit: usize,
+    /// The most connections served at once; more are refused with a line saying why. `None`
+    /// means what the kernel's limits allow (see [`capacity`]).
+    pub max_clients: Option<usize>,
     /// How long [`Server::run`] waits for connection threads after the broadcaster stops.
     pub drain_timeout: Duration,
 }
@@ -52,6 +56,7 @@ impl Default for Config {
             outbox: 1024,
             stack_size: 256 * 1024,
             notice_limit: 200,
+            max_clients: None,
             drain_timeout: Duration::from_secs(5),
         }
     }
@@ -85,6 +90,52 @@ pub fn bind(addr: &str) -> Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// How many connections this process can serve before the kernel refuses threads,
+/// descriptors or memory mappings, with the limit that binds; read from `/proc` and rlimits.
+///
+/// Each connection costs two threads, one descriptor, and about four memory mappings per
+/// thread (stack, its guard page, the signal stack, its guard page). Past
+/// `vm.max_map_count` a new thread cannot set up its signal stack and the process aborts, so
+/// the server must refuse connections before that point rather than after.
+pub fn capacity() -> (usize, String) {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+    };
+    let mut limits: Vec<(usize, String)> = Vec::new();
+    if let Some(maps) = read("/proc/sys/vm/max_map_count") {
+        limits.push((
+            maps.saturating_sub(2048) / 8,
+            format!("vm.max_map_count={maps}"),
+        ));
+    }
+    if let Some(threads) = read("/proc/sys/kernel/threads-max") {
+        limits.push((
+            threads.saturating_sub(256) / 2,
+            format!("kernel.threads-max={threads}"),
+        ));
+    }
+    if let Some(pids) = read("/proc/sys/kernel/pid_max") {
+        limits.push((
+            pids.saturating_sub(1024) / 2,
+            format!("kernel.pid_max={pids}"),
+        ));
+    }
+    if let Ok((soft, _)) = rlimit::Resource::NOFILE.get() {
+        let soft = usize::try_from(soft).unwrap_or(usize::MAX);
+        limits.push((soft.saturating_sub(64), format!("RLIMIT_NOFILE={soft}")));
+    }
+    if let Ok((soft, _)) = rlimit::Resource::NPROC.get() {
+        let soft = usize::try_from(soft).unwrap_or(usize::MAX);
+        limits.push((soft.saturating_sub(256) / 2, format!("RLIMIT_NPROC={soft}")));
+    }
+    limits
+        .into_iter()
+        .min_by_key(|(n, _)| *n)
+        .unwrap_or((usize::MAX, "no known limit".to_string()))
+}
+
 /// A server ready to accept on its listener.
 pub struct Server {
     listener: TcpListener,
@@ -98,6 +149,20 @@ pub struct Server {
     stopping: Arc<AtomicBool>,
     /// The address `shutdown` connects to, to wake the blocking accept.
     wake_addr: SocketAddr,
+    /// The most connections served at once.
+    max_clients: usize,
+    /// Connections being served now: raised on accept, lowered when both of a connection's
+    /// threads have ended.
+    live: Arc<AtomicUsize>,
+}
+
+/// Lowers the live-connection count when the last of a connection's threads drops it.
+struct LiveGuard(Arc<AtomicUsize>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Stops a running [`Server`] from another thread (a signal handler's thread, a test).
@@ -145,7 +210,23 @@ impl Server {
             .name("broadcaster".into())
             .spawn(move || hub.run(rx))
             .map_err(|e| Error::io("cannot start the broadcaster thread", e))?;
+        let (kernel_cap, binding) = capacity();
+        let max_clients = match config.max_clients {
+            Some(n) if n > kernel_cap => {
+                warn!(
+                    "--max-clients {n} is more than this machine allows ({kernel_cap}, {binding}); using {kernel_cap}"
+                );
+                kernel_cap
+            }
+            Some(n) => n,
+            None => kernel_cap,
+        };
+        info!(
+            "serving at most {max_clients} clients at once (the kernel allows {kernel_cap}; bound by {binding})"
+        );
         Ok(Server {
+            max_clients,
+            live: Arc::new(AtomicUsize::new(0)),
             next_conn,
             listener,
             config,
@@ -204,6 +285,24 @@ impl Server {
     }
 
     fn spawn_connection(&self, conn: u64, stream: TcpStream, alive: &Sender<()>) {
+        if self.live.fetch_add(1, Ordering::AcqRel) >= self.max_clients {
+            self.live.fetch_sub(1, Ordering::AcqRel);
+            let peer = stream
+                .peer_addr()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            warn!(
+                "refusing {peer}: {} clients connected, the most this server takes",
+                self.max_clients
+            );
+            // Best effort and non-blocking: the client learns why before the close.
+            let _ = stream.set_nonblocking(true);
+            let _ = (&stream).write_all(
+                b"! the server is full; try again later\n{\"type\":\"error\",\"code\":\"server_full\",\"message\":\"the server is full; try again later\"}\n",
+            );
+            return;
+        }
+        let live = Arc::new(LiveGuard(self.live.clone()));
         let peer = match stream.peer_addr() {
             Ok(peer) => peer,
             Err(e) => {
@@ -231,11 +330,13 @@ impl Server {
             return;
         }
         let writer_alive = alive.clone();
+        let writer_live = live.clone();
         let writer = thread::Builder::new()
             .name(format!("conn-{conn}-w"))
             .stack_size((self.config.stack_size / 4).max(64 * 1024))
             .spawn(move || {
                 connection::write_loop(conn, for_writer, outbox_rx);
+                drop(writer_live);
                 drop(writer_alive);
             });
         if let Err(e) = writer {
@@ -256,6 +357,7 @@ impl Server {
             .stack_size(self.config.stack_size)
             .spawn(move || {
                 reader.run();
+                drop(live);
                 drop(reader_alive);
             });
         if let Err(e) = spawned {

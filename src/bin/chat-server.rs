@@ -34,6 +34,9 @@ struct Args {
     /// Rooms with more members than this get no join/leave notices.
     #[arg(long, env = "CHAT_NOTICE_LIMIT", default_value_t = 200)]
     notice_limit: usize,
+    /// Most clients at once (default: what the kernel's limits allow; logged at start-up).
+    #[arg(long, env = "CHAT_MAX_CLIENTS")]
+    max_clients: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn run(args: Args) -> chatroom::Result<()> {
         handshake_timeout: Duration::from_secs_f64(args.handshake_timeout),
         outbox: args.outbox,
         notice_limit: args.notice_limit,
+        max_clients: args.max_clients,
         ..Config::default()
     };
     // Each client costs a descriptor: allow as many as the hard limit does.

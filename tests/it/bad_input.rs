@@ -226,3 +226,20 @@ fn a_reset_connection_is_cleaned_up() {
         row[7]
     );
 }
+
+#[test]
+fn connections_beyond_max_clients_are_refused_with_a_reason() {
+    let server = start_with(|c| c.max_clients = Some(2));
+    let mut a = server.human("first");
+    let _b = server.human("second");
+    let mut third = Client::connect(server.addr);
+    let said = third.closed();
+    assert!(
+        said.starts_with("! the server is full; try again later\n"),
+        "{said:?}"
+    );
+    assert!(said.contains(r#""code":"server_full""#), "{said:?}");
+    // Those already connected carry on.
+    a.until("second joined");
+    a.nothing_pending(false);
+}
