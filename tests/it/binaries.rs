@@ -8,11 +8,27 @@ use serde_json::json;
 
 use crate::support::{Client, ServerProcess, TIMEOUT, csv_rows, start_server, wait_timeout};
 
-const BINARIES: [&str; 3] = [
+const BINARIES: [&str; 4] = [
     env!("CARGO_BIN_EXE_chat-server"),
     env!("CARGO_BIN_EXE_chat-client"),
     env!("CARGO_BIN_EXE_chat-log"),
+    env!("CARGO_BIN_EXE_chat-bench"),
 ];
+
+/// A few seconds of the benchmark against a real server process it starts itself: every
+/// message reaches every receiver exactly once. Speed is not asserted here; that is the
+/// benchmark's job (scripts/bench.sh).
+#[test]
+fn a_short_benchmark_run_loses_nothing() {
+    let out = Command::new(BINARIES[3]).arg("smoke").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("lost 0, duplicated 0"), "{stdout}");
+}
 
 #[test]
 fn every_binary_has_help_and_version() {
