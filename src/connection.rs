@@ -63,17 +63,33 @@ impl Reader {
             BufReader::with_capacity(READ_BUFFER, &*self.stream),
             self.max_line,
         );
+        let mode = match self.handshake(&mut lines)? {
+            Ok(mode) => mode,
+            Err(reason) => return Ok(reason),
+        };
+        self.stream.set_read_timeout(None)?;
+        self.chat(&mut lines, mode)
+    }
+
+    /// Greets, and reads names until one is granted: `Ok(Ok(mode))`, or `Ok(Err(reason))` when
+    /// the connection ended first. Its own frame, not inlined into `serve`: the stack's deepest
+    /// point sets how much of each thread's stack stays resident.
+    #[inline(never)]
+    fn handshake(
+        &self,
+        lines: &mut LineReader<BufReader<&TcpStream>>,
+    ) -> io::Result<Result<Mode, String>> {
         self.send_raw(protocol::GREETING.as_bytes());
         let deadline = Instant::now() + self.handshake_timeout;
-        let mode = loop {
+        loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Ok(self.handshake_timed_out());
+                return Ok(Err(self.handshake_timed_out()));
             }
             self.stream.set_read_timeout(Some(left))?;
             let line = match lines.read_line() {
                 Ok(line) => line,
-                Err(e) if is_timeout(&e) => return Ok(self.handshake_timed_out()),
+                Err(e) if is_timeout(&e) => return Ok(Err(self.handshake_timed_out())),
                 Err(e) => return Err(e),
             };
             let bytes = match line {
@@ -83,18 +99,13 @@ impl Reader {
                     self.refuse_name(Mode::Human, &ProtocolError::LineTooLong { limit });
                     continue;
                 }
-                Line::Eof | Line::EofMidLine => return Ok("closed during handshake".into()),
+                Line::Eof | Line::EofMidLine => return Ok(Err("closed during handshake".into())),
             };
             if matches!(
                 utf8(bytes).map(protocol::parse_command),
                 Ok(Ok(Request::Quit(_)))
             ) {
-                let bye = ServerMsg::Bye {
-                    ts: crate::storage::now_timestamp(),
-                    reason: "you left before choosing a name".into(),
-                };
-                self.send(Mode::Human, &bye);
-                return Ok("quit during handshake".into());
+                return Ok(Err(self.quit_before_name()));
             }
             let guess = if bytes.trim_ascii_start().starts_with(b"{") {
                 Mode::Json
@@ -116,16 +127,24 @@ impl Reader {
                 reply: reply_tx,
             };
             if self.events.send(hello_event).is_err() {
-                return Ok("server stopping".into());
+                return Ok(Err("server stopping".into()));
             }
             match reply_rx.recv() {
-                Ok(true) => break mode,
+                Ok(true) => return Ok(Ok(mode)),
                 // The broadcaster has sent the reason; ask again.
                 Ok(false) => self.prompt_again(mode),
-                Err(_) => return Ok("server stopping".into()),
+                Err(_) => return Ok(Err("server stopping".into())),
             }
-        };
-        self.stream.set_read_timeout(None)?;
+        }
+    }
+
+    /// Reads requests until the connection ends; returns why it ended.
+    #[inline(never)]
+    fn chat(
+        &self,
+        lines: &mut LineReader<BufReader<&TcpStream>>,
+        mode: Mode,
+    ) -> io::Result<String> {
         loop {
             let bytes = match lines.read_line()? {
                 Line::Complete(bytes) => bytes,
@@ -170,6 +189,19 @@ impl Reader {
         }
     }
 
+    #[cold]
+    #[inline(never)]
+    fn quit_before_name(&self) -> String {
+        let bye = ServerMsg::Bye {
+            ts: crate::storage::now_timestamp(),
+            reason: "you left before choosing a name".into(),
+        };
+        self.send(Mode::Human, &bye);
+        "quit during handshake".into()
+    }
+
+    #[cold]
+    #[inline(never)]
     fn handshake_timed_out(&self) -> String {
         let secs = self.handshake_timeout.as_secs_f64();
         let err = ServerMsg::Error {
@@ -180,6 +212,8 @@ impl Reader {
         "handshake timeout".into()
     }
 
+    #[cold]
+    #[inline(never)]
     fn refuse_name(&self, mode: Mode, err: &ProtocolError) {
         self.send(mode, &ServerMsg::error(err));
         self.prompt_again(mode);
