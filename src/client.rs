@@ -254,9 +254,24 @@ pub fn render(event: &Value, me: &str, style: &Style) -> Option<String> {
     let text = match event["type"].as_str()? {
         "message" => {
             let from = s("from");
-            let prefix = format!("[{}] ", local_clock(&event["ts"]));
+            let when = if event["history"] == true {
+                local_date_clock(&event["ts"])
+            } else {
+                local_clock(&event["ts"])
+            };
             let name = style.sender(&from, from == me);
-            let indent = " ".repeat(prefix.len() + from.chars().count() + 2);
+            let (head, sep) = match event["kind"].as_str() {
+                Some("direct") => (format!("{name} -> {}", s("to")), ": "),
+                Some("action") => (format!("#{} * {name}", s("room")), " "),
+                _ => (format!("#{} {name}", s("room")), ": "),
+            };
+            let visible_head = match event["kind"].as_str() {
+                Some("direct") => format!("{from} -> {}", s("to")).chars().count(),
+                Some("action") => s("room").chars().count() + from.chars().count() + 4,
+                _ => s("room").chars().count() + from.chars().count() + 2,
+            };
+            let prefix = format!("[{when}] ");
+            let indent = " ".repeat(prefix.chars().count() + visible_head + sep.len());
             let body = event["text"]
                 .as_str()
                 .unwrap_or_default()
@@ -264,16 +279,76 @@ pub fn render(event: &Value, me: &str, style: &Style) -> Option<String> {
                 .map(printable)
                 .collect::<Vec<_>>()
                 .join(&format!("\n{indent}"));
-            format!("{}{name}: {body}", style.dim(&prefix))
+            format!("{}{head}{sep}{body}", style.dim(&prefix))
+        }
+        "history_end" => style.system(&format!(
+            "end of history of #{} ({} messages)",
+            s("room"),
+            event["count"].as_u64().unwrap_or(0)
+        )),
+        "rooms" => {
+            let rooms: Vec<String> = event["rooms"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    format!(
+                        "#{} ({})",
+                        printable(r["name"].as_str().unwrap_or_default()),
+                        r["members"].as_u64().unwrap_or(0)
+                    )
+                })
+                .collect();
+            style.system(&format!("{} rooms: {}", rooms.len(), rooms.join(", ")))
+        }
+        "switched" => style.system(&format!("your messages now go to #{}", s("room"))),
+        "nick" => style.system(&format!(
+            "[{}] {} is now known as {}",
+            local_clock(&event["ts"]),
+            s("old"),
+            s("new")
+        )),
+        "presence" => {
+            let who = s("name");
+            let what = match event["away"].as_str() {
+                Some("") => "is away".to_string(),
+                Some(r) => format!("is away: {}", printable(r)),
+                None => "is back".to_string(),
+            };
+            style.system(&format!("[{}] {who} {what}", local_clock(&event["ts"])))
+        }
+        "whois" => {
+            let rooms: Vec<String> = event["rooms"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_str())
+                .map(|r| format!("#{}", printable(r)))
+                .collect();
+            let away = match event["away"].as_str() {
+                Some("") => "; away".to_string(),
+                Some(r) => format!("; away: {}", printable(r)),
+                None => String::new(),
+            };
+            style.system(&format!(
+                "{}: in {}; connected since {}{away}",
+                s("name"),
+                if rooms.is_empty() {
+                    "no room".to_string()
+                } else {
+                    rooms.join(", ")
+                },
+                local_date_clock(&event["connected"])
+            ))
         }
         "joined" => style.system(&format!(
-            "[{}] {} joined {}",
+            "[{}] {} joined #{}",
             local_clock(&event["ts"]),
             s("name"),
             s("room")
         )),
         "left" => style.system(&format!(
-            "[{}] {} left {} ({})",
+            "[{}] {} left #{} ({})",
             local_clock(&event["ts"]),
             s("name"),
             s("room"),
@@ -311,6 +386,14 @@ pub fn render(event: &Value, me: &str, style: &Style) -> Option<String> {
         _ => return None,
     };
     Some(text + "\n")
+}
+
+/// `YYYY-MM-DD HH:MM` in local time, for history (which may be from another day).
+fn local_date_clock(ts: &Value) -> String {
+    ts.as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|| "----------".to_string())
 }
 
 /// `HH:MM:SS` in local time, from an RFC 3339 timestamp.
@@ -392,11 +475,31 @@ mod tests {
     fn rendering_is_escape_safe_and_plain_without_colour() {
         let style = Style { color: false };
         let ev = json!({"type":"message","id":1,"ts":"2026-11-23T16:04:05.123Z","room":"lobby",
-                        "from":"mallory","text":"hi\u{1b}[2J\nsecond"});
+                        "from":"mallory","kind":"message","text":"hi\u{1b}[2J\nsecond"});
         let out = render(&ev, "me", &style).unwrap();
         assert!(!out.contains('\u{1b}'), "{out:?}");
-        assert!(out.contains("mallory: hi\\u{1b}[2J\n"), "{out:?}");
-        assert!(out.ends_with("second\n"), "{out:?}");
+        assert!(out.contains("#lobby mallory: hi\\u{1b}[2J\n"), "{out:?}");
+        let first = out.lines().next().unwrap();
+        let indent = out.lines().nth(1).unwrap().len() - "second".len();
+        assert_eq!(
+            &first[indent..indent + 2],
+            "hi",
+            "continuation aligned: {out:?}"
+        );
+        let dm = json!({"type":"message","id":2,"ts":"2026-11-23T16:04:05.123Z",
+                        "from":"bob","to":"me","kind":"direct","text":"psst"});
+        assert!(
+            render(&dm, "me", &style)
+                .unwrap()
+                .ends_with("bob -> me: psst\n")
+        );
+        let me_action = json!({"type":"message","id":3,"ts":"2026-11-23T16:04:05.123Z","room":"ops",
+                        "from":"bob","kind":"action","text":"waves"});
+        assert!(
+            render(&me_action, "me", &style)
+                .unwrap()
+                .ends_with("#ops * bob waves\n")
+        );
         let err = json!({"type":"error","code":"name_taken","message":"taken"});
         assert_eq!(render(&err, "me", &style).unwrap(), "! taken\n");
     }

@@ -1,13 +1,13 @@
-//! The broadcaster: one thread that owns membership and both CSV logs.
+//! The broadcaster: one thread that owns membership, rooms, names and both CSV logs.
 //!
 //! Connection threads send it [`Event`]s over one crossbeam channel. It handles a batch of
 //! queued events, appends their rows to `messages.csv` and `data.csv` in one write each, and
-//! only then hands the encoded bytes to each recipient's bounded outbox. Because it is the only
-//! appender and delivers in the order it appended, log order is delivery order, and nothing is
-//! delivered that did not reach the log first. It never touches a socket's data path: a full
-//! outbox marks a slow consumer, which is disconnected; nobody else waits for it.
+//! only then delivers. Because it is the only appender and delivers in the order it appended,
+//! log order is delivery order, and nothing is delivered that did not reach the log first. It
+//! never blocks on a client: see [`Outbox::deliver`]; a full outbox marks a slow consumer, which
+//! is disconnected; nobody else waits for it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -17,8 +17,9 @@ use log::{debug, error, info, warn};
 
 use crate::outbox::{Outbox, PushError};
 use crate::protocol::{
-    self, ChatMessage, ErrorCode, Hello, Mode, ProtocolError, Request, ServerMsg,
+    self, ChatMessage, ErrorCode, Hello, Kind, Mode, ProtocolError, Request, RoomInfo, ServerMsg,
 };
+use crate::rooms::{self, Room};
 use crate::storage::{self, ConnRecord, CsvLog, MessageRecord};
 
 /// Encoded bytes shared by every recipient of one message.
@@ -28,11 +29,42 @@ pub type Bytes = Arc<[u8]>;
 /// it bounds the latency a busy channel adds to the first event of a batch.
 const MAX_BATCH: usize = 1024;
 
+/// The fewest recipients per thread worth a helper thread for one segment.
+const PARALLEL_SEND_MIN: usize = 1024;
+
 /// The batch size for outboxes of `outbox` messages: at most half an outbox, so one batch
 /// alone never fills the outbox of a client that is keeping up; only a client already more
 /// than half an outbox behind can be found slow.
 pub fn batch_size(outbox: usize) -> usize {
     (outbox / 2).clamp(1, MAX_BATCH)
+}
+
+/// What the broadcaster needs to know of the server's configuration.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Messages that may wait for one client (sizes the batches; see [`batch_size`]).
+    pub outbox: usize,
+    /// Rooms with more members than this get no join/leave/presence notices and no member list
+    /// on joining: in a reconnect storm those would cost O(n^2) writes.
+    pub notice_limit: usize,
+    /// Messages of history sent on joining a room; 0 sends none.
+    pub history: usize,
+    /// Messages of history kept in memory per room (the most `/history N` can show).
+    pub history_keep: usize,
+    /// How much of the end of `messages.csv` start-up reads to rebuild history.
+    pub history_scan_bytes: u64,
+}
+
+impl Default for HubConfig {
+    fn default() -> HubConfig {
+        HubConfig {
+            outbox: 1024,
+            notice_limit: 200,
+            history: 50,
+            history_keep: 200,
+            history_scan_bytes: 16 << 20,
+        }
+    }
 }
 
 /// Everything a connection thread (or the accept loop) can tell the broadcaster.
@@ -44,7 +76,7 @@ pub enum Event {
         /// The name of the thread that reads this connection, as written to `data.csv`.
         thread: String,
         outbox: Outbox,
-        /// A handle used only to shut the socket down (slow consumer, server stop).
+        /// A handle for the fast path's non-blocking sends and for shutting the socket down.
         stream: Arc<TcpStream>,
     },
     /// A client asks for a name. The answer on `reply` is true when it was granted.
@@ -67,21 +99,24 @@ pub struct Hub<W: std::io::Write = File> {
     clients: HashMap<u64, Client>,
     /// Names in use, by [`protocol::name_key`], for case-insensitive uniqueness.
     names: HashMap<String, u64>,
+    /// Rooms by [`protocol::room_key`]; a room stays (with its history) when it empties.
+    rooms: HashMap<String, Room>,
     /// `messages.csv`.
     messages: CsvLog<W>,
     /// `data.csv`.
     connections: CsvLog<W>,
     /// The id the next message gets; ids continue from the log across restarts.
     next_id: u64,
+    config: HubConfig,
     /// The most events per batch; see [`batch_size`].
     max_batch: usize,
-    /// Rooms with more members than this get no join/leave notices and no member list on
-    /// joining: in a reconnect storm those would cost O(n^2) writes.
-    notice_limit: usize,
     /// How many threads may send one segment to a very large room (the cores).
     send_threads: usize,
     /// Events already logged (staged) but not yet delivered, in log order.
     pending: Vec<Delivery>,
+    /// Room messages staged in this batch, added to their room's history once the log write
+    /// succeeds (history must never hold what the log does not).
+    pending_history: Vec<(String, ChatMessage)>,
     /// Answers to `Hello`s, sent once the batch holding their welcome has been delivered, so
     /// nothing the connection thread sends itself can overtake the welcome.
     replies: Vec<(Sender<bool>, bool)>,
@@ -95,77 +130,113 @@ struct Client {
     mode: Mode,
     /// The client's bounded queue, drained by its writer thread.
     outbox: Outbox,
-    /// Kept to shut the socket down; never read or written here.
+    /// For the fast path's sends and for shutting the socket down; never read here.
     stream: Arc<TcpStream>,
     /// For the `data.csv` rows.
     peer: SocketAddr,
     /// For the `data.csv` rows.
     thread: String,
+    /// Room keys, in the order joined.
+    rooms: Vec<String>,
+    /// Where plain lines go.
+    current: Option<String>,
+    /// The away reason (possibly empty) while away.
+    away: Option<String>,
+    /// Who last sent this client a direct message, for `/reply`.
+    reply_to: Option<u64>,
+    /// When the connection was made, for `/whois`.
+    connected: String,
 }
 
 /// One event waiting for the logs to be written.
 struct Delivery {
     target: Target,
     msg: ServerMsg,
-    /// For chat messages: the sender, told if the log write fails.
-    sender: Option<u64>,
+    /// Set when this delivery carries a message staged in this batch by that connection: if
+    /// the log write fails it is dropped and that sender told.
+    logged_by: Option<u64>,
 }
 
 /// Who receives a delivery.
 enum Target {
-    /// Every named client; a human-mode sender does not get its own line echoed (its terminal
-    /// already shows it), a JSON-mode sender does (it is the acknowledgement with the id).
-    Room { sender: Option<u64> },
-    /// Every named client except one (the one who just joined).
-    RoomExcept(u64),
+    /// Every member of the room (by key). A human-mode sender does not get its own line
+    /// echoed (its terminal already shows it); a JSON-mode sender does (it is the
+    /// acknowledgement with the id).
+    Room { room: String, sender: Option<u64> },
+    /// Every member of the room except one (the one who just joined).
+    RoomExcept { room: String, except: u64 },
     /// One client.
     One(u64),
+    /// Several clients, each once (presence and name changes, to everyone sharing a room).
+    Set(Vec<u64>),
+}
+
+impl Target {
+    fn room(&self) -> Option<&str> {
+        match self {
+            Target::Room { room, .. } | Target::RoomExcept { room, .. } => Some(room),
+            _ => None,
+        }
+    }
 }
 
 impl Hub<File> {
-    /// Opens both logs under `data_dir`, creating them with their headers if missing.
-    pub fn open(data_dir: &std::path::Path) -> crate::Result<Hub<File>> {
+    /// Opens both logs under `data_dir`, creating them with their headers if missing, and
+    /// rebuilds room history from the end of `messages.csv`.
+    pub fn open(data_dir: &std::path::Path, config: HubConfig) -> crate::Result<Hub<File>> {
         let mpath = data_dir.join(storage::MESSAGES_FILE);
         let cpath = data_dir.join(storage::CONNECTIONS_FILE);
         let mfile = storage::open_log(&mpath, storage::MESSAGES_HEADER)?;
         let cfile = storage::open_log(&cpath, storage::CONNECTIONS_HEADER)?;
         let last_id = storage::last_message_id(&mpath)?;
-        info!("{}: last message id {last_id}", mpath.display());
-        Ok(Hub::new(
+        let started = std::time::Instant::now();
+        let loaded = rooms::load_history(&mpath, config.history_keep, config.history_scan_bytes)
+            .map_err(|e| {
+                crate::Error::io(format!("cannot read history from {}", mpath.display()), e)
+            })?;
+        info!(
+            "{}: last message id {last_id}; history of {} rooms rebuilt from the last {} rows ({} KiB) in {:?}",
+            mpath.display(),
+            loaded.rooms.len(),
+            loaded.rows,
+            loaded.bytes / 1024,
+            started.elapsed()
+        );
+        let mut hub = Hub::new(
             CsvLog::new(mfile, mpath),
             CsvLog::new(cfile, cpath),
             last_id + 1,
-        ))
+            config,
+        );
+        hub.rooms.extend(loaded.rooms);
+        Ok(hub)
     }
 }
 
 impl<W: std::io::Write> Hub<W> {
     /// A hub over two logs; the next message gets id `next_id`.
-    pub fn new(messages: CsvLog<W>, connections: CsvLog<W>, next_id: u64) -> Hub<W> {
+    pub fn new(
+        messages: CsvLog<W>,
+        connections: CsvLog<W>,
+        next_id: u64,
+        config: HubConfig,
+    ) -> Hub<W> {
+        let mut rooms = HashMap::new();
+        rooms.insert(protocol::LOBBY.to_string(), Room::new(protocol::LOBBY));
         Hub {
             clients: HashMap::new(),
             names: HashMap::new(),
+            rooms,
             messages,
             connections,
             next_id,
-            max_batch: MAX_BATCH,
-            notice_limit: usize::MAX,
+            max_batch: batch_size(config.outbox),
+            config,
             send_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             pending: Vec::new(),
+            pending_history: Vec::new(),
             replies: Vec::new(),
         }
-    }
-
-    /// Suppresses join/leave notices in rooms of more than `limit` members.
-    pub fn with_notice_limit(mut self, limit: usize) -> Hub<W> {
-        self.notice_limit = limit;
-        self
-    }
-
-    /// Sizes batches for client outboxes of `outbox` messages.
-    pub fn with_outbox(mut self, outbox: usize) -> Hub<W> {
-        self.max_batch = batch_size(outbox);
-        self
     }
 
     /// Writes a server-wide row (`start`, `stop`) to `data.csv` now.
@@ -222,6 +293,11 @@ impl<W: std::io::Write> Hub<W> {
                     stream,
                     peer,
                     thread,
+                    rooms: Vec::new(),
+                    current: None,
+                    away: None,
+                    reply_to: None,
+                    connected: storage::now_timestamp(),
                 };
                 self.connections
                     .stage(&conn_row(conn, &client, "connect", ""));
@@ -248,75 +324,143 @@ impl<W: std::io::Write> Hub<W> {
             self.send_now(conn, hello.mode, &ServerMsg::error(&err));
             return false;
         }
-        // Joining changes who receives what: deliver what is queued to the old membership.
-        self.flush();
         let Some(client) = self.clients.get_mut(&conn) else {
             return false;
         };
         client.name = Some(hello.name.clone());
         client.mode = hello.mode;
         self.names.insert(key, conn);
-        let members = self.names.len();
+        let members = self
+            .rooms
+            .get(protocol::LOBBY)
+            .map_or(0, |r| r.members.len())
+            + 1;
         let welcome = ServerMsg::Welcome {
             conn,
-            name: hello.name.clone(),
+            name: hello.name,
             room: protocol::LOBBY.to_string(),
             members,
             server: format!("chatroom {}", env!("CARGO_PKG_VERSION")),
         };
         self.push(Target::One(conn), welcome);
-        if members <= self.notice_limit {
-            let users = self.users();
-            self.push(Target::One(conn), users);
-            self.push(
-                Target::RoomExcept(conn),
-                ServerMsg::Joined {
-                    ts: storage::now_timestamp(),
-                    room: protocol::LOBBY.to_string(),
-                    name: hello.name,
-                },
-            );
-        }
         if let Some(client) = self.clients.get(&conn) {
             self.connections.stage(&conn_row(conn, client, "named", ""));
         }
+        self.join(conn, protocol::LOBBY);
         true
     }
 
     fn request(&mut self, conn: u64, req: Request) {
-        let Some(name) = self.clients.get(&conn).and_then(|c| c.name.clone()) else {
+        let Some(client) = self.clients.get(&conn) else {
             return;
         };
+        if client.name.is_none() {
+            return;
+        }
         match req {
-            Request::Say(text) => {
-                let id = self.next_id;
-                self.next_id += 1;
-                let ts = storage::now_timestamp();
-                self.messages.stage(&MessageRecord {
-                    id,
-                    timestamp: ts.clone(),
-                    room: protocol::LOBBY.to_string(),
-                    sender: name.clone(),
-                    recipient: String::new(),
-                    kind: "message".to_string(),
-                    text: text.clone(),
-                });
-                self.pending.push(Delivery {
-                    target: Target::Room { sender: Some(conn) },
-                    msg: ServerMsg::Message(ChatMessage {
-                        id,
-                        ts,
-                        room: protocol::LOBBY.to_string(),
-                        from: name,
-                        text,
-                    }),
-                    sender: Some(conn),
-                });
+            Request::Say(text) => match client.current.clone() {
+                Some(room) => self.say(conn, &room, text, Kind::Message),
+                None => self.no_room(conn),
+            },
+            Request::SayIn { room, text } => {
+                let key = protocol::room_key(&room);
+                if self.is_member(conn, &key) {
+                    self.say(conn, &key, text, Kind::Message);
+                } else {
+                    self.not_in(conn, &room);
+                }
             }
-            Request::Who => {
-                let users = self.users();
-                self.push(Target::One(conn), users);
+            Request::Me(text) => match client.current.clone() {
+                Some(room) => self.say(conn, &room, text, Kind::Action),
+                None => self.no_room(conn),
+            },
+            Request::Msg { to, text } => self.direct(conn, &to, text),
+            Request::Reply(text) => {
+                let target = client
+                    .reply_to
+                    .and_then(|c| self.clients.get(&c))
+                    .and_then(|c| c.name.clone());
+                match target {
+                    Some(to) => self.direct(conn, &to, text),
+                    None => self.fail(
+                        conn,
+                        ErrorCode::NoReplyTarget,
+                        "nobody connected now has sent you a direct message; use /msg NAME TEXT"
+                            .into(),
+                    ),
+                }
             }
+            Request::Join(room) => self.join(conn, &room),
+            Request::Leave(room) => self.leave(conn, room),
+            Request::Rooms => {
+                let mut rooms: Vec<RoomInfo> = self
+                    .rooms
+                    .values()
+                    .filter(|r| !r.members.is_empty())
+                    .map(|r| RoomInfo {
+                        name: r.name.clone(),
+                        members: r.members.len(),
+                    })
+                    .collect();
+                rooms.sort_by_key(|r| protocol::room_key(&r.name));
+                self.push(Target::One(conn), ServerMsg::Rooms { rooms });
+            }
+            Request::Who(room) => {
+                let key = match room.as_deref().map(protocol::room_key) {
+                    Some(key) => key,
+                    None => match client.current.clone() {
+                        Some(key) => key,
+                        None => return self.no_room(conn),
+                    },
+                };
+                match self.users(&key) {
+                    Some(users) => self.push(Target::One(conn), users),
+                    None => self.fail(
+                        conn,
+                        ErrorCode::NoSuchRoom,
+                        format!("there is no room {}", room.unwrap_or_default()),
+                    ),
+                }
+            }
+            Request::Switch(room) => {
+                let key = protocol::room_key(&room);
+                if !self.is_member(conn, &key) {
+                    return self.not_in(conn, &room);
+                }
+                if let Some(c) = self.clients.get_mut(&conn) {
+                    c.current = Some(key.clone());
+                }
+                let room = self.rooms[&key].name.clone();
+                self.push(Target::One(conn), ServerMsg::Switched { room });
+            }
+            Request::Nick(new) => self.nick(conn, new),
+            Request::Away(reason) => self.set_away(conn, Some(reason.unwrap_or_default())),
+            Request::Back => self.set_away(conn, None),
+            Request::Whois(name) => {
+                let found = self
+                    .names
+                    .get(&protocol::name_key(&name))
+                    .and_then(|c| self.clients.get(c));
+                match found {
+                    Some(c) => {
+                        let msg = ServerMsg::Whois {
+                            name: c.name.clone().unwrap_or_default(),
+                            rooms: c.rooms.iter().map(|k| self.rooms[k].name.clone()).collect(),
+                            away: c.away.clone(),
+                            connected: c.connected.clone(),
+                        };
+                        self.push(Target::One(conn), msg);
+                    }
+                    None => self.no_user(conn, &name),
+                }
+            }
+            Request::History(n) => match client.current.clone() {
+                Some(room) => {
+                    let n = n.unwrap_or(self.config.history.max(1));
+                    self.send_history(conn, &room, n.min(self.config.history_keep));
+                }
+                None => self.no_room(conn),
+            },
             Request::Help => self.push(Target::One(conn), ServerMsg::help()),
             Request::Ping(id) => self.push(Target::One(conn), ServerMsg::Pong { id }),
             Request::Quit(reason) => {
@@ -333,18 +477,351 @@ impl<W: std::io::Write> Hub<W> {
         }
     }
 
-    /// The `users` event for the lobby, names sorted case-insensitively.
-    fn users(&self) -> ServerMsg {
-        let mut users: Vec<String> = self
-            .clients
-            .values()
-            .filter_map(|c| c.name.clone())
-            .collect();
-        users.sort_by_key(|n| protocol::name_key(n));
-        ServerMsg::Users {
-            room: protocol::LOBBY.to_string(),
-            users,
+    /// Logs and delivers a message (or emote) from `conn` to the room `key`.
+    fn say(&mut self, conn: u64, key: &str, text: String, kind: Kind) {
+        let (Some(client), Some(room)) = (self.clients.get(&conn), self.rooms.get(key)) else {
+            return;
+        };
+        let from = client.name.clone().unwrap_or_default();
+        let id = self.next_id;
+        self.next_id += 1;
+        let ts = storage::now_timestamp();
+        self.messages.stage(&MessageRecord {
+            id,
+            timestamp: ts.clone(),
+            room: room.name.clone(),
+            sender: from.clone(),
+            recipient: String::new(),
+            kind: kind.as_str().to_string(),
+            text: text.clone(),
+        });
+        let msg = ChatMessage {
+            id,
+            ts,
+            room: room.name.clone(),
+            from,
+            to: None,
+            kind,
+            text,
+            history: false,
+        };
+        self.pending_history.push((key.to_string(), msg.clone()));
+        self.pending.push(Delivery {
+            target: Target::Room {
+                room: key.to_string(),
+                sender: Some(conn),
+            },
+            msg: ServerMsg::Message(msg),
+            logged_by: Some(conn),
+        });
+    }
+
+    /// Logs and delivers a direct message; only the two people concerned see it.
+    fn direct(&mut self, conn: u64, to: &str, text: String) {
+        let Some(&to_conn) = self.names.get(&protocol::name_key(to)) else {
+            return self.no_user(conn, to);
+        };
+        let (Some(from), Some(recipient)) = (
+            self.clients.get(&conn).and_then(|c| c.name.clone()),
+            self.clients.get(&to_conn),
+        ) else {
+            return;
+        };
+        let to_name = recipient.name.clone().unwrap_or_default();
+        let away = recipient.away.clone();
+        let id = self.next_id;
+        self.next_id += 1;
+        let ts = storage::now_timestamp();
+        self.messages.stage(&MessageRecord {
+            id,
+            timestamp: ts.clone(),
+            room: String::new(),
+            sender: from.clone(),
+            recipient: to_name.clone(),
+            kind: Kind::Direct.as_str().to_string(),
+            text: text.clone(),
+        });
+        let msg = ServerMsg::Message(ChatMessage {
+            id,
+            ts,
+            room: String::new(),
+            from,
+            to: Some(to_name.clone()),
+            kind: Kind::Direct,
+            text,
+            history: false,
+        });
+        let targets = if to_conn == conn {
+            vec![conn]
+        } else {
+            vec![to_conn, conn]
+        };
+        self.pending.push(Delivery {
+            target: Target::Set(targets),
+            msg,
+            logged_by: Some(conn),
+        });
+        if let Some(r) = self.clients.get_mut(&to_conn) {
+            r.reply_to = Some(conn);
         }
+        if let Some(reason) = away {
+            let text = if reason.is_empty() {
+                format!("{to_name} is away")
+            } else {
+                format!("{to_name} is away: {reason}")
+            };
+            let ts = storage::now_timestamp();
+            self.push(Target::One(conn), ServerMsg::System { ts, text });
+        }
+    }
+
+    /// Adds `conn` to a room (created if new) and makes it current; tells the room and sends
+    /// the joiner the member list and the room's recent history.
+    fn join(&mut self, conn: u64, room: &str) {
+        let key = protocol::room_key(room);
+        if self.is_member(conn, &key) {
+            if let Some(c) = self.clients.get_mut(&conn) {
+                c.current = Some(key.clone());
+            }
+            let room = self.rooms[&key].name.clone();
+            return self.push(Target::One(conn), ServerMsg::Switched { room });
+        }
+        // Joining changes who receives what: deliver what is queued to the old membership.
+        self.flush();
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        let name = client.name.clone().unwrap_or_default();
+        client.rooms.push(key.clone());
+        client.current = Some(key.clone());
+        let room = self
+            .rooms
+            .entry(key.clone())
+            .or_insert_with(|| Room::new(room));
+        room.members.insert(conn);
+        let members = room.members.len();
+        let display = room.name.clone();
+        let joined = ServerMsg::Joined {
+            ts: storage::now_timestamp(),
+            room: display,
+            name,
+        };
+        self.push(Target::One(conn), joined.clone());
+        if members <= self.config.notice_limit {
+            if let Some(users) = self.users(&key) {
+                self.push(Target::One(conn), users);
+            }
+            self.push(
+                Target::RoomExcept {
+                    room: key.clone(),
+                    except: conn,
+                },
+                joined,
+            );
+        }
+        if self.config.history > 0 {
+            self.send_history(conn, &key, self.config.history);
+        }
+    }
+
+    /// Sends the last `n` messages of a room to `conn`, then the end-of-history marker.
+    fn send_history(&mut self, conn: u64, key: &str, n: usize) {
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
+        let recent: Vec<ChatMessage> = room.recent(n).collect();
+        let end = ServerMsg::HistoryEnd {
+            room: room.name.clone(),
+            count: recent.len(),
+        };
+        for m in recent {
+            self.push(Target::One(conn), ServerMsg::Message(m));
+        }
+        self.push(Target::One(conn), end);
+    }
+
+    /// `/leave [ROOM]`.
+    fn leave(&mut self, conn: u64, room: Option<String>) {
+        let Some(client) = self.clients.get(&conn) else {
+            return;
+        };
+        let key = match room.as_deref().map(protocol::room_key) {
+            Some(key) => key,
+            None => match client.current.clone() {
+                Some(key) => key,
+                None => return self.no_room(conn),
+            },
+        };
+        if !self.is_member(conn, &key) {
+            return self.not_in(conn, room.as_deref().unwrap_or(&key));
+        }
+        // Leaving changes who receives what: deliver what is queued to the old membership.
+        self.flush();
+        let left = self.part(conn, &key, "left");
+        self.push(Target::One(conn), left);
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        if client.current.as_deref() == Some(key.as_str()) {
+            client.current = client.rooms.last().cloned();
+            if let Some(next) = client.current.clone() {
+                let room = self.rooms[&next].name.clone();
+                self.push(Target::One(conn), ServerMsg::Switched { room });
+            }
+        }
+    }
+
+    /// Takes `conn` out of a room without flushing, tells the room (below the notice limit),
+    /// and returns the `left` event for the one who left.
+    fn part(&mut self, conn: u64, key: &str, reason: &str) -> ServerMsg {
+        let name = self
+            .clients
+            .get_mut(&conn)
+            .map(|c| {
+                c.rooms.retain(|r| r != key);
+                c.name.clone().unwrap_or_default()
+            })
+            .unwrap_or_default();
+        let room = self.rooms.get_mut(key).expect("member of an existing room");
+        let before = room.members.len();
+        room.members.remove(&conn);
+        let left = ServerMsg::Left {
+            ts: storage::now_timestamp(),
+            room: room.name.clone(),
+            name,
+            reason: reason.to_string(),
+        };
+        if before <= self.config.notice_limit {
+            self.push(
+                Target::Room {
+                    room: key.to_string(),
+                    sender: None,
+                },
+                left.clone(),
+            );
+        }
+        left
+    }
+
+    /// `/nick NEW`: unique case-insensitively, logged in `data.csv`, told to everyone who
+    /// shares a room (below the notice limit) and to the client itself.
+    fn nick(&mut self, conn: u64, new: String) {
+        let new_key = protocol::name_key(&new);
+        if let Some(&owner) = self.names.get(&new_key)
+            && owner != conn
+        {
+            let err = ProtocolError::NameTaken { name: new };
+            return self.push(Target::One(conn), ServerMsg::error(&err));
+        }
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        let old = client.name.replace(new.clone()).unwrap_or_default();
+        self.names.remove(&protocol::name_key(&old));
+        self.names.insert(new_key, conn);
+        if let Some(client) = self.clients.get(&conn) {
+            let row = conn_row(conn, client, "nick", &format!("{old} -> {new}"));
+            self.connections.stage(&row);
+        }
+        let msg = ServerMsg::Nick {
+            ts: storage::now_timestamp(),
+            old,
+            new,
+        };
+        let audience = self.audience(conn);
+        self.push(Target::Set(audience), msg);
+    }
+
+    /// `/away [REASON]` and `/back`.
+    fn set_away(&mut self, conn: u64, away: Option<String>) {
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        client.away = away.clone();
+        let msg = ServerMsg::Presence {
+            ts: storage::now_timestamp(),
+            name: client.name.clone().unwrap_or_default(),
+            away,
+        };
+        let audience = self.audience(conn);
+        self.push(Target::Set(audience), msg);
+    }
+
+    /// `conn` and everyone who shares a room with it, each once; rooms above the notice limit
+    /// are left out.
+    fn audience(&self, conn: u64) -> Vec<u64> {
+        let mut seen: HashSet<u64> = HashSet::new();
+        seen.insert(conn);
+        let mut out = vec![conn];
+        if let Some(client) = self.clients.get(&conn) {
+            for key in &client.rooms {
+                let room = &self.rooms[key];
+                if room.members.len() > self.config.notice_limit {
+                    continue;
+                }
+                for &m in &room.members {
+                    if seen.insert(m) {
+                        out.push(m);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn is_member(&self, conn: u64, key: &str) -> bool {
+        self.clients
+            .get(&conn)
+            .is_some_and(|c| c.rooms.iter().any(|r| r == key))
+    }
+
+    /// The `users` event for a room, names sorted case-insensitively; `None` if no such room.
+    fn users(&self, key: &str) -> Option<ServerMsg> {
+        let room = self.rooms.get(key)?;
+        let mut users = Vec::with_capacity(room.members.len());
+        let mut away = BTreeMap::new();
+        for c in room.members.iter().filter_map(|m| self.clients.get(m)) {
+            let Some(name) = c.name.clone() else { continue };
+            if let Some(reason) = &c.away {
+                away.insert(name.clone(), reason.clone());
+            }
+            users.push(name);
+        }
+        users.sort_by_key(|n| protocol::name_key(n));
+        Some(ServerMsg::Users {
+            room: room.name.clone(),
+            users,
+            away,
+        })
+    }
+
+    fn fail(&mut self, conn: u64, code: ErrorCode, message: String) {
+        self.push(Target::One(conn), ServerMsg::Error { code, message });
+    }
+
+    fn no_room(&mut self, conn: u64) {
+        self.fail(
+            conn,
+            ErrorCode::NoRoom,
+            "you are in no room; /join ROOM first".into(),
+        );
+    }
+
+    fn not_in(&mut self, conn: u64, room: &str) {
+        self.fail(
+            conn,
+            ErrorCode::NotInRoom,
+            format!("you are not in {room}; /join {room} first"),
+        );
+    }
+
+    fn no_user(&mut self, conn: u64, name: &str) {
+        let name = protocol::printable(name);
+        self.fail(
+            conn,
+            ErrorCode::NoSuchUser,
+            format!("nobody named {name} is connected"),
+        );
     }
 
     /// Ends a connection: delivers what is pending, then forgets the client, and queues
@@ -366,26 +843,17 @@ impl<W: std::io::Write> Hub<W> {
     }
 
     /// Removes a client without flushing: frees its name, stages its `disconnect` row and
-    /// queues the `left` notice to the room.
+    /// queues the `left` notices to its rooms.
     fn forget(&mut self, conn: u64, reason: &str) -> Option<Client> {
+        let rooms = self.clients.get(&conn)?.rooms.clone();
+        for key in &rooms {
+            self.part(conn, key, public_reason(reason));
+        }
         let mut client = self.clients.remove(&conn)?;
         self.connections
             .stage(&conn_row(conn, &client, "disconnect", reason));
         if let Some(name) = client.name.take() {
-            let members = self.names.len();
             self.names.remove(&protocol::name_key(&name));
-            if members > self.notice_limit {
-                return Some(client);
-            }
-            self.push(
-                Target::Room { sender: None },
-                ServerMsg::Left {
-                    ts: storage::now_timestamp(),
-                    room: protocol::LOBBY.to_string(),
-                    name,
-                    reason: public_reason(reason).to_string(),
-                },
-            );
         }
         Some(client)
     }
@@ -415,6 +883,9 @@ impl<W: std::io::Write> Hub<W> {
             let _ = client.stream.shutdown(Shutdown::Read);
         }
         self.names.clear();
+        for room in self.rooms.values_mut() {
+            room.members.clear();
+        }
         self.log_server_event("stop", "shutdown");
         self.flush();
     }
@@ -424,7 +895,7 @@ impl<W: std::io::Write> Hub<W> {
         self.pending.push(Delivery {
             target,
             msg,
-            sender: None,
+            logged_by: None,
         });
     }
 
@@ -443,9 +914,19 @@ impl<W: std::io::Write> Hub<W> {
             if let Err(e) = self.connections.commit() {
                 error!("{e}");
             }
-            if let Err(e) = self.messages.commit() {
-                error!("{e}; the messages of this batch were not delivered");
-                self.refuse_unlogged_messages();
+            match self.messages.commit() {
+                Ok(()) => {
+                    for (key, msg) in self.pending_history.drain(..) {
+                        if let Some(room) = self.rooms.get_mut(&key) {
+                            room.remember(msg, self.config.history_keep);
+                        }
+                    }
+                }
+                Err(e) => {
+                    error!("{e}; the messages of this batch were not delivered");
+                    self.pending_history.clear();
+                    self.refuse_unlogged_messages();
+                }
             }
             if self.pending.is_empty() {
                 for (reply, granted) in self.replies.drain(..) {
@@ -474,13 +955,18 @@ impl<W: std::io::Write> Hub<W> {
         }
     }
 
-    /// The log write failed: no chat message of this batch may be delivered. Each sender is
-    /// told; other deliveries (notices) go ahead.
+    /// The log write failed: no message of this batch may be delivered. Each sender is told
+    /// once; other deliveries (notices) go ahead.
     fn refuse_unlogged_messages(&mut self) {
         let pending = std::mem::take(&mut self.pending);
+        let mut told: Vec<u64> = Vec::new();
         for d in pending {
-            match d.sender {
-                Some(conn) if matches!(d.msg, ServerMsg::Message(_)) => {
+            match d.logged_by {
+                Some(conn) => {
+                    if told.contains(&conn) {
+                        continue;
+                    }
+                    told.push(conn);
                     if let Some(client) = self.clients.get(&conn) {
                         let err = ServerMsg::Error {
                             code: ErrorCode::Storage,
@@ -492,16 +978,16 @@ impl<W: std::io::Write> Hub<W> {
                             .push(Arc::from(protocol::encode(&err, client.mode)));
                     }
                 }
-                _ => self.pending.push(d),
+                None => self.pending.push(d),
             }
         }
     }
 
     /// Hands every pending delivery to its recipients; returns the slow consumers.
     ///
-    /// Consecutive room-wide deliveries form a segment. Each is encoded once per mode, and the
-    /// segment is concatenated once per mode, so a recipient gets the whole segment in one
-    /// send (or one outbox push). Only the few recipients for whom the segment differs (a
+    /// Consecutive deliveries to the same room form a segment. Each is encoded once per mode,
+    /// and the segment is concatenated once per mode, so a member gets the whole segment in one
+    /// send (or one outbox push). Only the few members for whom the segment differs (a
     /// human-mode sender, who is not echoed; the one a `RoomExcept` leaves out) get bytes of
     /// their own.
     fn deliver(&mut self) -> Vec<u64> {
@@ -509,35 +995,50 @@ impl<W: std::io::Write> Hub<W> {
         let pending = std::mem::take(&mut self.pending);
         let mut i = 0;
         while i < pending.len() {
-            if let Target::One(conn) = pending[i].target {
-                if let Some(c) = self.clients.get(&conn) {
-                    let bytes: Bytes = Arc::from(protocol::encode(&pending[i].msg, c.mode));
-                    send(conn, c, &bytes, &mut slow);
+            let Some(room) = pending[i].target.room() else {
+                let conns: &[u64] = match &pending[i].target {
+                    Target::One(conn) => std::slice::from_ref(conn),
+                    Target::Set(conns) => conns,
+                    _ => unreachable!("room targets are handled below"),
+                };
+                let mut encoded: [Option<Bytes>; 2] = [None, None];
+                for &conn in conns {
+                    if let Some(c) = self.clients.get(&conn) {
+                        let bytes = encoded[c.mode as usize].get_or_insert_with(|| {
+                            Arc::from(protocol::encode(&pending[i].msg, c.mode))
+                        });
+                        send(conn, c, bytes, &mut slow);
+                    }
                 }
                 i += 1;
                 continue;
-            }
+            };
             let end = pending[i..]
                 .iter()
-                .position(|d| matches!(d.target, Target::One(_)))
+                .position(|d| d.target.room() != Some(room))
                 .map_or(pending.len(), |n| i + n);
-            self.deliver_segment(&pending[i..end], &mut slow);
+            self.deliver_segment(room, &pending[i..end], &mut slow);
             i = end;
         }
         slow
     }
 
-    /// Delivers a run of room-wide deliveries; see [`Hub::deliver`].
-    fn deliver_segment(&self, seg: &[Delivery], slow: &mut Vec<u64>) {
+    /// Delivers a run of deliveries to one room; see [`Hub::deliver`].
+    fn deliver_segment(&self, key: &str, seg: &[Delivery], slow: &mut Vec<u64>) {
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
         // Who gets something other than the whole segment.
         let mut special: Vec<u64> = Vec::new();
         for d in seg {
             let conn = match d.target {
-                Target::Room { sender: Some(s) } => match self.clients.get(&s) {
+                Target::Room {
+                    sender: Some(s), ..
+                } => match self.clients.get(&s) {
                     Some(c) if c.mode == Mode::Human => s,
                     _ => continue,
                 },
-                Target::RoomExcept(c) => c,
+                Target::RoomExcept { except, .. } => except,
                 _ => continue,
             };
             if !special.contains(&conn) {
@@ -546,18 +1047,21 @@ impl<W: std::io::Write> Hub<W> {
         }
         let mut parts = Encoded::new(seg);
         let mut whole: [Option<Bytes>; 2] = [None, None];
-        let mut everyone: Vec<(u64, &Client)> = Vec::with_capacity(self.clients.len());
-        for (&conn, client) in &self.clients {
-            if client.name.is_none() || slow.contains(&conn) {
+        let mut everyone: Vec<(u64, &Client)> = Vec::with_capacity(room.members.len());
+        for &conn in &room.members {
+            let Some(client) = self.clients.get(&conn) else {
+                continue;
+            };
+            if slow.contains(&conn) {
                 continue;
             }
             if special.contains(&conn) {
                 let mut own = Vec::new();
                 for (k, d) in seg.iter().enumerate() {
                     let skip = match d.target {
-                        Target::Room { sender } => sender == Some(conn),
-                        Target::RoomExcept(c) => c == conn,
-                        Target::One(_) => true,
+                        Target::Room { sender, .. } => sender == Some(conn),
+                        Target::RoomExcept { except, .. } => except == conn,
+                        _ => true,
                     };
                     if !skip {
                         own.extend_from_slice(parts.get(k, client.mode));
@@ -605,9 +1109,6 @@ impl<W: std::io::Write> Hub<W> {
         });
     }
 }
-
-/// The fewest recipients per thread worth a helper thread for one segment.
-const PARALLEL_SEND_MIN: usize = 1024;
 
 /// Hands `bytes` to one client, noting it as slow if its outbox is full.
 fn send(conn: u64, client: &Client, bytes: &Bytes, slow: &mut Vec<u64>) {

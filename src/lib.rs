@@ -12,6 +12,7 @@
 //! - [`storage`]: the CSV formats of `messages.csv` and `data.csv`, staged writes, and reading
 //!   records backwards from the end of a file.
 //! - [`hub`]: the broadcaster thread; owns membership and is the only appender of both logs.
+//! - [`rooms`]: rooms, their members and in-memory history tails rebuilt from the log's end.
 //! - [`connection`]: one connection's reader and writer threads.
 //! - [`outbox`]: a client's bounded queue of encoded messages.
 //! - [`server`]: the accept loop, [`Config`], start-up and shutdown.
@@ -31,6 +32,7 @@ pub mod hub;
 pub mod lines;
 pub mod outbox;
 pub mod protocol;
+pub mod rooms;
 pub mod server;
 pub mod storage;
 pub mod term;

@@ -63,8 +63,39 @@ pub struct Hello {
 pub enum Request {
     /// A message to the client's current room.
     Say(String),
-    /// List the members of the client's room.
-    Who,
+    /// A message to a named room the client is in (JSON `say` with a `room`).
+    SayIn {
+        room: String,
+        text: String,
+    },
+    /// An emote (`/me waves`) to the current room.
+    Me(String),
+    /// A direct message.
+    Msg {
+        to: String,
+        text: String,
+    },
+    /// A direct message to whoever last sent us one.
+    Reply(String),
+    /// Join (creating it if new) and make it the current room.
+    Join(String),
+    /// Leave the named room, or the current one.
+    Leave(Option<String>),
+    /// The rooms and how many are in each.
+    Rooms,
+    /// The members of the named room, or of the current one.
+    Who(Option<String>),
+    /// Make a room the client is in the current one.
+    Switch(String),
+    /// Change name.
+    Nick(String),
+    /// Mark as away, with an optional reason; `Back` clears it.
+    Away(Option<String>),
+    Back,
+    /// What is known of someone connected.
+    Whois(String),
+    /// The last N messages of the current room again.
+    History(Option<usize>),
     /// List the commands.
     Help,
     /// Answer with a `pong`, so a client can measure the round trip or keep the line warm.
@@ -82,6 +113,7 @@ pub enum ProtocolError {
     NameInvalidChar { ch: char },
     NameReserved { name: String },
     NameTaken { name: String },
+    RoomInvalid { detail: String },
     LineTooLong { limit: usize },
     InvalidUtf8 { at: usize },
     ControlChar { ch: char, at: usize },
@@ -101,6 +133,7 @@ impl ProtocolError {
             | ProtocolError::NameInvalidChar { .. } => ErrorCode::NameInvalid,
             ProtocolError::NameReserved { .. } => ErrorCode::NameReserved,
             ProtocolError::NameTaken { .. } => ErrorCode::NameTaken,
+            ProtocolError::RoomInvalid { .. } => ErrorCode::RoomInvalid,
             ProtocolError::LineTooLong { .. } => ErrorCode::LineTooLong,
             ProtocolError::InvalidUtf8 { .. } => ErrorCode::InvalidUtf8,
             ProtocolError::ControlChar { .. } => ErrorCode::ControlChar,
@@ -131,6 +164,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::NameTaken { name } => {
                 write!(f, "the name {name} is taken by someone connected now")
             }
+            ProtocolError::RoomInvalid { detail } => write!(f, "bad room name: {detail}"),
             ProtocolError::LineTooLong { limit } => write!(
                 f,
                 "line too long: the limit is {limit} bytes; the line was not sent"
@@ -176,6 +210,12 @@ pub enum ErrorCode {
     HandshakeTimeout,
     Storage,
     ServerFull,
+    RoomInvalid,
+    NoSuchRoom,
+    NotInRoom,
+    NoRoom,
+    NoSuchUser,
+    NoReplyTarget,
 }
 
 /// One chat message as it was logged: every recipient sees the same fields.
@@ -185,18 +225,92 @@ pub struct ChatMessage {
     pub id: u64,
     /// RFC 3339 UTC with milliseconds, exactly as in `messages.csv`.
     pub ts: String,
+    /// The room's name; empty for a direct message.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub room: String,
     pub from: String,
+    /// The recipient of a direct message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// `message`, `action` (an emote) or `direct`, as in the `kind` column.
+    pub kind: Kind,
     pub text: String,
+    /// Sent again from the log on joining or on `/history`, not live.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub history: bool,
+}
+
+/// What kind of message a row is: the `kind` column of `messages.csv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Message,
+    Action,
+    Direct,
+}
+
+impl Kind {
+    /// The `kind` column's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Message => "message",
+            Kind::Action => "action",
+            Kind::Direct => "direct",
+        }
+    }
+
+    /// The kind named by a `kind` column, if it is one we know.
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "message" => Some(Kind::Message),
+            "action" => Some(Kind::Action),
+            "direct" => Some(Kind::Direct),
+            _ => None,
+        }
+    }
 }
 
 /// The commands `/help` lists, with their one-line descriptions.
 pub const COMMANDS: &[(&str, &str)] = &[
-    ("/who", "list the people in your room"),
+    (
+        "/join ROOM",
+        "join a room (created if new) and make it your current room",
+    ),
+    ("/leave [ROOM]", "leave a room (default: the current one)"),
+    (
+        "/switch ROOM",
+        "send your plain lines to another room you are in",
+    ),
+    ("/rooms", "list the rooms and how many are in each"),
+    ("/who [ROOM]", "list the people in a room, with away status"),
+    ("/msg NAME TEXT", "send a direct message only NAME sees"),
+    (
+        "/reply TEXT",
+        "answer the last person who sent you a direct message",
+    ),
+    ("/me ACTION", "an emote: /me waves shows as * you waves"),
+    ("/nick NAME", "change your name"),
+    ("/away [REASON]", "mark yourself away"),
+    ("/back", "clear away"),
+    (
+        "/whois NAME",
+        "rooms, away status and connection time of someone",
+    ),
+    (
+        "/history [N]",
+        "the last N messages of the current room again",
+    ),
     ("/help", "show this list"),
     ("/quit [REASON]", "leave the chat"),
     ("//TEXT", "send a message that starts with '/'"),
 ];
+
+/// One room in a `rooms` listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoomInfo {
+    pub name: String,
+    pub members: usize,
+}
 
 /// Everything the server sends, before encoding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -227,6 +341,41 @@ pub enum ServerMsg {
     Users {
         room: String,
         users: Vec<String>,
+        /// Away reasons of the members who are away, by name.
+        #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        away: std::collections::BTreeMap<String, String>,
+    },
+    /// The end of the history sent on joining or for `/history`.
+    HistoryEnd {
+        room: String,
+        count: usize,
+    },
+    Rooms {
+        rooms: Vec<RoomInfo>,
+    },
+    /// Plain lines now go to this room.
+    Switched {
+        room: String,
+    },
+    Nick {
+        ts: String,
+        old: String,
+        new: String,
+    },
+    /// Someone went away (`away` set) or came back (`away` absent).
+    Presence {
+        ts: String,
+        name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        away: Option<String>,
+    },
+    Whois {
+        name: String,
+        rooms: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        away: Option<String>,
+        /// When the connection was made.
+        connected: String,
     },
     Help {
         commands: Vec<HelpEntry>,
@@ -310,7 +459,17 @@ fn encode_human(msg: &ServerMsg) -> String {
             )
         }
         ServerMsg::Message(m) => {
-            let prefix = format!("[{}] {}: ", clock(&m.ts), m.from);
+            // History shows the date too: it may be from another day.
+            let when = if m.history {
+                m.ts.get(..19).unwrap_or(&m.ts).replacen('T', " ", 1)
+            } else {
+                clock(&m.ts).to_string()
+            };
+            let prefix = match (m.kind, &m.to) {
+                (Kind::Direct, Some(to)) => format!("[{when}] {} -> {to}: ", m.from),
+                (Kind::Action, _) => format!("[{when}] #{} * {} ", m.room, m.from),
+                _ => format!("[{when}] #{} {}: ", m.room, m.from),
+            };
             let mut out = String::with_capacity(prefix.len() + m.text.len() + 1);
             out.push_str(&prefix);
             // Continuation lines of a multi-line message are indented under the first, so
@@ -327,16 +486,64 @@ fn encode_human(msg: &ServerMsg) -> String {
             out
         }
         ServerMsg::Joined { ts, room, name } => {
-            format!("[{}] * {name} joined {room}\n", clock(ts))
+            format!("[{}] * {name} joined #{room}\n", clock(ts))
         }
         ServerMsg::Left {
             ts,
             room,
             name,
             reason,
-        } => format!("[{}] * {name} left {room} ({reason})\n", clock(ts)),
-        ServerMsg::Users { room, users } => {
-            format!("* {} in {room}: {}\n", users.len(), users.join(", "))
+        } => format!("[{}] * {name} left #{room} ({reason})\n", clock(ts)),
+        ServerMsg::Users { room, users, away } => {
+            let listed: Vec<String> = users
+                .iter()
+                .map(|u| match away.get(u) {
+                    Some(r) if r.is_empty() => format!("{u} (away)"),
+                    Some(r) => format!("{u} (away: {r})"),
+                    None => u.clone(),
+                })
+                .collect();
+            format!("* {} in #{room}: {}\n", users.len(), listed.join(", "))
+        }
+        ServerMsg::HistoryEnd { room, count } => {
+            format!("* end of history of #{room} ({count} messages)\n")
+        }
+        ServerMsg::Rooms { rooms } => {
+            let listed: Vec<String> = rooms
+                .iter()
+                .map(|r| format!("#{} ({})", r.name, r.members))
+                .collect();
+            format!("* {} rooms: {}\n", rooms.len(), listed.join(", "))
+        }
+        ServerMsg::Switched { room } => format!("* your messages now go to #{room}\n"),
+        ServerMsg::Nick { ts, old, new } => {
+            format!("[{}] * {old} is now known as {new}\n", clock(ts))
+        }
+        ServerMsg::Presence { ts, name, away } => match away {
+            Some(r) if r.is_empty() => format!("[{}] * {name} is away\n", clock(ts)),
+            Some(r) => format!("[{}] * {name} is away: {r}\n", clock(ts)),
+            None => format!("[{}] * {name} is back\n", clock(ts)),
+        },
+        ServerMsg::Whois {
+            name,
+            rooms,
+            away,
+            connected,
+        } => {
+            let rooms: Vec<String> = rooms.iter().map(|r| format!("#{r}")).collect();
+            let away = match away {
+                Some(r) if r.is_empty() => "; away".to_string(),
+                Some(r) => format!("; away: {r}"),
+                None => String::new(),
+            };
+            format!(
+                "* {name}: in {}; connected since {connected}{away}\n",
+                if rooms.is_empty() {
+                    "no room".to_string()
+                } else {
+                    rooms.join(", ")
+                }
+            )
         }
         ServerMsg::Help { commands } => {
             let mut out = String::from("* commands:\n");
@@ -419,22 +626,140 @@ pub fn parse_command(line: &str) -> Result<Request, ProtocolError> {
             Err(ProtocolError::Usage { usage })
         }
     };
+    // Splits "NAME REST" for commands that take a word and then text.
+    let word_and_text = |usage: &'static str| -> Result<(String, String), ProtocolError> {
+        let (word, text) = args
+            .split_once(char::is_whitespace)
+            .ok_or(ProtocolError::Usage { usage })?;
+        let text = text.trim_start();
+        validate_text(text)?;
+        Ok((word.to_string(), text.to_string()))
+    };
+    let one_word = |usage: &'static str| -> Result<String, ProtocolError> {
+        if args.is_empty() || args.contains(char::is_whitespace) {
+            Err(ProtocolError::Usage { usage })
+        } else {
+            Ok(args.to_string())
+        }
+    };
+    let optional_word = |usage: &'static str| -> Result<Option<String>, ProtocolError> {
+        if args.is_empty() {
+            Ok(None)
+        } else {
+            one_word(usage).map(Some)
+        }
+    };
+    let text = |usage: &'static str| -> Result<String, ProtocolError> {
+        if args.is_empty() {
+            return Err(ProtocolError::Usage { usage });
+        }
+        validate_text(args)?;
+        Ok(args.to_string())
+    };
+    let optional_text = || -> Result<Option<String>, ProtocolError> {
+        if args.is_empty() {
+            Ok(None)
+        } else {
+            validate_text(args)?;
+            Ok(Some(args.to_string()))
+        }
+    };
     match cmd.to_ascii_lowercase().as_str() {
-        "/who" | "/users" | "/names" => no_args(Request::Who, "/who"),
-        "/help" | "/?" => Ok(Request::Help),
-        "/quit" | "/exit" | "/bye" => {
+        "/join" | "/j" => {
+            let room = one_word("/join ROOM")?;
+            validate_room(&room)?;
+            Ok(Request::Join(room))
+        }
+        "/leave" | "/part" => {
+            let room = optional_word("/leave [ROOM]")?;
+            if let Some(r) = &room {
+                validate_room(r)?;
+            }
+            Ok(Request::Leave(room))
+        }
+        "/switch" | "/go" => {
+            let room = one_word("/switch ROOM")?;
+            validate_room(&room)?;
+            Ok(Request::Switch(room))
+        }
+        "/rooms" | "/list" => no_args(Request::Rooms, "/rooms"),
+        "/who" | "/users" | "/names" => {
+            let room = optional_word("/who [ROOM]")?;
+            if let Some(r) = &room {
+                validate_room(r)?;
+            }
+            Ok(Request::Who(room))
+        }
+        "/msg" | "/tell" | "/dm" => {
+            let (to, text) = word_and_text("/msg NAME TEXT")?;
+            Ok(Request::Msg { to, text })
+        }
+        "/reply" | "/r" => text("/reply TEXT").map(Request::Reply),
+        "/me" => text("/me ACTION").map(Request::Me),
+        "/nick" => {
+            let name = one_word("/nick NAME")?;
+            validate_name(&name)?;
+            Ok(Request::Nick(name))
+        }
+        "/away" => optional_text().map(Request::Away),
+        "/back" => no_args(Request::Back, "/back"),
+        "/whois" => one_word("/whois NAME").map(Request::Whois),
+        "/history" => {
             if args.is_empty() {
-                Ok(Request::Quit(None))
+                Ok(Request::History(None))
             } else {
-                validate_text(args)?;
-                Ok(Request::Quit(Some(args.to_string())))
+                args.parse::<usize>()
+                    .map(|n| Request::History(Some(n)))
+                    .map_err(|_| ProtocolError::Usage {
+                        usage: "/history [N]",
+                    })
             }
         }
+        "/help" | "/?" => Ok(Request::Help),
+        "/quit" | "/exit" | "/bye" => optional_text().map(Request::Quit),
         "/ping" => Ok(Request::Ping(None)),
         _ => Err(ProtocolError::UnknownCommand {
             command: printable(cmd),
         }),
     }
+}
+
+/// The longest accepted room name, in characters (without the optional leading `#`).
+pub const MAX_ROOM_CHARS: usize = 64;
+
+/// Checks a room name: an optional leading `#`, then 1 to 64 letters, digits, `_`, `-`, `.`.
+pub fn validate_room(room: &str) -> Result<(), ProtocolError> {
+    let bare = room.strip_prefix('#').unwrap_or(room);
+    let chars = bare.chars().count();
+    let bad = |detail: String| Err(ProtocolError::RoomInvalid { detail });
+    if chars == 0 {
+        return bad("it needs at least one character after the optional '#'".into());
+    }
+    if chars > MAX_ROOM_CHARS {
+        return bad(format!(
+            "at most {MAX_ROOM_CHARS} characters; that one has {chars}"
+        ));
+    }
+    if let Some(ch) = bare
+        .chars()
+        .find(|&c| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'))
+    {
+        return bad(format!(
+            "letters, digits, '_', '-' and '.' only, not {}",
+            describe_char(ch)
+        ));
+    }
+    Ok(())
+}
+
+/// A room's name as shown: without the optional `#`.
+pub fn room_display(room: &str) -> &str {
+    room.strip_prefix('#').unwrap_or(room)
+}
+
+/// The form under which room names are compared: case-insensitive, without the `#`.
+pub fn room_key(room: &str) -> String {
+    room_display(room).to_lowercase()
 }
 
 #[derive(Deserialize)]
@@ -449,11 +774,52 @@ struct JsonHello {
 enum JsonRequest {
     Say {
         text: String,
+        #[serde(default)]
+        room: Option<String>,
+    },
+    Me {
+        text: String,
+    },
+    Msg {
+        to: String,
+        text: String,
+    },
+    Reply {
+        text: String,
+    },
+    Join {
+        room: String,
+    },
+    Leave {
+        #[serde(default)]
+        room: Option<String>,
+    },
+    Rooms,
+    Who {
+        #[serde(default)]
+        room: Option<String>,
+    },
+    Switch {
+        room: String,
+    },
+    Nick {
+        name: String,
+    },
+    Away {
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    Back,
+    Whois {
+        name: String,
+    },
+    History {
+        #[serde(default)]
+        n: Option<usize>,
     },
     Command {
         line: String,
     },
-    Who,
     Help,
     Ping {
         #[serde(default)]
@@ -467,11 +833,37 @@ enum JsonRequest {
 
 fn parse_json(line: &str) -> Result<Request, ProtocolError> {
     let req: JsonRequest = from_json(line)?;
+    let checked = |text: String| validate_text(&text).map(|()| text);
+    let checked_room = |room: String| validate_room(&room).map(|()| room);
+    let optional = |text: Option<String>| text.map(checked).transpose();
     Ok(match req {
-        JsonRequest::Say { text } => {
-            validate_text(&text)?;
-            Request::Say(text)
+        JsonRequest::Say { text, room: None } => Request::Say(checked(text)?),
+        JsonRequest::Say {
+            text,
+            room: Some(room),
+        } => Request::SayIn {
+            room: checked_room(room)?,
+            text: checked(text)?,
+        },
+        JsonRequest::Me { text } => Request::Me(checked(text)?),
+        JsonRequest::Msg { to, text } => Request::Msg {
+            to,
+            text: checked(text)?,
+        },
+        JsonRequest::Reply { text } => Request::Reply(checked(text)?),
+        JsonRequest::Join { room } => Request::Join(checked_room(room)?),
+        JsonRequest::Leave { room } => Request::Leave(room.map(checked_room).transpose()?),
+        JsonRequest::Rooms => Request::Rooms,
+        JsonRequest::Who { room } => Request::Who(room.map(checked_room).transpose()?),
+        JsonRequest::Switch { room } => Request::Switch(checked_room(room)?),
+        JsonRequest::Nick { name } => {
+            validate_name(&name)?;
+            Request::Nick(name)
         }
+        JsonRequest::Away { reason } => Request::Away(optional(reason)?),
+        JsonRequest::Back => Request::Back,
+        JsonRequest::Whois { name } => Request::Whois(name),
+        JsonRequest::History { n } => Request::History(n),
         JsonRequest::Command { line } => {
             if !line.starts_with('/') {
                 return Err(ProtocolError::BadRequest {
@@ -480,15 +872,9 @@ fn parse_json(line: &str) -> Result<Request, ProtocolError> {
             }
             parse_command(&line)?
         }
-        JsonRequest::Who => Request::Who,
         JsonRequest::Help => Request::Help,
         JsonRequest::Ping { id } => Request::Ping(id),
-        JsonRequest::Quit { reason } => {
-            if let Some(r) = &reason {
-                validate_text(r)?;
-            }
-            Request::Quit(reason)
-        }
+        JsonRequest::Quit { reason } => Request::Quit(optional(reason)?),
     })
 }
 
@@ -586,14 +972,21 @@ fn describe_char(ch: char) -> String {
 mod tests {
     use super::*;
 
-    fn msg(text: &str) -> ServerMsg {
-        ServerMsg::Message(ChatMessage {
+    fn chat(text: &str) -> ChatMessage {
+        ChatMessage {
             id: 7,
             ts: "2026-11-23T16:04:05.123Z".to_string(),
             room: "lobby".to_string(),
             from: "alice".to_string(),
+            to: None,
+            kind: Kind::Message,
             text: text.to_string(),
-        })
+            history: false,
+        }
+    }
+
+    fn msg(text: &str) -> ServerMsg {
+        ServerMsg::Message(chat(text))
     }
 
     #[test]
@@ -672,15 +1065,17 @@ mod tests {
         );
         assert_eq!(
             parse_request(Mode::Human, "/WHO").unwrap(),
-            Some(Request::Who)
+            Some(Request::Who(None))
         );
         assert_eq!(
             parse_request(Mode::Human, "/quit gone fishing").unwrap(),
             Some(Request::Quit(Some("gone fishing".into())))
         );
         assert_eq!(
-            parse_request(Mode::Human, "/who lobby").unwrap_err(),
-            ProtocolError::Usage { usage: "/who" }
+            parse_request(Mode::Human, "/who two rooms").unwrap_err(),
+            ProtocolError::Usage {
+                usage: "/who [ROOM]"
+            }
         );
         assert_eq!(
             parse_request(Mode::Human, "/frobnicate")
@@ -698,7 +1093,31 @@ mod tests {
         );
         assert_eq!(
             parse_request(Mode::Json, r#"{"type":"command","line":"/who"}"#).unwrap(),
-            Some(Request::Who)
+            Some(Request::Who(None))
+        );
+        assert_eq!(
+            parse_request(Mode::Json, r#"{"type":"who"}"#).unwrap(),
+            Some(Request::Who(None))
+        );
+        assert_eq!(
+            parse_request(Mode::Json, r##"{"type":"say","text":"hi","room":"#Ops"}"##).unwrap(),
+            Some(Request::SayIn {
+                room: "#Ops".into(),
+                text: "hi".into()
+            })
+        );
+        assert_eq!(
+            parse_request(Mode::Json, r#"{"type":"msg","to":"bob","text":"psst"}"#).unwrap(),
+            Some(Request::Msg {
+                to: "bob".into(),
+                text: "psst".into()
+            })
+        );
+        assert_eq!(
+            parse_request(Mode::Json, r#"{"type":"join","room":"bad room"}"#)
+                .unwrap_err()
+                .code(),
+            ErrorCode::RoomInvalid
         );
         assert_eq!(
             parse_request(Mode::Json, r#"{"type":"ping","id":3}"#).unwrap(),
@@ -724,6 +1143,50 @@ mod tests {
                 .code(),
             ErrorCode::BadRequest
         );
+    }
+
+    #[test]
+    fn room_commands_and_names() {
+        let cmd = |l: &str| parse_command(l);
+        assert_eq!(cmd("/join #Ops"), Ok(Request::Join("#Ops".into())));
+        assert_eq!(cmd("/leave"), Ok(Request::Leave(None)));
+        assert_eq!(cmd("/part ops"), Ok(Request::Leave(Some("ops".into()))));
+        assert_eq!(cmd("/switch dev"), Ok(Request::Switch("dev".into())));
+        assert_eq!(cmd("/rooms"), Ok(Request::Rooms));
+        assert_eq!(
+            cmd("/msg bob  hi there, bob"),
+            Ok(Request::Msg {
+                to: "bob".into(),
+                text: "hi there, bob".into()
+            })
+        );
+        assert_eq!(cmd("/reply ok"), Ok(Request::Reply("ok".into())));
+        assert_eq!(cmd("/me waves"), Ok(Request::Me("waves".into())));
+        assert_eq!(cmd("/nick ally"), Ok(Request::Nick("ally".into())));
+        assert_eq!(cmd("/away lunch"), Ok(Request::Away(Some("lunch".into()))));
+        assert_eq!(cmd("/back"), Ok(Request::Back));
+        assert_eq!(cmd("/whois bob"), Ok(Request::Whois("bob".into())));
+        assert_eq!(cmd("/history 10"), Ok(Request::History(Some(10))));
+        for (line, usage) in [
+            ("/join", "/join ROOM"),
+            ("/join a b", "/join ROOM"),
+            ("/msg bob", "/msg NAME TEXT"),
+            ("/me", "/me ACTION"),
+            ("/history ten", "/history [N]"),
+            ("/switch", "/switch ROOM"),
+        ] {
+            assert_eq!(cmd(line), Err(ProtocolError::Usage { usage }), "{line}");
+        }
+        assert_eq!(
+            cmd("/nick admin").unwrap_err().code(),
+            ErrorCode::NameReserved
+        );
+        assert_eq!(cmd("/join #").unwrap_err().code(), ErrorCode::RoomInvalid);
+        assert_eq!(cmd("/join a/b").unwrap_err().code(), ErrorCode::RoomInvalid);
+        assert!(validate_room(&format!("#{}", "r".repeat(64))).is_ok());
+        assert!(validate_room(&"r".repeat(65)).is_err());
+        assert_eq!(room_key("#Ops"), "ops");
+        assert_eq!(room_display("#Ops"), "Ops");
     }
 
     #[test]
@@ -763,9 +1226,38 @@ mod tests {
     #[test]
     fn human_encoding_names_the_sender() {
         let out = String::from_utf8(encode(&msg("hello"), Mode::Human)).unwrap();
-        assert_eq!(out, "[16:04:05] alice: hello\n");
+        assert_eq!(out, "[16:04:05] #lobby alice: hello\n");
         let out = String::from_utf8(encode(&msg("one\ntwo"), Mode::Human)).unwrap();
-        assert_eq!(out, "[16:04:05] alice: one\n                  two\n");
+        assert_eq!(
+            out,
+            "[16:04:05] #lobby alice: one\n                         two\n"
+        );
+        let action = ServerMsg::Message(ChatMessage {
+            kind: Kind::Action,
+            ..chat("waves")
+        });
+        assert_eq!(
+            String::from_utf8(encode(&action, Mode::Human)).unwrap(),
+            "[16:04:05] #lobby * alice waves\n"
+        );
+        let dm = ServerMsg::Message(ChatMessage {
+            kind: Kind::Direct,
+            room: String::new(),
+            to: Some("bob".into()),
+            ..chat("psst")
+        });
+        assert_eq!(
+            String::from_utf8(encode(&dm, Mode::Human)).unwrap(),
+            "[16:04:05] alice -> bob: psst\n"
+        );
+        let old = ServerMsg::Message(ChatMessage {
+            history: true,
+            ..chat("earlier")
+        });
+        assert_eq!(
+            String::from_utf8(encode(&old, Mode::Human)).unwrap(),
+            "[2026-11-23 16:04:05] #lobby alice: earlier\n"
+        );
     }
 
     #[test]
@@ -778,6 +1270,8 @@ mod tests {
         assert_eq!(v["ts"], "2026-11-23T16:04:05.123Z");
         assert_eq!(v["from"], "alice");
         assert_eq!(v["room"], "lobby");
+        assert_eq!(v["kind"], "message");
+        assert!(v.get("history").is_none() && v.get("to").is_none(), "{v}");
         let err = ServerMsg::error(&ProtocolError::LineTooLong { limit: 10 });
         let v: serde_json::Value = serde_json::from_slice(&encode(&err, Mode::Json)).unwrap();
         assert_eq!(v["type"], "error");

@@ -20,7 +20,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::connection::{self, Reader};
 use crate::error::{Error, Result};
-use crate::hub::{Event, Hub};
+use crate::hub::{Event, Hub, HubConfig};
 
 /// How a server runs. [`Config::default`] matches the command line's defaults.
 #[derive(Debug, Clone)]
@@ -40,6 +40,13 @@ pub struct Config {
     /// Rooms with more members than this get no join/leave notices (and joiners get a member
     /// count instead of the list), so a reconnect storm does not cost O(n^2) writes.
     pub notice_limit: usize,
+    /// Messages of history sent on joining a room; 0 sends none.
+    pub history: usize,
+    /// Messages of history kept in memory per room: the most `/history N` shows.
+    pub history_keep: usize,
+    /// How much of the end of `messages.csv` start-up reads to rebuild history. Start-up time
+    /// grows with this, not with the log.
+    pub history_scan_bytes: u64,
     /// The most connections served at once; more are refused with a line saying why. `None`
     /// means what the kernel's limits allow (see [`capacity`]).
     pub max_clients: Option<usize>,
@@ -56,6 +63,9 @@ impl Default for Config {
             outbox: 1024,
             stack_size: 256 * 1024,
             notice_limit: 200,
+            history: 50,
+            history_keep: 200,
+            history_scan_bytes: 16 << 20,
             max_clients: None,
             drain_timeout: Duration::from_secs(5),
         }
@@ -194,9 +204,16 @@ impl Server {
             .map_err(|e| Error::io("cannot read the listener's address", e))?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| Error::io(format!("cannot create {}", config.data_dir.display()), e))?;
-        let mut hub = Hub::open(&config.data_dir)?
-            .with_outbox(config.outbox)
-            .with_notice_limit(config.notice_limit);
+        let mut hub = Hub::open(
+            &config.data_dir,
+            HubConfig {
+                outbox: config.outbox,
+                notice_limit: config.notice_limit,
+                history: config.history,
+                history_keep: config.history_keep.max(config.history),
+                history_scan_bytes: config.history_scan_bytes,
+            },
+        )?;
         hub.log_server_event(
             "start",
             &format!("chatroom {} on {local}", env!("CARGO_PKG_VERSION")),

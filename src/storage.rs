@@ -145,6 +145,8 @@ pub struct RecordsBackwards<R> {
     file: R,
     /// The file offset of `buf[0]`.
     pos: u64,
+    /// The file's length when reading began.
+    end: u64,
     /// The bytes from `pos` up to the end of the records not yet returned.
     buf: Vec<u8>,
 }
@@ -156,8 +158,14 @@ impl<R: Read + Seek> RecordsBackwards<R> {
         Ok(RecordsBackwards {
             file,
             pos: end,
+            end,
             buf: Vec::new(),
         })
+    }
+
+    /// Bytes of the file read so far, counted from its end.
+    pub fn scanned(&self) -> u64 {
+        self.end - self.pos
     }
 
     /// Reads up to one more chunk before `pos` into the front of `buf`; returns its length.

@@ -129,24 +129,39 @@ pub fn format_record(rec: &MessageRecord, opts: ViewOptions) -> String {
         }
     };
     let sender = printable(&rec.sender);
-    let room = printable(&rec.room);
+    let room = if rec.room.is_empty() {
+        "(direct)".to_string()
+    } else {
+        format!("#{}", printable(&rec.room))
+    };
     let mut head = format!(
-        "{}  {}  {}",
+        "{}  {}  ",
         paint("2", ts),
-        paint("36", &format!("{room:<10}")),
-        paint("1", &sender)
+        paint("36", &format!("{room:<11}"))
     );
+    let mut visible = 19 + 2 + room.chars().count().max(11) + 2;
+    let sep = if rec.kind == "action" {
+        head.push_str(&format!("* {}", paint("1", &sender)));
+        visible += 2 + sender.chars().count() + 1;
+        " "
+    } else {
+        head.push_str(&paint("1", &sender));
+        visible += sender.chars().count() + 2;
+        ": "
+    };
     if !rec.recipient.is_empty() {
-        head.push_str(&format!(" -> {}", printable(&rec.recipient)));
+        let to = printable(&rec.recipient);
+        head.push_str(&format!(" -> {to}"));
+        visible += 4 + to.chars().count();
     }
-    let indent = " ".repeat(19 + 2 + room.chars().count().max(10) + 2 + sender.chars().count() + 2);
+    let indent = " ".repeat(visible);
     let body = rec
         .text
         .split('\n')
         .map(printable)
         .collect::<Vec<_>>()
         .join(&format!("\n{indent}"));
-    format!("{head}: {body}\n")
+    format!("{head}{sep}{body}\n")
 }
 
 /// Prints every complete row of the file at `path`; with `follow`, keeps printing rows as they
@@ -244,8 +259,8 @@ mod tests {
         assert_eq!(
             out,
             format!(
-                "2026-11-23 16:04:05  lobby       alice: evil \\u{{1b}}[2J\\u{{202e}} and, \"quotes\"\n{}line two\n",
-                " ".repeat(40)
+                "2026-11-23 16:04:05  #lobby       alice: evil \\u{{1b}}[2J\\u{{202e}} and, \"quotes\"\n{}line two\n",
+                " ".repeat(41)
             )
         );
     }

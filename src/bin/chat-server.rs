@@ -34,6 +34,15 @@ struct Args {
     /// Rooms with more members than this get no join/leave notices.
     #[arg(long, env = "CHAT_NOTICE_LIMIT", default_value_t = 200)]
     notice_limit: usize,
+    /// Messages of a room's history sent on joining it (0: none).
+    #[arg(long, env = "CHAT_HISTORY", default_value_t = 50)]
+    history: usize,
+    /// Messages of history kept in memory per room (the most /history N shows).
+    #[arg(long, env = "CHAT_HISTORY_KEEP", default_value_t = 200)]
+    history_keep: usize,
+    /// MiB of the end of messages.csv read at start-up to rebuild room history.
+    #[arg(long, env = "CHAT_HISTORY_SCAN_MIB", default_value_t = 16)]
+    history_scan_mib: u64,
     /// Most clients at once (default: what the kernel's limits allow; logged at start-up).
     #[arg(long, env = "CHAT_MAX_CLIENTS")]
     max_clients: Option<usize>,
@@ -68,6 +77,9 @@ fn run(args: Args) -> chatroom::Result<()> {
         outbox: args.outbox,
         notice_limit: args.notice_limit,
         max_clients: args.max_clients,
+        history: args.history,
+        history_keep: args.history_keep,
+        history_scan_bytes: args.history_scan_mib << 20,
         ..Config::default()
     };
     // Each client costs a descriptor: allow as many as the hard limit does.

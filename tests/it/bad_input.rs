@@ -187,7 +187,10 @@ fn a_client_that_vanishes_mid_line_is_cleaned_up() {
     w.until("ghost joined");
     gone.send_raw(b"half a thou");
     drop(gone);
-    assert!(w.line().ends_with("* ghost left lobby (connection closed)"));
+    assert!(
+        w.line()
+            .ends_with("* ghost left #lobby (connection closed)")
+    );
     let again = server.human("ghost");
     drop(again);
     let rows = csv_rows(&server.read("data.csv"));
@@ -212,7 +215,7 @@ fn a_reset_connection_is_cleaned_up() {
     drop(r);
     assert!(
         w.line()
-            .ends_with("* resetter left lobby (connection closed)")
+            .ends_with("* resetter left #lobby (connection closed)")
     );
     let _again = server.human("resetter");
     let rows = csv_rows(&server.read("data.csv"));

@@ -154,7 +154,7 @@ fn chat_client_works_from_a_pipe_and_exits_on_end_of_input() {
         );
     }
     drop(stdin);
-    assert!(watcher.line().ends_with("* piper left lobby (quit)"));
+    assert!(watcher.line().ends_with("* piper left #lobby (quit)"));
     let status = wait_timeout(child, TIMEOUT);
     assert_eq!(status.code(), Some(0));
     stdout.extend(lines.iter());
@@ -280,7 +280,7 @@ fn chat_log_prints_and_follows_the_log() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert!(
-        lines[0].ends_with("  lobby       alice: one, \"two\""),
+        lines[0].ends_with("  #lobby       alice: one, \"two\""),
         "{text}"
     );
     assert_eq!(lines[1].trim(), "three");

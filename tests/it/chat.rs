@@ -9,16 +9,16 @@ fn two_human_clients_chat() {
     let server = start_server();
     let mut alice = server.human("alice");
     let mut bob = server.human("bob");
-    assert!(alice.until("bob joined lobby").starts_with('['));
+    assert!(alice.until("bob joined #lobby").starts_with('['));
     alice.send("hello, bob");
     let line = bob.line();
     assert!(
-        line.len() > 11 && line.starts_with('[') && line.ends_with("] alice: hello, bob"),
+        line.len() > 11 && line.starts_with('[') && line.ends_with("] #lobby alice: hello, bob"),
         "{line:?}"
     );
     bob.send("hi alice");
     let line = alice.line();
-    assert!(line.ends_with("] bob: hi alice"), "{line:?}");
+    assert!(line.ends_with("] #lobby bob: hi alice"), "{line:?}");
     // A human-mode sender does not get its own line back: the next thing alice sees is the pong.
     alice.nothing_pending(false);
     bob.nothing_pending(false);
@@ -31,13 +31,19 @@ fn json_mode_events_are_typed_with_ids_and_timestamps() {
     carol.send(r#"{"type":"hello","name":"carol"}"#);
     let welcome = carol.next_of("welcome");
     assert_eq!(welcome["room"], "lobby");
+    assert_eq!(welcome["members"], 1);
     assert!(welcome["conn"].as_u64().unwrap() >= 1);
     assert!(welcome["server"].as_str().unwrap().starts_with("chatroom "));
+    let joined = carol.json_line();
+    assert_eq!(joined["type"], "joined");
+    assert_eq!(joined["name"], "carol");
     let users = carol.json_line();
     assert_eq!(
         users,
         json!({"type":"users","room":"lobby","users":["carol"]})
     );
+    let end = carol.json_line();
+    assert_eq!(end, json!({"type":"history_end","room":"lobby","count":0}));
 
     let mut dave = server.json("dave");
     let joined = carol.json_line();
@@ -81,7 +87,7 @@ fn human_and_json_clients_see_the_same_message() {
     assert_eq!(m["from"], "hugo");
     assert_eq!(m["text"], "mixed company");
     machine.send_json(json!({"type":"say","text":"indeed"}));
-    assert!(human.line().ends_with("] jason: indeed"));
+    assert!(human.line().ends_with("] #lobby jason: indeed"));
 }
 
 #[test]
@@ -96,17 +102,22 @@ fn a_late_joiner_gets_what_is_said_after_it_joins() {
     let mut carol = Client::connect(server.addr);
     carol.line();
     carol.send("carol");
-    carol.until("* welcome, carol!");
-    let users = carol.line();
-    assert_eq!(users, "* 3 in lobby: alice, bob, carol");
-    assert!(alice.line().ends_with("* carol joined lobby"));
-    assert!(bob.line().ends_with("* carol joined lobby"));
+    carol.until("* welcome, carol! you are in lobby with 2 others.");
+    assert!(carol.line().ends_with("* carol joined #lobby"));
+    assert_eq!(carol.line(), "* 3 in #lobby: alice, bob, carol");
+    // What was said before carol joined comes as history, dated, then the marker.
+    let old = carol.line();
+    assert!(
+        old.starts_with("[20") && old.ends_with("] #lobby alice: before carol"),
+        "{old:?}"
+    );
+    assert_eq!(carol.line(), "* end of history of #lobby (1 messages)");
+    assert!(alice.line().ends_with("* carol joined #lobby"));
+    assert!(bob.line().ends_with("* carol joined #lobby"));
 
     bob.send("after carol");
-    assert!(carol.line().ends_with("bob: after carol"));
-    assert!(alice.line().ends_with("bob: after carol"));
-    // Carol never saw the earlier message.
-    assert!(!carol.transcript.iter().any(|l| l.contains("before carol")));
+    assert!(carol.line().ends_with("#lobby bob: after carol"));
+    assert!(alice.line().ends_with("#lobby bob: after carol"));
     carol.nothing_pending(false);
 }
 
@@ -155,7 +166,9 @@ fn pipelined_lines_are_answered_after_the_welcome() {
         "{:#?}",
         c.transcript
     );
-    assert_eq!(c.line(), "* 1 in lobby: speedy");
+    assert!(c.line().ends_with("* speedy joined #lobby"));
+    assert_eq!(c.line(), "* 1 in #lobby: speedy");
+    assert_eq!(c.line(), "* end of history of #lobby (0 messages)");
     assert_eq!(c.line(), "* commands:");
     assert!(c.until("! ").contains("unknown command /bogus"));
 }
@@ -193,24 +206,29 @@ fn help_who_and_unknown_commands() {
     a.send("/help");
     assert_eq!(a.line(), "* commands:");
     let mut listed = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..chatroom::protocol::COMMANDS.len() {
         listed.push(a.line());
     }
-    for cmd in ["/who", "/help", "/quit", "//TEXT"] {
+    for cmd in [
+        "/join", "/leave", "/switch", "/rooms", "/who", "/msg", "/reply", "/me", "/nick", "/away",
+        "/back", "/whois", "/history", "/help", "/quit", "//TEXT",
+    ] {
         assert!(
             listed.iter().any(|l| l.contains(cmd)),
             "{cmd} missing from {listed:#?}"
         );
     }
     a.send("/who");
-    assert_eq!(a.line(), "* 1 in lobby: ann");
+    assert_eq!(a.line(), "* 1 in #lobby: ann");
     a.send("/dance wildly");
     assert_eq!(
         a.line(),
         "! unknown command /dance; /help lists the commands"
     );
-    a.send("/who everyone");
-    assert_eq!(a.line(), "! usage: /who");
+    a.send("/who two words");
+    assert_eq!(a.line(), "! usage: /who [ROOM]");
+    a.send("/who nowhere");
+    assert_eq!(a.line(), "! there is no room nowhere");
     a.send("//said to nobody");
     // The pong comes through the broadcaster after the message: a barrier.
     a.nothing_pending(false);
@@ -239,7 +257,7 @@ fn quit_with_a_reason_tells_the_room_and_logs_it() {
     b.send("/quit off to lunch");
     assert!(b.line().ends_with("* disconnected: you left; goodbye"));
     b.closed();
-    assert!(a.line().ends_with("* bo left lobby (quit: off to lunch)"));
+    assert!(a.line().ends_with("* bo left #lobby (quit: off to lunch)"));
     server.stop();
     let rows = csv_rows(&server.read("data.csv"));
     assert!(
@@ -306,7 +324,7 @@ fn a_slow_consumer_is_dropped_and_does_not_delay_the_others() {
         .set_read_timeout(Some(crate::support::TIMEOUT))
         .unwrap();
     slow.closed();
-    sender.until("* sloth left lobby (too slow to keep up)");
+    sender.until("* sloth left #lobby (too slow to keep up)");
     sender.nothing_pending(false);
     // Rows are written before the notices they cause are delivered.
     let rows = csv_rows(&server.read("data.csv"));

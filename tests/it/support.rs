@@ -126,24 +126,24 @@ impl Client {
         }
     }
 
-    /// Connects in human mode as `name` and reads up to the welcome and member list.
+    /// Connects in human mode as `name` and reads up to the end of the lobby's history.
     pub fn human(addr: SocketAddr, name: &str) -> Client {
         let mut c = Client::connect(addr);
         let greeting = c.line();
         assert!(greeting.contains("What is your name?"), "{greeting:?}");
         c.send(name);
         c.until(&format!("* welcome, {name}!"));
-        c.until(" in lobby: ");
+        c.until("* end of history of #lobby");
         c
     }
 
-    /// Connects in JSON mode as `name` and reads up to the welcome and member list.
+    /// Connects in JSON mode as `name` and reads up to the end of the lobby's history.
     pub fn json(addr: SocketAddr, name: &str) -> Client {
         let mut c = Client::connect(addr);
         c.send(&serde_json::json!({"type": "hello", "name": name}).to_string());
         let welcome = c.next_of("welcome");
         assert_eq!(welcome["name"], name);
-        c.next_of("users");
+        c.next_of("history_end");
         c
     }
 
