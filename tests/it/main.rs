@@ -4,4 +4,5 @@ mod bad_input;
 mod binaries;
 mod chat;
 mod persistence;
+mod rooms;
 mod support;
