@@ -213,19 +213,24 @@ impl Conn {
     fn connect(addr: SocketAddr, name: &str) -> Result<Conn> {
         let stream = TcpStream::connect(addr)
             .map_err(|e| Error::io(format!("cannot connect to {addr}"), e))?;
+        Ok(Conn::connect_from(stream, name))
+    }
+
+    /// A connection over `stream` with its hello queued.
+    fn connect_from(stream: TcpStream, name: &str) -> Conn {
         let _ = stream.set_nodelay(true);
         let mut wbuf = Vec::with_capacity(64);
         wbuf.extend_from_slice(b"{\"type\":\"hello\",\"name\":\"");
         wbuf.extend_from_slice(name.as_bytes());
         wbuf.extend_from_slice(b"\"}\n");
-        Ok(Conn {
+        Conn {
             stream,
             rbuf: Vec::with_capacity(4096),
             wbuf,
             welcomed: false,
             receiver: None,
             closed: false,
-        })
+        }
     }
 
     /// Writes what it can of `wbuf`.
@@ -272,9 +277,10 @@ impl Conn {
 
 /// Where a receiver is in each sender's sequence, and what it measured.
 struct Tracker {
-    /// `next[receiver * senders + sender]`: the sequence number expected next.
+    /// `next[receiver * width + sender % width]`: the sequence number expected next.
     next: Vec<u64>,
-    senders: usize,
+    /// How many senders each receiver hears: all of them in one room, a room's size in many.
+    width: usize,
     hist: Histogram<u64>,
     deliveries: u64,
     duplicated: u64,
@@ -284,10 +290,10 @@ struct Tracker {
 }
 
 impl Tracker {
-    fn new(receivers: usize, senders: usize) -> Tracker {
+    fn new(receivers: usize, width: usize) -> Tracker {
         Tracker {
-            next: vec![0; receivers * senders],
-            senders,
+            next: vec![0; receivers * width],
+            width,
             hist: Histogram::new_with_bounds(1_000, 120_000_000_000, 3).expect("valid bounds"),
             deliveries: 0,
             duplicated: 0,
@@ -309,7 +315,7 @@ impl Tracker {
         let (Some(sender), Some(seq), Some(sent_ns)) = (num(s), num(q), num(t)) else {
             return;
         };
-        let slot = &mut self.next[receiver * self.senders + sender as usize];
+        let slot = &mut self.next[receiver * self.width + sender as usize % self.width];
         if seq < *slot {
             self.duplicated += 1;
             return;
@@ -700,8 +706,15 @@ pub struct StartupResult {
     pub log_rows: u64,
     /// From spawning the server to its `listening on` line.
     pub startup_ms: f64,
-    /// From connecting to the welcome (and what the server sends with it).
+    /// From connecting to the end of the lobby's history (the welcome, the member list and the
+    /// lobby's last messages).
     pub join_ms: f64,
+    /// History messages that join brought.
+    pub lobby_history: usize,
+    /// From a `join` of another room to the end of its history.
+    pub room_join_ms: f64,
+    /// History messages that join brought.
+    pub room_history: usize,
     /// The id of the first message sent after start-up: the log's last id plus one.
     pub next_id: u64,
 }
@@ -745,39 +758,52 @@ pub fn startup(dir: &Path, rows: u64, bytes: u64, extra: &[String]) -> Result<St
     let (target, startup) = Target::start(Some(dir), extra)?;
     let mut poll = Poll::new().map_err(|e| Error::io("cannot create a poll", e))?;
     let started = Instant::now();
-    let mut conns = connect_all(
-        target.addr,
-        "joiner",
-        1,
-        &mut poll,
-        0,
-        started + Duration::from_secs(30),
-    )?;
+    // One connection of our own (not `connect_all`, which reads past the welcome): every line
+    // up to the lobby's history end is seen here.
+    let std_stream = std::net::TcpStream::connect(target.addr)
+        .map_err(|e| Error::io(format!("cannot connect to {}", target.addr), e))?;
+    std_stream
+        .set_nonblocking(true)
+        .map_err(|e| Error::io("cannot set non-blocking", e))?;
+    let mut conn = Conn::connect_from(TcpStream::from_std(std_stream), "joiner");
+    let c = &mut conn;
+    poll.registry()
+        .register(&mut c.stream, Token(0), Interest::READABLE)
+        .map_err(|e| Error::io("cannot register a socket", e))?;
+    c.flush().map_err(|e| Error::io("cannot send hello", e))?;
+    // The lobby's history follows the welcome; then a join of another room, timed from the
+    // request to its history's end.
+    let (lobby_history, _) = until_history_end(&mut poll, c)?;
     let join = started.elapsed();
-    conns[0]
-        .wbuf
+    let join_started = Instant::now();
+    c.wbuf
+        .extend_from_slice(b"{\"type\":\"join\",\"room\":\"ops\"}\n");
+    c.flush().map_err(|e| Error::io("send failed", e))?;
+    let (room_history, _) = until_history_end(&mut poll, c)?;
+    let room_join = join_started.elapsed();
+    c.wbuf
         .extend_from_slice(b"{\"type\":\"say\",\"text\":\"after start-up\"}\n");
-    conns[0].flush().map_err(|e| Error::io("send failed", e))?;
+    c.flush().map_err(|e| Error::io("send failed", e))?;
     let mut next_id = 0;
     let mut events = Events::with_capacity(16);
     let deadline = Instant::now() + Duration::from_secs(10);
     while next_id == 0 && Instant::now() < deadline {
         poll.poll(&mut events, Some(Duration::from_millis(20)))
             .map_err(|e| Error::io("poll failed", e))?;
-        conns[0]
-            .read_lines(|line, _| {
-                if line.starts_with(b"{\"type\":\"message\"")
-                    && let Some(at) = find(line, b"\"id\":")
-                {
-                    let digits: Vec<u8> = line[at + 5..]
-                        .iter()
-                        .copied()
-                        .take_while(u8::is_ascii_digit)
-                        .collect();
-                    next_id = num(&digits).unwrap_or(0);
-                }
-            })
-            .map_err(|e| Error::io("read failed", e))?;
+        c.read_lines(|line, _| {
+            if line.starts_with(b"{\"type\":\"message\"")
+                && find(line, b"\"history\":true").is_none()
+                && let Some(at) = find(line, b"\"id\":")
+            {
+                let digits: Vec<u8> = line[at + 5..]
+                    .iter()
+                    .copied()
+                    .take_while(u8::is_ascii_digit)
+                    .collect();
+                next_id = num(&digits).unwrap_or(0);
+            }
+        })
+        .map_err(|e| Error::io("read failed", e))?;
     }
     drop(target);
     // Remove the message we added so the generated log can be reused as it was.
@@ -787,7 +813,180 @@ pub fn startup(dir: &Path, rows: u64, bytes: u64, extra: &[String]) -> Result<St
         log_rows: rows,
         startup_ms: startup.as_secs_f64() * 1e3,
         join_ms: join.as_secs_f64() * 1e3,
+        lobby_history,
+        room_join_ms: room_join.as_secs_f64() * 1e3,
+        room_history,
         next_id,
+    })
+}
+
+/// Reads until a `history_end` arrives; returns how many history messages came before it.
+fn until_history_end(poll: &mut Poll, c: &mut Conn) -> Result<(usize, bool)> {
+    let mut events = Events::with_capacity(16);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut count = 0;
+    let mut done = false;
+    loop {
+        c.read_lines(|line, _| {
+            if done {
+                return;
+            }
+            if line.starts_with(b"{\"type\":\"history_end\"") {
+                done = true;
+            } else if find(line, b"\"history\":true").is_some() {
+                count += 1;
+            }
+        })
+        .map_err(|e| Error::io("read failed", e))?;
+        if done {
+            return Ok((count, true));
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Config("no history_end within 10 s".into()));
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(20)))
+            .map_err(|e| Error::io("poll failed", e))?;
+    }
+}
+
+/// The many-rooms workload: `clients` clients in rooms of `room_size`, each sending one
+/// message every `interval_s` seconds (spread evenly), for `duration_s`.
+pub fn many_rooms(
+    target: &Target,
+    clients: usize,
+    room_size: usize,
+    interval_s: f64,
+    duration_s: f64,
+) -> Result<FanoutResult> {
+    let join_started = Instant::now();
+    let mut poll = Poll::new().map_err(|e| Error::io("cannot create a poll", e))?;
+    let tag = std::process::id() % 10_000;
+    let mut conns = connect_all(
+        target.addr,
+        &format!("m{tag}-"),
+        clients,
+        &mut poll,
+        0,
+        join_started + Duration::from_secs(120),
+    )?;
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.receiver = Some(i);
+        c.wbuf.extend_from_slice(
+            format!("{{\"type\":\"join\",\"room\":\"r{}\"}}\n", i / room_size).as_bytes(),
+        );
+        c.flush().map_err(|e| Error::io("cannot send join", e))?;
+    }
+    // Each client is joined once the history of its own room has ended.
+    let mut joined = vec![false; clients];
+    let mut waiting = clients;
+    let mut events = Events::with_capacity(4096);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while waiting > 0 {
+        if Instant::now() > deadline {
+            return Err(Error::Config(format!(
+                "{waiting} clients never joined their room"
+            )));
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(50)))
+            .map_err(|e| Error::io("poll failed", e))?;
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let mut done = false;
+            conns[i]
+                .read_lines(|line, _| {
+                    done |= line.starts_with(b"{\"type\":\"history_end\",\"room\":\"r")
+                })
+                .map_err(|e| Error::io("read failed", e))?;
+            if done && !joined[i] {
+                joined[i] = true;
+                waiting -= 1;
+            }
+        }
+    }
+    let join_s = join_started.elapsed().as_secs_f64();
+
+    let rate = clients as f64 / interval_s;
+    let mut tracker = Tracker::new(clients, room_size);
+    tracker.record_after_ns = (duration_s * 0.1 * 1e9) as u64;
+    let cpu_before = target.stats();
+    let epoch = Instant::now();
+    let duration = Duration::from_secs_f64(duration_s);
+    let mut sent: u64 = 0;
+    let mut last_event = Instant::now();
+    loop {
+        let elapsed = epoch.elapsed();
+        if elapsed < duration {
+            // The k-th send overall is client k % clients's message number k / clients.
+            let due = (elapsed.as_secs_f64() * rate) as u64 + 1;
+            while sent < due {
+                let k = (sent % clients as u64) as usize;
+                let seq = sent / clients as u64;
+                let t_ns = (sent as f64 / rate * 1e9) as u64;
+                let c = &mut conns[k];
+                c.wbuf.extend_from_slice(
+                    format!(
+                        "{{\"type\":\"say\",\"text\":\"B {k} {seq} {t_ns} chatting slowly\"}}\n"
+                    )
+                    .as_bytes(),
+                );
+                c.flush().map_err(|e| Error::io("send failed", e))?;
+                sent += 1;
+            }
+        } else if last_event.elapsed() > Duration::from_millis(500)
+            || elapsed > duration + Duration::from_secs(10)
+        {
+            break;
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(1)))
+            .map_err(|e| Error::io("poll failed", e))?;
+        if !events.is_empty() {
+            last_event = Instant::now();
+        }
+        let now_ns = epoch.elapsed().as_nanos() as u64;
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let c = &mut conns[i];
+            c.read_lines(|line, _| tracker.line(i, line, now_ns))
+                .map_err(|e| Error::io("read failed", e))?;
+            if c.closed {
+                return Err(Error::Config(format!("the server closed client {i}")));
+            }
+        }
+        for c in conns.iter_mut().filter(|c| !c.wbuf.is_empty()) {
+            c.flush().map_err(|e| Error::io("send failed", e))?;
+        }
+    }
+    let cpu_after = target.stats();
+    // Every member of a room, the sender included (its echo), gets each message once.
+    let expected = sent * room_size as u64;
+    let ms = |v: u64| v as f64 / 1e6;
+    let h = &tracker.hist;
+    Ok(FanoutResult {
+        spec: FanoutSpec {
+            receivers: clients,
+            senders: clients,
+            rate,
+            size: 0,
+            duration_s,
+        },
+        sent,
+        deliveries: tracker.deliveries,
+        deliveries_per_s: tracker.deliveries as f64 / duration_s,
+        lost: expected
+            .saturating_sub(tracker.deliveries)
+            .max(tracker.gaps),
+        duplicated: tracker.duplicated,
+        p50_ms: ms(h.value_at_quantile(0.50)),
+        p90_ms: ms(h.value_at_quantile(0.90)),
+        p99_ms: ms(h.value_at_quantile(0.99)),
+        p999_ms: ms(h.value_at_quantile(0.999)),
+        max_ms: ms(h.max()),
+        join_s,
+        server: cpu_after,
+        server_cpu_per_s: match (cpu_before, cpu_after) {
+            (Some(b), Some(a)) => Some((a.cpu_s - b.cpu_s) / duration_s),
+            _ => None,
+        },
     })
 }
 
@@ -922,6 +1121,35 @@ pub fn suite(opts: &SuiteOptions) -> Result<String> {
     md.push_str(&fanout_runs(opts, &spec)?.markdown());
     md.push('\n');
 
+    // 3. many rooms.
+    let clients = scaled(10_000);
+    let mut s = Summary::default();
+    for _ in 0..opts.runs {
+        let (target, _) = Target::start(None, &opts.server_args)?;
+        let r = many_rooms(&target, clients, 10, 10.0, 10.0)?;
+        println!("{}", serde_json::to_string(&r).expect("serializes"));
+        s.add("connect and join all (s)", r.join_s);
+        s.add("messages/s", r.sent as f64 / r.spec.duration_s);
+        s.add("deliveries/s", r.deliveries_per_s);
+        s.add("lost", r.lost as f64);
+        s.add("duplicated", r.duplicated as f64);
+        s.add("latency p50 (ms)", r.p50_ms);
+        s.add("latency p99 (ms)", r.p99_ms);
+        s.add("latency p99.9 (ms)", r.p999_ms);
+        s.add("latency max (ms)", r.max_ms);
+        s.add("server CPU (cores)", r.server_cpu_per_s.unwrap_or(0.0));
+        s.add(
+            "server RSS (MiB)",
+            r.server.map(|p| p.rss_kib as f64 / 1024.0).unwrap_or(0.0),
+        );
+    }
+    md.push_str(&format!(
+        "### many rooms\n\n{clients} clients in {} rooms of 10; each sends a message every 10 s (spread evenly), for 10 s; every member, the sender included, gets each message of its room.\n\n",
+        clients / 10
+    ));
+    md.push_str(&s.markdown());
+    md.push('\n');
+
     // 4. connections.
     let clients = scaled(10_000);
     let mut s = Summary::default();
@@ -969,7 +1197,13 @@ pub fn suite(opts: &SuiteOptions) -> Result<String> {
             )));
         }
         s.add("server start-up, spawn to listening (ms)", r.startup_ms);
-        s.add("join: connect to welcome (ms)", r.join_ms);
+        s.add("connect, welcome and lobby history (ms)", r.join_ms);
+        s.add("history messages with it", r.lobby_history as f64);
+        s.add(
+            "join of another room, to the end of its history (ms)",
+            r.room_join_ms,
+        );
+        s.add("history messages with it", r.room_history as f64);
     }
     let _ = fs::remove_dir_all(&dir);
     md.push_str(&format!(

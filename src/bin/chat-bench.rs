@@ -46,6 +46,18 @@ enum Workload {
         #[arg(long)]
         find_max: bool,
     },
+    /// Many clients in many small rooms, all chatting slowly.
+    ManyRooms {
+        #[arg(long, default_value_t = 10_000)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        room_size: usize,
+        /// Seconds between two messages of one client.
+        #[arg(long, default_value_t = 10.0)]
+        interval: f64,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+    },
     /// Many idle clients: time to connect and join, memory per connection, one message round.
     Connections {
         #[arg(long, default_value_t = 10_000)]
@@ -141,6 +153,30 @@ fn run(args: Args) -> chatroom::Result<bool> {
             );
             Ok(r.lost == 0 && r.duplicated == 0)
         }
+        Workload::ManyRooms {
+            clients,
+            room_size,
+            interval,
+            duration,
+        } => {
+            let target = target(&args)?;
+            let r = bench::many_rooms(&target, *clients, *room_size, *interval, *duration)?;
+            println!("{}", serde_json::to_string(&r).expect("serializes"));
+            println!(
+                "many rooms: {} clients joined in {:.2} s; {:.0} messages/s, {:.0} deliveries/s, lost {}, duplicated {}, latency ms p50 {:.2} p99 {:.2} max {:.2}, server CPU {:.2} cores",
+                r.spec.receivers,
+                r.join_s,
+                r.sent as f64 / r.spec.duration_s,
+                r.deliveries_per_s,
+                r.lost,
+                r.duplicated,
+                r.p50_ms,
+                r.p99_ms,
+                r.max_ms,
+                r.server_cpu_per_s.unwrap_or(0.0)
+            );
+            Ok(r.lost == 0 && r.duplicated == 0)
+        }
         Workload::Connections { clients } => {
             let target = target(&args)?;
             let r = bench::connections(&target, *clients)?;
@@ -164,11 +200,14 @@ fn run(args: Args) -> chatroom::Result<bool> {
             let r = r?;
             println!("{}", serde_json::to_string(&r).expect("serializes"));
             println!(
-                "startup: {} rows ({:.0} MiB): listening after {:.1} ms, a join took {:.2} ms, next id {}",
+                "startup: {} rows ({:.0} MiB): listening after {:.1} ms; connect to the end of the lobby's history ({} messages) {:.2} ms; joining another room to the end of its history ({} messages) {:.2} ms; next id {}",
                 r.log_rows,
                 r.log_bytes as f64 / (1 << 20) as f64,
                 r.startup_ms,
+                r.lobby_history,
                 r.join_ms,
+                r.room_history,
+                r.room_join_ms,
                 r.next_id
             );
             Ok(r.next_id == rows + 1)
