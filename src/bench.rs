@@ -305,6 +305,11 @@ impl Tracker {
     /// Accounts one line received by `receiver` at `now_ns`.
     fn line(&mut self, receiver: usize, line: &[u8], now_ns: u64) {
         const MARK: &[u8] = b"\"text\":\"B ";
+        // Messages sent again as history (to a client joining after an earlier run on the
+        // same server) are not deliveries of this run; the flag is the last field.
+        if line.ends_with(b",\"history\":true}") {
+            return;
+        }
         let Some(at) = find(line, MARK) else {
             return;
         };
@@ -571,32 +576,55 @@ pub fn fanout(target: &Target, spec: &FanoutSpec) -> Result<FanoutResult> {
         .join()
         .map_err(|_| Error::Config("the receiving thread panicked".into()))??;
     let cpu_after = target.stats();
-    let run_s = spec.duration_s;
 
     let total_sent: u64 = sent.iter().sum();
     let expected = total_sent * spec.receivers as u64;
-    let lost = expected.saturating_sub(tracker.deliveries);
-    let ms = |v: u64| v as f64 / 1e6;
-    let h = &tracker.hist;
-    Ok(FanoutResult {
-        spec: spec.clone(),
-        sent: total_sent,
-        deliveries: tracker.deliveries,
-        deliveries_per_s: tracker.deliveries as f64 / run_s,
-        lost: lost.max(tracker.gaps),
-        duplicated: tracker.duplicated,
-        p50_ms: ms(h.value_at_quantile(0.50)),
-        p90_ms: ms(h.value_at_quantile(0.90)),
-        p99_ms: ms(h.value_at_quantile(0.99)),
-        p999_ms: ms(h.value_at_quantile(0.999)),
-        max_ms: ms(h.max()),
+    Ok(FanoutResult::new(
+        spec.clone(),
+        total_sent,
+        expected,
+        &tracker,
         join_s,
-        server: cpu_after,
-        server_cpu_per_s: match (cpu_before, cpu_after) {
-            (Some(b), Some(a)) => Some((a.cpu_s - b.cpu_s) / run_s),
-            _ => None,
-        },
-    })
+        (cpu_before, cpu_after),
+    ))
+}
+
+impl FanoutResult {
+    /// The result of a run that sent `sent` messages, which should have made `expected`
+    /// deliveries, as `tracker` saw them; `cpu` is the server's before and after.
+    fn new(
+        spec: FanoutSpec,
+        sent: u64,
+        expected: u64,
+        tracker: &Tracker,
+        join_s: f64,
+        cpu: (Option<ProcStats>, Option<ProcStats>),
+    ) -> FanoutResult {
+        let ms = |v: u64| v as f64 / 1e6;
+        let h = &tracker.hist;
+        let run_s = spec.duration_s;
+        FanoutResult {
+            sent,
+            deliveries: tracker.deliveries,
+            deliveries_per_s: tracker.deliveries as f64 / run_s,
+            lost: expected
+                .saturating_sub(tracker.deliveries)
+                .max(tracker.gaps),
+            duplicated: tracker.duplicated,
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+            join_s,
+            server: cpu.1,
+            server_cpu_per_s: match cpu {
+                (Some(b), Some(a)) => Some((a.cpu_s - b.cpu_s) / run_s),
+                _ => None,
+            },
+            spec,
+        }
+    }
 }
 
 /// The result of the connections workload.
@@ -958,36 +986,21 @@ pub fn many_rooms(
     }
     let cpu_after = target.stats();
     // Every member of a room, the sender included (its echo), gets each message once.
-    let expected = sent * room_size as u64;
-    let ms = |v: u64| v as f64 / 1e6;
-    let h = &tracker.hist;
-    Ok(FanoutResult {
-        spec: FanoutSpec {
-            receivers: clients,
-            senders: clients,
-            rate,
-            size: 0,
-            duration_s,
-        },
+    let spec = FanoutSpec {
+        receivers: clients,
+        senders: clients,
+        rate,
+        size: 0,
+        duration_s,
+    };
+    Ok(FanoutResult::new(
+        spec,
         sent,
-        deliveries: tracker.deliveries,
-        deliveries_per_s: tracker.deliveries as f64 / duration_s,
-        lost: expected
-            .saturating_sub(tracker.deliveries)
-            .max(tracker.gaps),
-        duplicated: tracker.duplicated,
-        p50_ms: ms(h.value_at_quantile(0.50)),
-        p90_ms: ms(h.value_at_quantile(0.90)),
-        p99_ms: ms(h.value_at_quantile(0.99)),
-        p999_ms: ms(h.value_at_quantile(0.999)),
-        max_ms: ms(h.max()),
+        sent * room_size as u64,
+        &tracker,
         join_s,
-        server: cpu_after,
-        server_cpu_per_s: match (cpu_before, cpu_after) {
-            (Some(b), Some(a)) => Some((a.cpu_s - b.cpu_s) / duration_s),
-            _ => None,
-        },
-    })
+        (cpu_before, cpu_after),
+    ))
 }
 
 fn truncate_to(path: &Path, len: u64) -> Result<()> {
@@ -1287,6 +1300,11 @@ mod tests {
         t.line(0, line(0, 2, 1_000_000).as_bytes(), 3_000_000);
         t.line(0, line(1, 0, 1_000_000).as_bytes(), 2_000_000);
         t.line(0, br#"{"type":"joined"}"#, 0);
+        t.line(
+            0,
+            line(0, 9, 1).replace('}', r#","history":true}"#).as_bytes(),
+            2,
+        );
         assert_eq!(t.deliveries, 3);
         assert_eq!(t.gaps, 1);
         assert_eq!(t.duplicated, 1);

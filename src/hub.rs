@@ -477,34 +477,48 @@ impl<W: std::io::Write> Hub<W> {
         }
     }
 
-    /// Logs and delivers a message (or emote) from `conn` to the room `key`.
-    fn say(&mut self, conn: u64, key: &str, text: String, kind: Kind) {
-        let (Some(client), Some(room)) = (self.clients.get(&conn), self.rooms.get(key)) else {
-            return;
-        };
-        let from = client.name.clone().unwrap_or_default();
+    /// Assigns the next id and stages the `messages.csv` row; returns the message as sent.
+    /// `room` is empty for a direct message, `to` set only for one.
+    fn log_message(
+        &mut self,
+        room: &str,
+        from: String,
+        to: Option<String>,
+        kind: Kind,
+        text: String,
+    ) -> ChatMessage {
         let id = self.next_id;
         self.next_id += 1;
         let ts = storage::now_timestamp();
         self.messages.stage(&MessageRecord {
             id,
             timestamp: ts.clone(),
-            room: room.name.clone(),
+            room: room.to_string(),
             sender: from.clone(),
-            recipient: String::new(),
+            recipient: to.clone().unwrap_or_default(),
             kind: kind.as_str().to_string(),
             text: text.clone(),
         });
-        let msg = ChatMessage {
+        ChatMessage {
             id,
             ts,
-            room: room.name.clone(),
+            room: room.to_string(),
             from,
-            to: None,
+            to,
             kind,
             text,
             history: false,
+        }
+    }
+
+    /// Logs and delivers a message (or emote) from `conn` to the room `key`.
+    fn say(&mut self, conn: u64, key: &str, text: String, kind: Kind) {
+        let (Some(client), Some(room)) = (self.clients.get(&conn), self.rooms.get(key)) else {
+            return;
         };
+        let from = client.name.clone().unwrap_or_default();
+        let room = room.name.clone();
+        let msg = self.log_message(&room, from, None, kind, text);
         self.pending_history.push((key.to_string(), msg.clone()));
         self.pending.push(Delivery {
             target: Target::Room {
@@ -529,28 +543,7 @@ impl<W: std::io::Write> Hub<W> {
         };
         let to_name = recipient.name.clone().unwrap_or_default();
         let away = recipient.away.clone();
-        let id = self.next_id;
-        self.next_id += 1;
-        let ts = storage::now_timestamp();
-        self.messages.stage(&MessageRecord {
-            id,
-            timestamp: ts.clone(),
-            room: String::new(),
-            sender: from.clone(),
-            recipient: to_name.clone(),
-            kind: Kind::Direct.as_str().to_string(),
-            text: text.clone(),
-        });
-        let msg = ServerMsg::Message(ChatMessage {
-            id,
-            ts,
-            room: String::new(),
-            from,
-            to: Some(to_name.clone()),
-            kind: Kind::Direct,
-            text,
-            history: false,
-        });
+        let msg = self.log_message("", from, Some(to_name.clone()), Kind::Direct, text);
         let targets = if to_conn == conn {
             vec![conn]
         } else {
@@ -558,7 +551,7 @@ impl<W: std::io::Write> Hub<W> {
         };
         self.pending.push(Delivery {
             target: Target::Set(targets),
-            msg,
+            msg: ServerMsg::Message(msg),
             logged_by: Some(conn),
         });
         if let Some(r) = self.clients.get_mut(&to_conn) {
