@@ -85,11 +85,6 @@ impl<R: BufRead> LineReader<R> {
             }
         }
     }
-
-    /// The underlying reader.
-    pub fn get_ref(&self) -> &R {
-        &self.inner
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! here loads the whole file: rows are parsed and printed one at a time.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
@@ -213,11 +213,6 @@ pub fn show(path: &Path, out: &mut impl Write, opts: ViewOptions, follow: bool) 
             printer.line = 1;
         }
     }
-}
-
-/// Whether an I/O error means the reader of our output went away (e.g. `chat-log | head`).
-pub fn is_closed_output(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::BrokenPipe
 }
 
 #[cfg(test)]
