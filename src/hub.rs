@@ -20,7 +20,7 @@ use crate::protocol::{
     self, ChatMessage, ErrorCode, Hello, Kind, Mode, ProtocolError, Request, RoomInfo, ServerMsg,
 };
 use crate::rooms::{self, Room};
-use crate::storage::{self, ConnRecord, CsvLog, MessageRecord};
+use crate::storage::{self, ConnRecord, CsvLog, Fsync, LogFile, MessageRecord};
 
 /// Encoded bytes shared by every recipient of one message.
 pub type Bytes = Arc<[u8]>;
@@ -53,6 +53,8 @@ pub struct HubConfig {
     pub history_keep: usize,
     /// How much of the end of `messages.csv` start-up reads to rebuild history.
     pub history_scan_bytes: u64,
+    /// When log writes are synced to disk.
+    pub fsync: Fsync,
 }
 
 impl Default for HubConfig {
@@ -63,6 +65,7 @@ impl Default for HubConfig {
             history: 50,
             history_keep: 200,
             history_scan_bytes: 16 << 20,
+            fsync: Fsync::Batch,
         }
     }
 }
@@ -94,7 +97,7 @@ pub enum Event {
 }
 
 /// The broadcaster's state. Built by the server, then moved into its thread by [`Hub::run`].
-pub struct Hub<W: std::io::Write = File> {
+pub struct Hub<W: LogFile = File> {
     /// Every connection that has not ended, named or not.
     clients: HashMap<u64, Client>,
     /// Names in use, by [`protocol::name_key`], for case-insensitive uniqueness.
@@ -186,8 +189,9 @@ impl Hub<File> {
     pub fn open(data_dir: &std::path::Path, config: HubConfig) -> crate::Result<Hub<File>> {
         let mpath = data_dir.join(storage::MESSAGES_FILE);
         let cpath = data_dir.join(storage::CONNECTIONS_FILE);
-        let mfile = storage::open_log(&mpath, storage::MESSAGES_HEADER)?;
-        let cfile = storage::open_log(&cpath, storage::CONNECTIONS_HEADER)?;
+        let (mfile, mlen) = storage::open_log(&mpath, storage::MESSAGES_HEADER)?;
+        let (cfile, clen) = storage::open_log(&cpath, storage::CONNECTIONS_HEADER)?;
+        let sync = config.fsync != Fsync::Never;
         let last_id = storage::last_message_id(&mpath)?;
         let started = std::time::Instant::now();
         let loaded = rooms::load_history(&mpath, config.history_keep, config.history_scan_bytes)
@@ -203,8 +207,8 @@ impl Hub<File> {
             started.elapsed()
         );
         let mut hub = Hub::new(
-            CsvLog::new(mfile, mpath),
-            CsvLog::new(cfile, cpath),
+            CsvLog::new(mfile, mlen, mpath).syncing(sync),
+            CsvLog::new(cfile, clen, cpath).syncing(sync),
             last_id + 1,
             config,
         );
@@ -213,7 +217,7 @@ impl Hub<File> {
     }
 }
 
-impl<W: std::io::Write> Hub<W> {
+impl<W: LogFile> Hub<W> {
     /// A hub over two logs; the next message gets id `next_id`.
     pub fn new(
         messages: CsvLog<W>,
@@ -478,15 +482,18 @@ impl<W: std::io::Write> Hub<W> {
     }
 
     /// Assigns the next id and stages the `messages.csv` row; returns the message as sent.
-    /// `room` is empty for a direct message, `to` set only for one.
+    /// `room` is empty for a direct message, `to` set only for one. With `--fsync always` the
+    /// row is written and synced at once; if that fails the sender (`conn`) is told and `None`
+    /// comes back: the message must not be delivered.
     fn log_message(
         &mut self,
+        conn: u64,
         room: &str,
         from: String,
         to: Option<String>,
         kind: Kind,
         text: String,
-    ) -> ChatMessage {
+    ) -> Option<ChatMessage> {
         let id = self.next_id;
         self.next_id += 1;
         let ts = storage::now_timestamp();
@@ -499,7 +506,14 @@ impl<W: std::io::Write> Hub<W> {
             kind: kind.as_str().to_string(),
             text: text.clone(),
         });
-        ChatMessage {
+        if self.config.fsync == Fsync::Always
+            && let Err(e) = self.messages.commit()
+        {
+            error!("{e}; the message was not delivered");
+            self.storage_failed(conn);
+            return None;
+        }
+        Some(ChatMessage {
             id,
             ts,
             room: room.to_string(),
@@ -508,6 +522,19 @@ impl<W: std::io::Write> Hub<W> {
             kind,
             text,
             history: false,
+        })
+    }
+
+    /// Tells `conn` its message could not be logged, so it was not delivered.
+    fn storage_failed(&mut self, conn: u64) {
+        if let Some(client) = self.clients.get(&conn) {
+            let err = ServerMsg::Error {
+                code: ErrorCode::Storage,
+                message: "the server could not save your message; it was not sent".to_string(),
+            };
+            let _ = client
+                .outbox
+                .push(Arc::from(protocol::encode(&err, client.mode)));
         }
     }
 
@@ -518,7 +545,9 @@ impl<W: std::io::Write> Hub<W> {
         };
         let from = client.name.clone().unwrap_or_default();
         let room = room.name.clone();
-        let msg = self.log_message(&room, from, None, kind, text);
+        let Some(msg) = self.log_message(conn, &room, from, None, kind, text) else {
+            return;
+        };
         self.pending_history.push((key.to_string(), msg.clone()));
         self.pending.push(Delivery {
             target: Target::Room {
@@ -543,7 +572,10 @@ impl<W: std::io::Write> Hub<W> {
         };
         let to_name = recipient.name.clone().unwrap_or_default();
         let away = recipient.away.clone();
-        let msg = self.log_message("", from, Some(to_name.clone()), Kind::Direct, text);
+        let Some(msg) = self.log_message(conn, "", from, Some(to_name.clone()), Kind::Direct, text)
+        else {
+            return;
+        };
         let targets = if to_conn == conn {
             vec![conn]
         } else {
@@ -956,19 +988,9 @@ impl<W: std::io::Write> Hub<W> {
         for d in pending {
             match d.logged_by {
                 Some(conn) => {
-                    if told.contains(&conn) {
-                        continue;
-                    }
-                    told.push(conn);
-                    if let Some(client) = self.clients.get(&conn) {
-                        let err = ServerMsg::Error {
-                            code: ErrorCode::Storage,
-                            message: "the server could not save your message; it was not sent"
-                                .to_string(),
-                        };
-                        let _ = client
-                            .outbox
-                            .push(Arc::from(protocol::encode(&err, client.mode)));
+                    if !told.contains(&conn) {
+                        told.push(conn);
+                        self.storage_failed(conn);
                     }
                 }
                 None => self.pending.push(d),

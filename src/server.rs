@@ -47,6 +47,8 @@ pub struct Config {
     /// How much of the end of `messages.csv` start-up reads to rebuild history. Start-up time
     /// grows with this, not with the log.
     pub history_scan_bytes: u64,
+    /// When log writes are synced to disk.
+    pub fsync: crate::storage::Fsync,
     /// The most connections served at once; more are refused with a line saying why. `None`
     /// means what the kernel's limits allow (see [`capacity`]).
     pub max_clients: Option<usize>,
@@ -67,6 +69,7 @@ impl Default for Config {
             history_keep: 200,
             history_scan_bytes: 16 << 20,
             max_clients: None,
+            fsync: crate::storage::Fsync::Batch,
             drain_timeout: Duration::from_secs(5),
         }
     }
@@ -212,6 +215,7 @@ impl Server {
                 history: config.history,
                 history_keep: config.history_keep.max(config.history),
                 history_scan_bytes: config.history_scan_bytes,
+                fsync: config.fsync,
             },
         )?;
         hub.log_server_event(

@@ -54,25 +54,92 @@ pub fn now_timestamp() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// An append-only CSV log: records are staged with [`CsvLog::stage`] and reach the writer
+/// When a log write reaches the disk, not just the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Fsync {
+    /// `fsync` after every message, before anyone sees it.
+    Always,
+    /// One `fsync` per batch (group commit), still before any message of the batch is seen.
+    #[default]
+    Batch,
+    /// No `fsync`: the kernel writes when it likes. A crash of the server loses nothing (the
+    /// kernel has the bytes); a crash of the machine may lose the last seconds.
+    Never,
+}
+
+/// What a log needs from its file beyond `Write`; implemented for `File` and, for tests,
+/// `Vec<u8>`.
+pub trait LogFile: Write {
+    /// Makes what was written durable.
+    fn sync(&mut self) -> io::Result<()>;
+    /// Cuts the file back to `len` bytes, removing a partial append.
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
+}
+
+impl LogFile for File {
+    fn sync(&mut self) -> io::Result<()> {
+        self.sync_data()
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.set_len(len)
+    }
+}
+
+impl LogFile for io::Cursor<Vec<u8>> {
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.get_mut().truncate(len as usize);
+        Ok(())
+    }
+}
+
+impl LogFile for Vec<u8> {
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        Vec::truncate(self, len as usize);
+        Ok(())
+    }
+}
+
+/// An append-only CSV log: records are staged with [`CsvLog::stage`] and reach the file
 /// together with [`CsvLog::commit`].
-pub struct CsvLog<W: Write> {
+pub struct CsvLog<W: LogFile> {
     /// Where committed bytes go: the file, or a `Vec<u8>` in tests.
     out: W,
+    /// The file's length after the last successful commit: a failed append is cut back to it,
+    /// so the file always ends with a complete record.
+    len: u64,
+    /// Whether `commit` syncs.
+    sync: bool,
     /// Records staged since the last commit, already CSV-encoded.
     staged: Vec<u8>,
     /// Where the file lives, for error messages.
     path: PathBuf,
 }
 
-impl<W: Write> CsvLog<W> {
-    /// A log writing to `out`; `path` only names it in errors.
-    pub fn new(out: W, path: PathBuf) -> CsvLog<W> {
+impl<W: LogFile> CsvLog<W> {
+    /// A log appending to `out`, which holds `len` bytes; `path` only names it in errors.
+    pub fn new(out: W, len: u64, path: PathBuf) -> CsvLog<W> {
         CsvLog {
             out,
+            len,
+            sync: false,
             staged: Vec::with_capacity(64 * 1024),
             path,
         }
+    }
+
+    /// Makes every commit also `fsync`.
+    pub fn syncing(mut self, sync: bool) -> CsvLog<W> {
+        self.sync = sync;
+        self
     }
 
     /// Encodes `record` after the records already staged.
@@ -91,18 +158,42 @@ impl<W: Write> CsvLog<W> {
         !self.staged.is_empty()
     }
 
-    /// Writes everything staged and flushes. On error nothing staged is kept, and the caller
-    /// must treat every staged record as not logged.
+    /// Writes everything staged (and syncs, if syncing). On error the file is cut back to its
+    /// length before this commit, nothing staged is kept, and the caller must treat every
+    /// staged record as not logged. The next commit tries again: a disk that was full may have
+    /// room by then.
     pub fn commit(&mut self) -> Result<()> {
         if self.staged.is_empty() {
             return Ok(());
         }
-        let res = self
+        let mut res = self
             .out
             .write_all(&self.staged)
             .and_then(|()| self.out.flush());
-        self.staged.clear();
-        res.map_err(|e| Error::io(format!("cannot append to {}", self.path.display()), e))
+        if res.is_ok() && self.sync {
+            res = self.out.sync();
+        }
+        match res {
+            Ok(()) => {
+                self.len += self.staged.len() as u64;
+                self.staged.clear();
+                Ok(())
+            }
+            Err(e) => {
+                self.staged.clear();
+                if let Err(cut) = self.out.truncate(self.len) {
+                    log::error!(
+                        "cannot cut {} back to {} bytes after a failed write: {cut}",
+                        self.path.display(),
+                        self.len
+                    );
+                }
+                Err(Error::io(
+                    format!("cannot append to {}", self.path.display()),
+                    e,
+                ))
+            }
+        }
     }
 
     /// The writer, for tests.
@@ -111,9 +202,11 @@ impl<W: Write> CsvLog<W> {
     }
 }
 
-/// Opens a CSV log for appending, creating it with `header` when it is missing or empty.
-pub fn open_log(path: &Path, header: &str) -> Result<File> {
+/// Opens a CSV log for appending, creating it with `header` when it is missing or empty, and
+/// cutting off a torn last record (see [`repair_tail`]). Returns the file and its length.
+pub fn open_log(path: &Path, header: &str) -> Result<(File, u64)> {
     let mut file = OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .open(path)
@@ -123,10 +216,125 @@ pub fn open_log(path: &Path, header: &str) -> Result<File> {
         .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?
         .len();
     if len == 0 {
-        file.write_all(format!("{header}\n").as_bytes())
+        let line = format!("{header}\n");
+        file.write_all(line.as_bytes())
             .map_err(|e| Error::io(format!("cannot write the header of {}", path.display()), e))?;
+        return Ok((file, line.len() as u64));
     }
-    Ok(file)
+    let fields = header.split(',').count();
+    let cut = repair_tail(&mut file, fields)
+        .map_err(|e| Error::io(format!("cannot check the end of {}", path.display()), e))?;
+    if let Some(cut) = cut {
+        log::warn!(
+            "{}: the last record was incomplete (a crash or a full disk while writing); cut off {cut} bytes",
+            path.display()
+        );
+    }
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?
+        .len();
+    Ok((file, len))
+}
+
+/// Cuts a torn last record off a CSV log whose records have `fields` fields; returns how many
+/// bytes were cut, if any.
+///
+/// Fast path (every clean start): the file ends with a newline and its last record, found by
+/// reading backwards, is whole (`fields` fields, balanced quotes). Otherwise (only after a crash
+/// in the middle of a write) the file is parsed forward from the start, which is always
+/// unambiguous, and cut at the start of the first record that is not whole.
+pub fn repair_tail<F: Read + Seek + LogFile>(
+    file: &mut F,
+    fields: usize,
+) -> io::Result<Option<u64>> {
+    let len = file.seek(SeekFrom::End(0))?;
+    if len == 0 {
+        return Ok(None);
+    }
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] == b'\n' && tail_looks_whole(file, len, fields)? {
+        return Ok(None);
+    }
+    file.seek(SeekFrom::Start(0))?;
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(io::BufReader::new(&mut *file));
+    let mut rec = csv::ByteRecord::new();
+    // Where the last record starts, and whether it has the right number of fields. A malformed
+    // record before it (a hand edit) is left alone: only the end can be torn by a write.
+    let mut last: Option<(u64, bool)> = None;
+    loop {
+        let start = rdr.position().byte();
+        match rdr.read_byte_record(&mut rec) {
+            Ok(true) => last = Some((start, rec.len() == fields)),
+            Ok(false) => break,
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+        }
+    }
+    drop(rdr);
+    let Some((start, right_fields)) = last else {
+        return Ok(None);
+    };
+    // A record cut by the end of the file either lacks its final newline or stops inside
+    // quotes (the reader ends a quoted field at the end of the file).
+    let mut tail = Vec::with_capacity((len - start) as usize);
+    file.seek(SeekFrom::Start(start))?;
+    file.read_to_end(&mut tail)?;
+    let quotes = tail.iter().filter(|&&b| b == b'"').count();
+    let whole = right_fields && tail.last() == Some(&b'\n') && quotes.is_multiple_of(2);
+    if whole {
+        return Ok(None);
+    }
+    file.truncate(start)?;
+    file.seek(SeekFrom::End(0))?;
+    Ok(Some(len - start))
+}
+
+/// The fast check of [`repair_tail`]: in the last 64 KiB, parsed forward from the earliest
+/// record boundary the backward quote count finds, every record has `fields` fields and the
+/// last one has balanced quotes. A write torn inside a quoted field (the case where the backward
+/// count is misled) fails it, and the caller falls back to the forward parse of the whole file.
+fn tail_looks_whole<F: Read + Seek>(file: &mut F, len: u64, fields: usize) -> io::Result<bool> {
+    let from = len.saturating_sub(64 * 1024);
+    let mut window = vec![0u8; (len - from) as usize];
+    file.seek(SeekFrom::Start(from))?;
+    file.read_exact(&mut window)?;
+    let body = &window[..window.len() - 1];
+    let mut quotes = 0usize;
+    let mut earliest = if from == 0 { Some(0) } else { None };
+    for i in (0..body.len()).rev() {
+        match body[i] {
+            b'\n' if quotes.is_multiple_of(2) => earliest = Some(i + 1),
+            b'"' => quotes += 1,
+            _ => {}
+        }
+    }
+    let Some(start) = earliest else {
+        return Ok(false);
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(&window[start..]);
+    let mut last_start = None;
+    let mut rec = csv::ByteRecord::new();
+    loop {
+        let pos = rdr.position().byte() as usize;
+        match rdr.read_byte_record(&mut rec) {
+            Ok(true) if rec.len() == fields => last_start = Some(pos),
+            Ok(true) | Err(_) => return Ok(false),
+            Ok(false) => break,
+        }
+    }
+    let Some(last_start) = last_start else {
+        return Ok(false);
+    };
+    let raw = &window[start + last_start..];
+    Ok(raw.iter().filter(|&&b| b == b'"').count().is_multiple_of(2))
 }
 
 /// The last complete record of a CSV file, read from the end: the cost does not grow with
@@ -308,7 +516,7 @@ mod tests {
 
     #[test]
     fn staged_records_reach_the_writer_only_on_commit() {
-        let mut log = CsvLog::new(Vec::new(), PathBuf::from("mem"));
+        let mut log = CsvLog::new(Vec::new(), 0, PathBuf::from("mem"));
         log.stage(&record(1, "a, \"quoted\"\nsecond line"));
         assert!(log.get_ref().is_empty());
         assert!(log.has_staged());
@@ -328,7 +536,7 @@ mod tests {
 
     #[test]
     fn last_record_handles_quoted_newlines() {
-        let mut log = CsvLog::new(Vec::new(), PathBuf::from("mem"));
+        let mut log = CsvLog::new(Vec::new(), 0, PathBuf::from("mem"));
         log.stage(&record(1, "first"));
         log.stage(&record(2, "tricky\n3,fake,row\n\"\"\nend"));
         log.commit().unwrap();
@@ -340,7 +548,7 @@ mod tests {
 
     #[test]
     fn last_record_across_chunks() {
-        let mut log = CsvLog::new(Vec::new(), PathBuf::from("mem"));
+        let mut log = CsvLog::new(Vec::new(), 0, PathBuf::from("mem"));
         for i in 1..=5 {
             log.stage(&record(i, &"x\"y\n".repeat(20_000)));
         }
@@ -361,7 +569,7 @@ mod tests {
 
     #[test]
     fn records_backwards_returns_every_record_in_reverse() {
-        let mut log = CsvLog::new(Vec::new(), PathBuf::from("mem"));
+        let mut log = CsvLog::new(Vec::new(), 0, PathBuf::from("mem"));
         let texts: Vec<String> = (0..500)
             .map(|i| format!("m{i}\n\"q\",{}", "z".repeat(i * 7)))
             .collect();
@@ -384,13 +592,110 @@ mod tests {
         }
     }
 
+    /// Every way a write can be torn is cut back to the last whole record; whole files and
+    /// malformed records before the end are left alone.
+    #[test]
+    fn torn_tails_are_cut_and_nothing_else() {
+        let mut log = CsvLog::new(Vec::new(), 0, PathBuf::from("mem"));
+        log.stage(&record(1, "one"));
+        log.stage(&record(2, "two, \"quoted\"\nacross lines"));
+        log.commit().unwrap();
+        let mut good = format!("{MESSAGES_HEADER}\n").into_bytes();
+        good.extend_from_slice(log.get_ref());
+        let mut third = CsvLog::new(Vec::new(), 0, PathBuf::from("mem"));
+        third.stage(&record(3, "three\nwith \"a\" newline"));
+        third.commit().unwrap();
+        let third = third.get_ref().clone();
+        // Cut the third record at every byte: each must be cut off entirely.
+        for cut in 1..third.len() {
+            let mut bytes = good.clone();
+            bytes.extend_from_slice(&third[..cut]);
+            let mut f = Cursor::new(bytes);
+            let removed = repair_tail(&mut f, 7).unwrap();
+            assert_eq!(removed, Some(cut as u64), "cut at {cut}");
+            assert_eq!(f.get_ref(), &good, "cut at {cut}");
+        }
+        let mut whole = good.clone();
+        whole.extend_from_slice(&third);
+        let mut f = Cursor::new(whole.clone());
+        assert_eq!(repair_tail(&mut f, 7).unwrap(), None);
+        assert_eq!(f.get_ref(), &whole);
+        // A hand-edited short row in the middle stays; only the torn end goes.
+        let mut edited = good.clone();
+        edited.extend_from_slice(b"oops,a hand edit\n");
+        edited.extend_from_slice(&third);
+        edited.extend_from_slice(b"4,2026-11-23T16:04:05.123Z,lobby,al");
+        let mut f = Cursor::new(edited.clone());
+        assert_eq!(repair_tail(&mut f, 7).unwrap(), Some(35));
+        assert_eq!(f.get_ref().len(), edited.len() - 35);
+    }
+
+    #[test]
+    fn a_failed_commit_is_cut_back_and_the_next_one_succeeds() {
+        /// A file that takes `room` more bytes, then fails like a full disk.
+        struct Full {
+            data: Vec<u8>,
+            room: usize,
+        }
+        impl Write for Full {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                if self.room == 0 {
+                    return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
+                }
+                let n = buf.len().min(self.room);
+                self.room -= n;
+                self.data.extend_from_slice(&buf[..n]);
+                Ok(n)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        impl LogFile for Full {
+            fn sync(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+            fn truncate(&mut self, len: u64) -> io::Result<()> {
+                self.data.truncate(len as usize);
+                Ok(())
+            }
+        }
+        let mut log = CsvLog::new(
+            Full {
+                data: Vec::new(),
+                room: 70,
+            },
+            0,
+            PathBuf::from("full"),
+        );
+        log.stage(&record(1, "fits"));
+        log.commit().unwrap();
+        let after_first = log.get_ref().data.clone();
+        log.stage(&record(2, "does not fit in what is left of the disk"));
+        let err = log.commit().unwrap_err().to_string();
+        assert!(err.contains("cannot append to full"), "{err}");
+        assert_eq!(
+            log.get_ref().data,
+            after_first,
+            "the partial write was cut back"
+        );
+        // Space comes back: the next commit works and the file is whole.
+        log.out.room = 1000;
+        log.stage(&record(3, "after"));
+        log.commit().unwrap();
+        let text = String::from_utf8(log.get_ref().data.clone()).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.starts_with("1,") && text.contains("\n3,"));
+    }
+
     #[test]
     fn open_log_writes_header_once_and_ids_continue() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.csv");
         drop(open_log(&path, MESSAGES_HEADER).unwrap());
         assert_eq!(last_message_id(&path).unwrap(), 0);
-        let mut log = CsvLog::new(open_log(&path, MESSAGES_HEADER).unwrap(), path.clone());
+        let (file, len) = open_log(&path, MESSAGES_HEADER).unwrap();
+        let mut log = CsvLog::new(file, len, path.clone());
         log.stage(&record(41, "x"));
         log.stage(&record(42, "y"));
         log.commit().unwrap();

@@ -43,6 +43,10 @@ struct Args {
     /// MiB of the end of messages.csv read at start-up to rebuild room history.
     #[arg(long, env = "CHAT_HISTORY_SCAN_MIB", default_value_t = 16)]
     history_scan_mib: u64,
+    /// When messages reach the disk: always (fsync per message), batch (one fsync per batch,
+    /// before delivery), never (left to the kernel).
+    #[arg(long, env = "CHAT_FSYNC", value_enum, default_value_t = chatroom::storage::Fsync::Batch)]
+    fsync: chatroom::storage::Fsync,
     /// Most clients at once (default: what the kernel's limits allow; logged at start-up).
     #[arg(long, env = "CHAT_MAX_CLIENTS")]
     max_clients: Option<usize>,
@@ -80,6 +84,7 @@ fn run(args: Args) -> chatroom::Result<()> {
         history: args.history,
         history_keep: args.history_keep,
         history_scan_bytes: args.history_scan_mib << 20,
+        fsync: args.fsync,
         ..Config::default()
     };
     // Each client costs a descriptor: allow as many as the hard limit does.
