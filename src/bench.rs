@@ -49,8 +49,9 @@ impl Target {
             .map_err(|e| Error::io("cannot find the current executable", e))?
             .with_file_name("chat-server");
         let started = Instant::now();
+        // The benchmark floods on purpose: no per-client rate limit unless asked for.
         let mut child = Command::new(&exe)
-            .args(["--bind", "127.0.0.1:0", "--data-dir"])
+            .args(["--bind", "127.0.0.1:0", "--msg-rate", "0", "--data-dir"])
             .arg(&dir)
             .args(extra)
             .env("RUST_LOG", "warn")

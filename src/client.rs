@@ -119,6 +119,12 @@ where
         let Ok(event) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
+        if event["type"] == "ping" {
+            // The server checks we are alive; the input thread may be writing too, but each
+            // of our writes is one whole line, which TCP keeps whole.
+            let _ = send(&mut writer, &json!({"type": "pong", "id": event["id"]}));
+            continue;
+        }
         if event["type"] == "bye" {
             last_notice = event["reason"].as_str().unwrap_or_default().to_string();
         }

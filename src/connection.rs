@@ -40,6 +40,20 @@ pub struct Reader {
     pub outbox: Outbox,
     pub max_line: usize,
     pub handshake_timeout: Duration,
+    /// A silent JSON client is pinged after this long...
+    pub ping_interval: Duration,
+    /// ... and dropped if it does not answer within this.
+    pub ping_timeout: Duration,
+    /// A silent human-mode client is dropped after this long.
+    pub idle_timeout: Duration,
+}
+
+/// A paste in progress (human mode, `/paste` ... `.`).
+struct Paste {
+    text: String,
+    lines: usize,
+    /// Set when the paste passed a limit: the rest is read and discarded up to the `.`.
+    refused: Option<ProtocolError>,
 }
 
 impl Reader {
@@ -145,20 +159,67 @@ impl Reader {
         lines: &mut LineReader<BufReader<&TcpStream>>,
         mode: Mode,
     ) -> io::Result<String> {
+        let mut paste: Option<Paste> = None;
+        // When the server pinged this (JSON) client and is waiting for any line back.
+        let mut pinged = false;
+        let mut ping_id = 0u64;
+        let mut timeout = None;
         loop {
-            let bytes = match lines.read_line()? {
+            let wanted = Some(match (mode, pinged) {
+                (Mode::Json, false) => self.ping_interval,
+                (Mode::Json, true) => self.ping_timeout,
+                (Mode::Human, _) => self.idle_timeout,
+            });
+            if wanted != timeout {
+                self.stream.set_read_timeout(wanted)?;
+                timeout = wanted;
+            }
+            let line = match lines.read_line() {
+                Ok(line) => line,
+                Err(e) if is_timeout(&e) => match (mode, pinged) {
+                    (Mode::Json, false) => {
+                        ping_id += 1;
+                        self.send(mode, &ServerMsg::Ping { id: ping_id });
+                        pinged = true;
+                        continue;
+                    }
+                    (Mode::Json, true) => return Ok(self.silent(mode, "no answer to a ping")),
+                    (Mode::Human, _) => return Ok(self.silent(mode, "idle for too long")),
+                },
+                Err(e) => return Err(e),
+            };
+            pinged = false;
+            let bytes = match line {
                 Line::Complete(bytes) => bytes,
                 Line::TooLong => {
                     let limit = self.max_line;
-                    self.send(
-                        mode,
-                        &ServerMsg::error(&ProtocolError::LineTooLong { limit }),
-                    );
+                    let err = ProtocolError::LineTooLong { limit };
+                    match &mut paste {
+                        Some(p) => {
+                            p.refused.get_or_insert(err);
+                        }
+                        None => self.send(mode, &ServerMsg::error(&err)),
+                    }
                     continue;
                 }
                 Line::Eof => return Ok("closed".into()),
                 Line::EofMidLine => return Ok("closed mid-line".into()),
             };
+            if let Some(p) = &mut paste {
+                let Some(text) = self.paste_line(p, bytes) else {
+                    continue;
+                };
+                paste = None;
+                match text {
+                    Ok(text) => {
+                        if !self.forward(Request::Say(text)) {
+                            return Ok("server stopping".into());
+                        }
+                    }
+                    Err(e) => self.send(mode, &ServerMsg::error(&e)),
+                }
+                continue;
+            }
             let req = match utf8(bytes).and_then(|line| protocol::parse_request(mode, line)) {
                 Ok(Some(req)) => req,
                 Ok(None) => continue,
@@ -169,24 +230,97 @@ impl Reader {
             };
             match req {
                 Request::Help => self.send(mode, &ServerMsg::help()),
-                Request::Quit(_) => {
-                    let _ = self.events.send(Event::Request {
-                        conn: self.conn,
-                        req,
+                Request::Pong => {}
+                Request::Paste => {
+                    let ts = crate::storage::now_timestamp();
+                    let text = format!(
+                        "pasting: send the lines, then a line holding only '.' (at most {} bytes, {} lines)",
+                        self.max_line,
+                        protocol::MAX_MESSAGE_LINES
+                    );
+                    self.send(mode, &ServerMsg::System { ts, text });
+                    paste = Some(Paste {
+                        text: String::new(),
+                        lines: 0,
+                        refused: None,
                     });
+                }
+                Request::Quit(_) => {
+                    self.forward(req);
                     return Ok("quit".into());
                 }
                 req => {
-                    let event = Event::Request {
-                        conn: self.conn,
-                        req,
-                    };
-                    if self.events.send(event).is_err() {
+                    if !self.forward(req) {
                         return Ok("server stopping".into());
                     }
                 }
             }
         }
+    }
+
+    /// Adds one line to a paste. `None` while the paste goes on; at its `.`, the text or why
+    /// it was refused.
+    fn paste_line(&self, p: &mut Paste, bytes: &[u8]) -> Option<Result<String, ProtocolError>> {
+        if bytes == b"." {
+            let done = std::mem::replace(
+                p,
+                Paste {
+                    text: String::new(),
+                    lines: 0,
+                    refused: None,
+                },
+            );
+            return Some(match done.refused {
+                Some(e) => Err(e),
+                None => protocol::validate_text(&done.text).map(|()| done.text),
+            });
+        }
+        if p.refused.is_some() {
+            return None;
+        }
+        let line = match utf8(bytes) {
+            Ok(line) => line,
+            Err(e) => {
+                p.refused = Some(e);
+                return None;
+            }
+        };
+        p.lines += 1;
+        if p.lines > protocol::MAX_MESSAGE_LINES {
+            p.refused = Some(ProtocolError::TooManyLines { lines: p.lines });
+        } else if p.text.len() + line.len() + 1 > self.max_line {
+            p.refused = Some(ProtocolError::LineTooLong {
+                limit: self.max_line,
+            });
+        } else {
+            if p.lines > 1 {
+                p.text.push('\n');
+            }
+            p.text.push_str(line);
+        }
+        None
+    }
+
+    /// Hands a request to the broadcaster; false when it is gone (the server is stopping).
+    fn forward(&self, req: Request) -> bool {
+        self.events
+            .send(Event::Request {
+                conn: self.conn,
+                req,
+            })
+            .is_ok()
+    }
+
+    /// Says goodbye to a client that went silent; returns the reason for `data.csv`.
+    #[cold]
+    #[inline(never)]
+    fn silent(&self, mode: Mode, why: &str) -> String {
+        let bye = ServerMsg::Bye {
+            ts: crate::storage::now_timestamp(),
+            reason: why.to_string(),
+        };
+        self.send(mode, &bye);
+        format!("timeout: {why}")
     }
 
     #[cold]
@@ -204,10 +338,10 @@ impl Reader {
     #[inline(never)]
     fn handshake_timed_out(&self) -> String {
         let secs = self.handshake_timeout.as_secs_f64();
-        let err = ServerMsg::Error {
-            code: ErrorCode::HandshakeTimeout,
-            message: format!("no name given within {secs} s; closing the connection"),
-        };
+        let err = ServerMsg::failure(
+            ErrorCode::HandshakeTimeout,
+            format!("no name given within {secs} s; closing the connection"),
+        );
         self.send(Mode::Human, &err);
         "handshake timeout".into()
     }

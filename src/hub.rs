@@ -55,6 +55,12 @@ pub struct HubConfig {
     pub history_scan_bytes: u64,
     /// When log writes are synced to disk.
     pub fsync: Fsync,
+    /// Messages per second one client may send on average; 0 turns the limit off.
+    pub msg_rate: f64,
+    /// Messages one client may send at once before the rate applies.
+    pub msg_burst: f64,
+    /// Messages refused in a row (for the rate) after which a client is disconnected.
+    pub flood_limit: u32,
 }
 
 impl Default for HubConfig {
@@ -66,6 +72,9 @@ impl Default for HubConfig {
             history_keep: 200,
             history_scan_bytes: 16 << 20,
             fsync: Fsync::Batch,
+            msg_rate: 5.0,
+            msg_burst: 20.0,
+            flood_limit: 50,
         }
     }
 }
@@ -149,6 +158,12 @@ struct Client {
     reply_to: Option<u64>,
     /// When the connection was made, for `/whois`.
     connected: String,
+    /// Messages the client may send now (a token bucket, refilled at `msg_rate`).
+    tokens: f64,
+    /// When `tokens` was last refilled.
+    refilled: std::time::Instant,
+    /// Messages refused in a row for the rate.
+    refused: u32,
 }
 
 /// One event waiting for the logs to be written.
@@ -302,6 +317,9 @@ impl<W: LogFile> Hub<W> {
                     away: None,
                     reply_to: None,
                     connected: storage::now_timestamp(),
+                    tokens: self.config.msg_burst,
+                    refilled: std::time::Instant::now(),
+                    refused: 0,
                 };
                 self.connections
                     .stage(&conn_row(conn, &client, "connect", ""));
@@ -355,6 +373,17 @@ impl<W: LogFile> Hub<W> {
     }
 
     fn request(&mut self, conn: u64, req: Request) {
+        let is_message = matches!(
+            req,
+            Request::Say(_)
+                | Request::SayIn { .. }
+                | Request::Me(_)
+                | Request::Msg { .. }
+                | Request::Reply(_)
+        );
+        if is_message && !self.within_rate(conn) {
+            return;
+        }
         let Some(client) = self.clients.get(&conn) else {
             return;
         };
@@ -466,6 +495,8 @@ impl<W: LogFile> Hub<W> {
                 None => self.no_room(conn),
             },
             Request::Help => self.push(Target::One(conn), ServerMsg::help()),
+            // Handled by the connection thread; nothing reaches here.
+            Request::Pong | Request::Paste => {}
             Request::Ping(id) => self.push(Target::One(conn), ServerMsg::Pong { id }),
             Request::Quit(reason) => {
                 let reason = match reason {
@@ -479,6 +510,51 @@ impl<W: LogFile> Hub<W> {
                 self.remove(conn, &reason, Some(bye));
             }
         }
+    }
+
+    /// Takes one message from `conn`'s token bucket. When it is empty the message is refused
+    /// with an error that says when to retry; too many refusals in a row disconnect the
+    /// client (it may reconnect: this is not a ban).
+    fn within_rate(&mut self, conn: u64) -> bool {
+        let rate = self.config.msg_rate;
+        let burst = self.config.msg_burst.max(1.0);
+        let flood_limit = self.config.flood_limit;
+        let Some(c) = self.clients.get_mut(&conn) else {
+            return false;
+        };
+        if rate <= 0.0 {
+            return true;
+        }
+        let now = std::time::Instant::now();
+        c.tokens = (c.tokens + now.duration_since(c.refilled).as_secs_f64() * rate).min(burst);
+        c.refilled = now;
+        if c.tokens >= 1.0 {
+            c.tokens -= 1.0;
+            c.refused = 0;
+            return true;
+        }
+        c.refused += 1;
+        if c.refused >= flood_limit {
+            let bye = ServerMsg::Bye {
+                ts: storage::now_timestamp(),
+                reason: format!(
+                    "disconnected for flooding ({flood_limit} messages refused in a row); you may reconnect"
+                ),
+            };
+            self.remove(conn, "flooding", Some(bye));
+            return false;
+        }
+        let wait = ((1.0 - c.tokens) / rate * 1000.0).ceil() as u64;
+        let msg = ServerMsg::Error {
+            code: ErrorCode::RateLimited,
+            message: format!(
+                "slow down: at most {rate} messages a second ({burst} at once); this one was not sent; retry in {:.1} s",
+                wait as f64 / 1000.0
+            ),
+            retry_after_ms: Some(wait),
+        };
+        self.push(Target::One(conn), msg);
+        false
     }
 
     /// Assigns the next id and stages the `messages.csv` row; returns the message as sent.
@@ -528,10 +604,10 @@ impl<W: LogFile> Hub<W> {
     /// Tells `conn` its message could not be logged, so it was not delivered.
     fn storage_failed(&mut self, conn: u64) {
         if let Some(client) = self.clients.get(&conn) {
-            let err = ServerMsg::Error {
-                code: ErrorCode::Storage,
-                message: "the server could not save your message; it was not sent".to_string(),
-            };
+            let err = ServerMsg::failure(
+                ErrorCode::Storage,
+                "the server could not save your message; it was not sent".to_string(),
+            );
             let _ = client
                 .outbox
                 .push(Arc::from(protocol::encode(&err, client.mode)));
@@ -821,7 +897,7 @@ impl<W: LogFile> Hub<W> {
     }
 
     fn fail(&mut self, conn: u64, code: ErrorCode, message: String) {
-        self.push(Target::One(conn), ServerMsg::Error { code, message });
+        self.push(Target::One(conn), ServerMsg::failure(code, message));
     }
 
     fn no_room(&mut self, conn: u64) {
@@ -1184,6 +1260,8 @@ fn public_reason(reason: &str) -> &str {
         "too slow to keep up"
     } else if reason.contains("timeout") {
         "timed out"
+    } else if reason == "flooding" {
+        "disconnected for flooding"
     } else {
         "connection closed"
     }

@@ -16,6 +16,7 @@
 //! - [`connection`]: one connection's reader and writer threads.
 //! - [`outbox`]: a client's bounded queue of encoded messages.
 //! - [`server`]: the accept loop, [`Config`], start-up and shutdown.
+//! - [`limits`]: admission: total, per-IP and per-IP-per-minute connection caps.
 //! - [`client`]: `chat-client`'s logic over any `BufRead`/`Write`.
 //! - [`viewer`]: `chat-log`'s logic: rendering and following `messages.csv`.
 //! - [`term`]: terminal settings shared by the client and the viewer.
@@ -29,6 +30,7 @@ pub mod client;
 pub mod connection;
 pub mod error;
 pub mod hub;
+pub mod limits;
 pub mod lines;
 pub mod outbox;
 pub mod protocol;

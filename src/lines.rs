@@ -29,6 +29,9 @@ pub struct LineReader<R> {
     limit: usize,
     /// True while the rest of an over-long line is being skipped.
     discarding: bool,
+    /// True when `line` holds a line already returned: the next call starts a new one. A call
+    /// that ends in an error (a read timeout) leaves the partial line for the next call.
+    returned: bool,
 }
 
 impl<R: BufRead> LineReader<R> {
@@ -39,13 +42,16 @@ impl<R: BufRead> LineReader<R> {
             line: Vec::new(),
             limit,
             discarding: false,
+            returned: false,
         }
     }
 
     /// The next line. A read timeout surfaces as an `io::Error` (`WouldBlock` or `TimedOut`);
     /// the partial line is kept, so reading again after a timeout loses nothing.
     pub fn read_line(&mut self) -> io::Result<Line<'_>> {
-        self.line.clear();
+        if std::mem::take(&mut self.returned) {
+            self.line.clear();
+        }
         loop {
             let buf = match self.inner.fill_buf() {
                 Ok(buf) => buf,
@@ -55,6 +61,7 @@ impl<R: BufRead> LineReader<R> {
             if buf.is_empty() {
                 let partial = !self.line.is_empty() || self.discarding;
                 self.discarding = false;
+                self.returned = true;
                 return Ok(if partial { Line::EofMidLine } else { Line::Eof });
             }
             let (take, found) = match buf.iter().position(|&b| b == b'\n') {
@@ -72,6 +79,7 @@ impl<R: BufRead> LineReader<R> {
             }
             self.inner.consume(if found { take + 1 } else { take });
             if found {
+                self.returned = true;
                 if std::mem::take(&mut self.discarding) {
                     return Ok(Line::TooLong);
                 }
@@ -135,6 +143,33 @@ mod tests {
     fn eof_mid_line_is_reported() {
         assert_eq!(lines(b"ok\npartial", 100), ["ok", "<eof mid-line>"]);
         assert_eq!(lines(&[b'y'; 500], 100), ["<eof mid-line>"]);
+    }
+
+    /// A read error (a timeout) in the middle of a line loses nothing.
+    #[test]
+    fn a_timeout_mid_line_keeps_the_partial_line() {
+        struct Stutter(Vec<Result<&'static [u8], io::ErrorKind>>);
+        impl Read for Stutter {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                match self.0.pop() {
+                    None => Ok(0),
+                    Some(Ok(b)) => {
+                        buf[..b.len()].copy_from_slice(b);
+                        Ok(b.len())
+                    }
+                    Some(Err(kind)) => Err(kind.into()),
+                }
+            }
+        }
+        let parts = vec![
+            Ok(&b"lo\n"[..]),
+            Err(io::ErrorKind::WouldBlock),
+            Ok(&b"hel"[..]),
+        ];
+        let mut r = LineReader::new(BufReader::new(Stutter(parts)), 100);
+        assert_eq!(r.read_line().unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(r.read_line().unwrap(), Line::Complete(b"hello"));
+        assert_eq!(r.read_line().unwrap(), Line::Eof);
     }
 
     /// A gigabyte-scale line costs no more memory than the limit.

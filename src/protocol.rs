@@ -100,6 +100,10 @@ pub enum Request {
     Help,
     /// Answer with a `pong`, so a client can measure the round trip or keep the line warm.
     Ping(Option<u64>),
+    /// The answer to the server's `ping`; any line shows the client is alive.
+    Pong,
+    /// Human mode: the following lines, up to one holding only `.`, are one message.
+    Paste,
     /// Leave, with an optional reason shown to the others.
     Quit(Option<String>),
 }
@@ -118,6 +122,7 @@ pub enum ProtocolError {
     InvalidUtf8 { at: usize },
     ControlChar { ch: char, at: usize },
     EmptyMessage,
+    TooManyLines { lines: usize },
     BadJson { detail: String },
     BadRequest { detail: String },
     UnknownCommand { command: String },
@@ -138,6 +143,7 @@ impl ProtocolError {
             ProtocolError::InvalidUtf8 { .. } => ErrorCode::InvalidUtf8,
             ProtocolError::ControlChar { .. } => ErrorCode::ControlChar,
             ProtocolError::EmptyMessage => ErrorCode::EmptyMessage,
+            ProtocolError::TooManyLines { .. } => ErrorCode::TooManyLines,
             ProtocolError::BadJson { .. } => ErrorCode::BadJson,
             ProtocolError::BadRequest { .. } => ErrorCode::BadRequest,
             ProtocolError::UnknownCommand { .. } | ProtocolError::Usage { .. } => {
@@ -179,6 +185,10 @@ impl fmt::Display for ProtocolError {
                 describe_char(*ch)
             ),
             ProtocolError::EmptyMessage => write!(f, "the message is empty; nothing was sent"),
+            ProtocolError::TooManyLines { lines } => write!(
+                f,
+                "a message has at most {MAX_MESSAGE_LINES} lines; that one has {lines}; it was not sent"
+            ),
             ProtocolError::BadJson { detail } => {
                 write!(f, "the line is not a JSON object: {detail}")
             }
@@ -216,6 +226,8 @@ pub enum ErrorCode {
     NoRoom,
     NoSuchUser,
     NoReplyTarget,
+    TooManyLines,
+    RateLimited,
 }
 
 /// One chat message as it was logged: every recipient sees the same fields.
@@ -387,6 +399,13 @@ pub enum ServerMsg {
     Error {
         code: ErrorCode,
         message: String,
+        /// For `rate_limited`: when the next message will be accepted.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+    /// The server checks that a quiet JSON client is still there; answer with `pong`.
+    Ping {
+        id: u64,
     },
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -409,9 +428,15 @@ pub struct HelpEntry {
 impl ServerMsg {
     /// The error event for a refused line.
     pub fn error(err: &ProtocolError) -> ServerMsg {
+        ServerMsg::failure(err.code(), err.to_string())
+    }
+
+    /// An error event with no retry hint.
+    pub fn failure(code: ErrorCode, message: String) -> ServerMsg {
         ServerMsg::Error {
-            code: err.code(),
-            message: err.to_string(),
+            code,
+            message,
+            retry_after_ms: None,
         }
     }
 
@@ -555,6 +580,7 @@ fn encode_human(msg: &ServerMsg) -> String {
         ServerMsg::System { ts, text } => format!("[{}] * {text}\n", clock(ts)),
         ServerMsg::Error { message, .. } => format!("! {message}\n"),
         ServerMsg::Pong { .. } => "* pong\n".to_string(),
+        ServerMsg::Ping { .. } => "* ping: are you there?\n".to_string(),
         ServerMsg::Bye { ts, reason } => format!("[{}] * disconnected: {reason}\n", clock(ts)),
     }
 }
@@ -718,6 +744,7 @@ pub fn parse_command(line: &str) -> Result<Request, ProtocolError> {
         "/help" | "/?" => Ok(Request::Help),
         "/quit" | "/exit" | "/bye" => optional_text().map(Request::Quit),
         "/ping" => Ok(Request::Ping(None)),
+        "/paste" => no_args(Request::Paste, "/paste"),
         _ => Err(ProtocolError::UnknownCommand {
             command: printable(cmd),
         }),
@@ -825,6 +852,11 @@ enum JsonRequest {
         #[serde(default)]
         id: Option<u64>,
     },
+    Pong {
+        #[serde(default)]
+        #[allow(dead_code)]
+        id: Option<u64>,
+    },
     Quit {
         #[serde(default)]
         reason: Option<String>,
@@ -874,6 +906,7 @@ fn parse_json(line: &str) -> Result<Request, ProtocolError> {
         }
         JsonRequest::Help => Request::Help,
         JsonRequest::Ping { id } => Request::Ping(id),
+        JsonRequest::Pong { .. } => Request::Pong,
         JsonRequest::Quit { reason } => Request::Quit(optional(reason)?),
     })
 }
@@ -923,7 +956,11 @@ pub fn name_key(name: &str) -> String {
     name.to_lowercase()
 }
 
-/// Checks message text: not blank, and no character that could drive a terminal.
+/// The most lines one message (a paste) may have.
+pub const MAX_MESSAGE_LINES: usize = 100;
+
+/// Checks message text: not blank, at most [`MAX_MESSAGE_LINES`] lines, and no character that
+/// could drive a terminal.
 ///
 /// Refused (the message is rejected whole, never silently altered): C0 controls other than
 /// tab and newline, DEL, C1 controls, and the Unicode bidirectional embedding, override and
@@ -931,6 +968,10 @@ pub fn name_key(name: &str) -> String {
 pub fn validate_text(text: &str) -> Result<(), ProtocolError> {
     if text.trim().is_empty() {
         return Err(ProtocolError::EmptyMessage);
+    }
+    let lines = text.split('\n').count();
+    if lines > MAX_MESSAGE_LINES {
+        return Err(ProtocolError::TooManyLines { lines });
     }
     if let Some((at, ch)) = text
         .chars()

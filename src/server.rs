@@ -10,17 +10,18 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use log::{debug, error, info, warn};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
 use crate::connection::{self, Reader};
 use crate::error::{Error, Result};
 use crate::hub::{Event, Hub, HubConfig};
+use crate::limits::{Admission, Rules, Ticket};
 
 /// How a server runs. [`Config::default`] matches the command line's defaults.
 #[derive(Debug, Clone)]
@@ -49,6 +50,24 @@ pub struct Config {
     pub history_scan_bytes: u64,
     /// When log writes are synced to disk.
     pub fsync: crate::storage::Fsync,
+    /// Messages per second one client may send on average; 0 turns the limit off.
+    pub msg_rate: f64,
+    /// Messages one client may send at once before the rate applies.
+    pub msg_burst: f64,
+    /// Messages refused in a row for the rate after which a client is disconnected.
+    pub flood_limit: u32,
+    /// Connections at once from one IP address (0: no limit).
+    pub max_per_ip: usize,
+    /// New connections per minute from one IP address (0: no limit).
+    pub per_ip_per_minute: usize,
+    /// Apply the per-IP limits to loopback addresses too.
+    pub limit_loopback: bool,
+    /// A JSON client silent this long is sent a `ping`.
+    pub ping_interval: Duration,
+    /// ... and dropped if it then stays silent this long.
+    pub ping_timeout: Duration,
+    /// A human-mode client silent this long is dropped.
+    pub idle_timeout: Duration,
     /// The most connections served at once; more are refused with a line saying why. `None`
     /// means what the kernel's limits allow (see [`capacity`]).
     pub max_clients: Option<usize>,
@@ -70,6 +89,15 @@ impl Default for Config {
             history_scan_bytes: 16 << 20,
             max_clients: None,
             fsync: crate::storage::Fsync::Batch,
+            msg_rate: 5.0,
+            msg_burst: 20.0,
+            flood_limit: 50,
+            max_per_ip: 256,
+            per_ip_per_minute: 120,
+            limit_loopback: false,
+            ping_interval: Duration::from_secs(60),
+            ping_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(3600),
             drain_timeout: Duration::from_secs(5),
         }
     }
@@ -162,20 +190,8 @@ pub struct Server {
     stopping: Arc<AtomicBool>,
     /// The address `shutdown` connects to, to wake the blocking accept.
     wake_addr: SocketAddr,
-    /// The most connections served at once.
-    max_clients: usize,
-    /// Connections being served now: raised on accept, lowered when both of a connection's
-    /// threads have ended.
-    live: Arc<AtomicUsize>,
-}
-
-/// Lowers the live-connection count when the last of a connection's threads drops it.
-struct LiveGuard(Arc<AtomicUsize>);
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
+    /// The admission rules, handed to the accept loop.
+    rules: Rules,
 }
 
 /// Stops a running [`Server`] from another thread (a signal handler's thread, a test).
@@ -216,6 +232,9 @@ impl Server {
                 history_keep: config.history_keep.max(config.history),
                 history_scan_bytes: config.history_scan_bytes,
                 fsync: config.fsync,
+                msg_rate: config.msg_rate,
+                msg_burst: config.msg_burst,
+                flood_limit: config.flood_limit.max(1),
             },
         )?;
         hub.log_server_event(
@@ -245,9 +264,14 @@ impl Server {
         info!(
             "serving at most {max_clients} clients at once (the kernel allows {kernel_cap}; bound by {binding})"
         );
-        Ok(Server {
+        let rules = Rules {
             max_clients,
-            live: Arc::new(AtomicUsize::new(0)),
+            max_per_ip: config.max_per_ip,
+            per_ip_per_minute: config.per_ip_per_minute,
+            limit_loopback: config.limit_loopback,
+        };
+        Ok(Server {
+            rules,
             next_conn,
             listener,
             config,
@@ -270,14 +294,17 @@ impl Server {
     pub fn run(self) -> Result<()> {
         let (alive_tx, alive_rx) = crossbeam_channel::bounded::<()>(0);
         let mut next_conn = self.next_conn;
+        let mut admission = Admission::new(self.rules.clone());
         for stream in self.listener.incoming() {
             if self.stopping.load(Ordering::SeqCst) {
                 break;
             }
             match stream {
                 Ok(stream) => {
-                    self.spawn_connection(next_conn, stream, &alive_tx);
-                    next_conn += 1;
+                    if let Some(ticket) = admit(&mut admission, &stream) {
+                        self.spawn_connection(next_conn, stream, ticket, &alive_tx);
+                        next_conn += 1;
+                    }
                 }
                 Err(e) => {
                     // Out of descriptors or memory: say so, back off a little, keep serving.
@@ -305,25 +332,8 @@ impl Server {
         Ok(())
     }
 
-    fn spawn_connection(&self, conn: u64, stream: TcpStream, alive: &Sender<()>) {
-        if self.live.fetch_add(1, Ordering::AcqRel) >= self.max_clients {
-            self.live.fetch_sub(1, Ordering::AcqRel);
-            let peer = stream
-                .peer_addr()
-                .map(|p| p.to_string())
-                .unwrap_or_default();
-            warn!(
-                "refusing {peer}: {} clients connected, the most this server takes",
-                self.max_clients
-            );
-            // Best effort and non-blocking: the client learns why before the close.
-            let _ = stream.set_nonblocking(true);
-            let _ = (&stream).write_all(
-                b"! the server is full; try again later\n{\"type\":\"error\",\"code\":\"server_full\",\"message\":\"the server is full; try again later\"}\n",
-            );
-            return;
-        }
-        let live = Arc::new(LiveGuard(self.live.clone()));
+    fn spawn_connection(&self, conn: u64, stream: TcpStream, ticket: Ticket, alive: &Sender<()>) {
+        let live = Arc::new(ticket);
         let peer = match stream.peer_addr() {
             Ok(peer) => peer,
             Err(e) => {
@@ -333,6 +343,12 @@ impl Server {
         };
         // Chat lines are small and latency matters; the writer coalesces bursts itself.
         let _ = stream.set_nodelay(true);
+        // A peer that vanished without a word (a laptop lid, a dead NAT entry) is found by the
+        // kernel's keepalive probes as well as by the idle timeouts.
+        let keepalive = TcpKeepalive::new()
+            .with_time(Duration::from_secs(60))
+            .with_interval(Duration::from_secs(15));
+        let _ = SockRef::from(&stream).set_tcp_keepalive(&keepalive);
         // One socket, shared: the reader reads, the writer writes, the broadcaster may shut it
         // down. One descriptor per connection, not three.
         let stream = Arc::new(stream);
@@ -371,6 +387,9 @@ impl Server {
             outbox: outbox_tx,
             max_line: self.config.max_line,
             handshake_timeout: self.config.handshake_timeout,
+            ping_interval: self.config.ping_interval,
+            ping_timeout: self.config.ping_timeout,
+            idle_timeout: self.config.idle_timeout,
         };
         let reader_alive = alive.clone();
         let spawned = thread::Builder::new()
@@ -393,6 +412,21 @@ impl Server {
             conn,
             reason: format!("refused: no thread: {e}"),
         });
+    }
+}
+
+/// Admits a freshly accepted connection, or tells it why not (best effort, without blocking)
+/// and closes it.
+fn admit(admission: &mut Admission, stream: &TcpStream) -> Option<Ticket> {
+    let peer = stream.peer_addr().ok()?;
+    match admission.admit(peer.ip()) {
+        Ok(ticket) => Some(ticket),
+        Err(refusal) => {
+            warn!("refusing {peer}: {}", refusal.reason());
+            let _ = stream.set_nonblocking(true);
+            let _ = (&*stream).write_all(&refusal.lines());
+            None
+        }
     }
 }
 

@@ -47,6 +47,34 @@ struct Args {
     /// before delivery), never (left to the kernel).
     #[arg(long, env = "CHAT_FSYNC", value_enum, default_value_t = chatroom::storage::Fsync::Batch)]
     fsync: chatroom::storage::Fsync,
+    /// Messages per second one client may send on average (0: no limit).
+    #[arg(long, env = "CHAT_MSG_RATE", default_value_t = 5.0)]
+    msg_rate: f64,
+    /// Messages one client may send at once before the rate applies.
+    #[arg(long, env = "CHAT_MSG_BURST", default_value_t = 20.0)]
+    msg_burst: f64,
+    /// Messages refused in a row for the rate after which a client is disconnected.
+    #[arg(long, env = "CHAT_FLOOD_LIMIT", default_value_t = 50)]
+    flood_limit: u32,
+    /// Connections at once from one IP address (0: no limit). Loopback is exempt unless
+    /// --limit-loopback.
+    #[arg(long, env = "CHAT_MAX_PER_IP", default_value_t = 256)]
+    max_per_ip: usize,
+    /// New connections per minute from one IP address (0: no limit).
+    #[arg(long, env = "CHAT_CONN_PER_MINUTE", default_value_t = 120)]
+    conn_per_minute: usize,
+    /// Apply the per-IP limits to loopback addresses too.
+    #[arg(long, env = "CHAT_LIMIT_LOOPBACK")]
+    limit_loopback: bool,
+    /// Seconds of silence after which a JSON client is pinged.
+    #[arg(long, env = "CHAT_PING_INTERVAL", default_value_t = 60.0)]
+    ping_interval: f64,
+    /// Seconds a pinged JSON client has to answer.
+    #[arg(long, env = "CHAT_PING_TIMEOUT", default_value_t = 30.0)]
+    ping_timeout: f64,
+    /// Seconds of silence after which a human-mode client is dropped.
+    #[arg(long, env = "CHAT_IDLE_TIMEOUT", default_value_t = 3600.0)]
+    idle_timeout: f64,
     /// Most clients at once (default: what the kernel's limits allow; logged at start-up).
     #[arg(long, env = "CHAT_MAX_CLIENTS")]
     max_clients: Option<usize>,
@@ -85,6 +113,15 @@ fn run(args: Args) -> chatroom::Result<()> {
         history_keep: args.history_keep,
         history_scan_bytes: args.history_scan_mib << 20,
         fsync: args.fsync,
+        msg_rate: args.msg_rate,
+        msg_burst: args.msg_burst,
+        flood_limit: args.flood_limit,
+        max_per_ip: args.max_per_ip,
+        per_ip_per_minute: args.conn_per_minute,
+        limit_loopback: args.limit_loopback,
+        ping_interval: Duration::from_secs_f64(args.ping_interval),
+        ping_timeout: Duration::from_secs_f64(args.ping_timeout),
+        idle_timeout: Duration::from_secs_f64(args.idle_timeout),
         ..Config::default()
     };
     // Each client costs a descriptor: allow as many as the hard limit does.

@@ -39,8 +39,10 @@ pub fn start_with(tune: impl FnOnce(&mut Config)) -> TestServer {
 
 /// Starts a server on the data directory `dir` (which outlives it, for restart tests).
 pub fn start_in(dir: &Path, tune: impl FnOnce(&mut Config)) -> TestServer {
+    // Tests send as fast as they can; the rate limit has tests of its own that turn it on.
     let mut config = Config {
         data_dir: dir.to_path_buf(),
+        msg_rate: 0.0,
         ..Config::default()
     };
     tune(&mut config);

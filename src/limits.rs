@@ -1,0 +1,223 @@
+//! Admission: who may connect. A total cap, a cap per IP address, and a cap on new
+//! connections per IP address per minute; loopback addresses are exempt from the per-IP caps
+//! unless configured otherwise (local tools, tests and benchmarks).
+//!
+//! The per-IP defaults are generous on purpose: a whole office behind one NAT address is one
+//! IP address to the server.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The admission rules.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Connections served at once.
+    pub max_clients: usize,
+    /// Connections served at once from one IP address; 0 means no limit.
+    pub max_per_ip: usize,
+    /// New connections per minute from one IP address; 0 means no limit.
+    pub per_ip_per_minute: usize,
+    /// Apply the per-IP caps to loopback addresses too.
+    pub limit_loopback: bool,
+}
+
+/// Why a connection was refused; its [`Refusal::lines`] go to the client before the close.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    Full { max: usize },
+    TooManyFromAddress { max: usize },
+    TooFast { per_minute: usize },
+}
+
+impl Refusal {
+    /// Why, in words, for the client and the log.
+    pub fn reason(&self) -> String {
+        match self {
+            Refusal::Full { max } => {
+                format!("the server is full ({max} connections); try again later")
+            }
+            Refusal::TooManyFromAddress { max } => {
+                format!("too many connections from your address (at most {max}); close one first")
+            }
+            Refusal::TooFast { per_minute } => format!(
+                "too many new connections from your address (at most {per_minute} a minute); try again in a minute"
+            ),
+        }
+    }
+
+    /// The `code` of the JSON error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::Full { .. } => "server_full",
+            Refusal::TooManyFromAddress { .. } => "too_many_connections",
+            Refusal::TooFast { .. } => "connection_rate",
+        }
+    }
+
+    /// A human line and a JSON line: the client's mode is not known yet.
+    pub fn lines(&self) -> Vec<u8> {
+        let reason = self.reason();
+        let json = serde_json::json!({"type": "error", "code": self.code(), "message": reason});
+        format!("! {reason}\n{json}\n").into_bytes()
+    }
+}
+
+/// Connections being served, per (limited) address.
+type PerAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// Held for as long as a connection is served; dropping it frees its place.
+pub struct Ticket {
+    live: Arc<AtomicUsize>,
+    per_ip: Option<(PerAddress, IpAddr)>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::AcqRel);
+        if let Some((map, ip)) = &self.per_ip {
+            let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = map.get_mut(ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(ip);
+                }
+            }
+        }
+    }
+}
+
+/// The accept loop's admission state.
+pub struct Admission {
+    rules: Rules,
+    /// Connections being served.
+    live: Arc<AtomicUsize>,
+    /// Tickets lower it from other threads.
+    per_ip: PerAddress,
+    /// A token bucket of new connections per (limited) address: tokens, and when refilled.
+    recent: HashMap<IpAddr, (f64, Instant)>,
+}
+
+impl Admission {
+    pub fn new(rules: Rules) -> Admission {
+        Admission {
+            rules,
+            live: Arc::new(AtomicUsize::new(0)),
+            per_ip: Arc::new(Mutex::new(HashMap::new())),
+            recent: HashMap::new(),
+        }
+    }
+
+    /// Connections being served now.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Admits a connection from `ip`, or says why not.
+    pub fn admit(&mut self, ip: IpAddr) -> Result<Ticket, Refusal> {
+        if self.live.load(Ordering::Acquire) >= self.rules.max_clients {
+            return Err(Refusal::Full {
+                max: self.rules.max_clients,
+            });
+        }
+        let limited = self.rules.limit_loopback || !ip.is_loopback();
+        if limited && self.rules.per_ip_per_minute > 0 {
+            self.take_connection_token(ip)?;
+        }
+        let mut per_ip = None;
+        if limited && self.rules.max_per_ip > 0 {
+            let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let n = map.entry(ip).or_insert(0);
+            if *n >= self.rules.max_per_ip {
+                return Err(Refusal::TooManyFromAddress {
+                    max: self.rules.max_per_ip,
+                });
+            }
+            *n += 1;
+            per_ip = Some((self.per_ip.clone(), ip));
+        }
+        self.live.fetch_add(1, Ordering::AcqRel);
+        Ok(Ticket {
+            live: self.live.clone(),
+            per_ip,
+        })
+    }
+
+    fn take_connection_token(&mut self, ip: IpAddr) -> Result<(), Refusal> {
+        let per_minute = self.rules.per_ip_per_minute;
+        let capacity = per_minute as f64;
+        let now = Instant::now();
+        if self.recent.len() > 100_000 {
+            // Forget addresses whose bucket is full again: they have been quiet for a minute.
+            self.recent.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * capacity / 60.0 < capacity
+            });
+        }
+        let (tokens, at) = self.recent.entry(ip).or_insert((capacity, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * capacity / 60.0).min(capacity);
+        *at = now;
+        if *tokens < 1.0 {
+            return Err(Refusal::TooFast { per_minute });
+        }
+        *tokens -= 1.0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> Rules {
+        Rules {
+            max_clients: 10,
+            max_per_ip: 2,
+            per_ip_per_minute: 3,
+            limit_loopback: false,
+        }
+    }
+
+    #[test]
+    fn per_address_caps_and_release() {
+        let mut a = Admission::new(rules());
+        let office: IpAddr = "203.0.113.7".parse().unwrap();
+        let t1 = a.admit(office).unwrap();
+        let _t2 = a.admit(office).unwrap();
+        assert_eq!(
+            a.admit(office).err(),
+            Some(Refusal::TooManyFromAddress { max: 2 })
+        );
+        // Attempts count against the rate, refused ones too: the fourth in a minute is too
+        // fast even though a place is free again.
+        drop(t1);
+        assert_eq!(
+            a.admit(office).err(),
+            Some(Refusal::TooFast { per_minute: 3 })
+        );
+        // Another address is not affected; loopback is exempt.
+        let other: IpAddr = "198.51.100.1".parse().unwrap();
+        assert!(a.admit(other).is_ok());
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let many: Vec<Ticket> = (0..5).map(|_| a.admit(lo).unwrap()).collect();
+        assert_eq!(a.live(), 1 + 5);
+        drop(many);
+        assert_eq!(a.live(), 1);
+    }
+
+    #[test]
+    fn the_total_cap_and_loopback_when_limited() {
+        let mut a = Admission::new(Rules {
+            max_clients: 1,
+            limit_loopback: true,
+            ..rules()
+        });
+        let lo: IpAddr = "::1".parse().unwrap();
+        let _t = a.admit(lo).unwrap();
+        assert_eq!(a.admit(lo).err(), Some(Refusal::Full { max: 1 }));
+        let lines = String::from_utf8(Refusal::Full { max: 1 }.lines()).unwrap();
+        assert!(lines.starts_with("! the server is full (1 connections); try again later\n"));
+        assert!(lines.contains(r#""code":"server_full""#));
+    }
+}
