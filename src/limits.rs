@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::protocol::{self, ErrorCode, Mode, ServerMsg};
+
 /// The admission rules.
 #[derive(Debug, Clone)]
 pub struct Rules {
@@ -49,19 +51,20 @@ impl Refusal {
     }
 
     /// The `code` of the JSON error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Refusal::Full { .. } => "server_full",
-            Refusal::TooManyFromAddress { .. } => "too_many_connections",
-            Refusal::TooFast { .. } => "connection_rate",
+            Refusal::Full { .. } => ErrorCode::ServerFull,
+            Refusal::TooManyFromAddress { .. } => ErrorCode::TooManyConnections,
+            Refusal::TooFast { .. } => ErrorCode::ConnectionRate,
         }
     }
 
     /// A human line and a JSON line: the client's mode is not known yet.
     pub fn lines(&self) -> Vec<u8> {
-        let reason = self.reason();
-        let json = serde_json::json!({"type": "error", "code": self.code(), "message": reason});
-        format!("! {reason}\n{json}\n").into_bytes()
+        let msg = ServerMsg::failure(self.code(), self.reason());
+        let mut out = protocol::encode(&msg, Mode::Human);
+        out.extend_from_slice(&protocol::encode(&msg, Mode::Json));
+        out
     }
 }
 
@@ -218,6 +221,9 @@ mod tests {
         assert_eq!(a.admit(lo).err(), Some(Refusal::Full { max: 1 }));
         let lines = String::from_utf8(Refusal::Full { max: 1 }.lines()).unwrap();
         assert!(lines.starts_with("! the server is full (1 connections); try again later\n"));
-        assert!(lines.contains(r#""code":"server_full""#));
+        assert!(
+            lines.contains(r#"{"type":"error","code":"server_full""#),
+            "{lines}"
+        );
     }
 }

@@ -220,6 +220,8 @@ pub enum ErrorCode {
     HandshakeTimeout,
     Storage,
     ServerFull,
+    TooManyConnections,
+    ConnectionRate,
     RoomInvalid,
     NoSuchRoom,
     NotInRoom,

@@ -238,7 +238,7 @@ fn connections_beyond_max_clients_are_refused_with_a_reason() {
     let mut third = Client::connect(server.addr);
     let said = third.closed();
     assert!(
-        said.starts_with("! the server is full; try again later\n"),
+        said.starts_with("! the server is full (2 connections); try again later\n"),
         "{said:?}"
     );
     assert!(said.contains(r#""code":"server_full""#), "{said:?}");
