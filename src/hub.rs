@@ -938,6 +938,10 @@ impl<W: LogFile> Hub<W> {
                 .outbox
                 .push(Arc::from(protocol::encode(&msg, client.mode)));
         }
+        // End the connection's reader too (when the broadcaster is the one ending it, as for a
+        // flood, the reader would otherwise wait on a client that has no reason to leave). The
+        // writer still sends what is queued, then closes.
+        let _ = client.stream.shutdown(Shutdown::Read);
         debug!("conn {conn} removed: {reason}");
         // Dropping `client` drops the broadcaster's outbox sender: the writer thread ends
         // once the connection thread has ended too.

@@ -1333,3 +1333,70 @@ mod tests {
         );
     }
 }
+
+/// Property tests: the parsers never panic, whatever arrives, and what they accept is safe.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn parsing_any_text_never_panics(line in "\\PC*") {
+            let _ = parse_hello(&line);
+            let _ = parse_request(Mode::Human, &line);
+            let _ = parse_request(Mode::Json, &line);
+            let _ = parse_command(&line);
+        }
+
+        #[test]
+        fn parsing_json_shaped_input_never_panics(
+            kind in "(say|me|msg|reply|join|leave|rooms|who|switch|nick|away|back|whois|history|command|help|ping|pong|quit|hello|x)",
+            key in "(text|room|to|name|n|id|line|reason|type|zzz)",
+            value in prop_oneof![
+                Just("null".to_string()),
+                Just("[]".to_string()),
+                Just("{}".to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|f| f.to_string()),
+                "\\PC{0,40}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+            ],
+        ) {
+            let line = format!(r#"{{"type":"{kind}","{key}":{value}}}"#);
+            let _ = parse_hello(&line);
+            let _ = parse_request(Mode::Json, &line);
+        }
+
+        /// Whatever a request carries once accepted is text that cannot drive a terminal.
+        #[test]
+        fn accepted_text_is_safe(text in any::<String>()) {
+            let json = serde_json::json!({"type": "say", "text": text}).to_string();
+            if let Ok(Some(Request::Say(t))) = parse_request(Mode::Json, &json) {
+                prop_assert!(t.chars().all(|c| c == '\n' || c == '\t' || !is_dangerous(c)));
+                prop_assert!(!t.trim().is_empty());
+                // And it encodes in both modes without panicking.
+                let msg = ServerMsg::Message(ChatMessage {
+                    id: 1,
+                    ts: "2026-11-23T16:04:05.123Z".into(),
+                    room: "lobby".into(),
+                    from: "a".into(),
+                    to: None,
+                    kind: Kind::Message,
+                    text: t,
+                    history: false,
+                });
+                let human = encode(&msg, Mode::Human);
+                prop_assert!(!human.contains(&0x1b));
+                encode(&msg, Mode::Json);
+            }
+        }
+
+        #[test]
+        fn printable_output_is_always_safe(text in any::<String>()) {
+            prop_assert!(!printable(&text).chars().any(is_dangerous));
+        }
+    }
+}

@@ -3,6 +3,7 @@
 mod bad_input;
 mod binaries;
 mod chat;
+mod faults;
 mod persistence;
 mod rooms;
 mod support;

@@ -242,6 +242,33 @@ impl Client {
         }
     }
 
+    /// Like [`Client::nothing_pending`], for a client that has just been sent bad lines: reads
+    /// (and checks) the errors they caused up to the pong. Every line before the pong must be
+    /// an error, nothing else.
+    pub fn nothing_pending_after_errors(&mut self, json: bool) {
+        if json {
+            self.send_json(serde_json::json!({"type": "ping", "id": 777}));
+        } else {
+            self.send("/ping");
+        }
+        loop {
+            let line = self.line();
+            if (json && line.contains(r#""type":"pong""#)) || (!json && line == "* pong") {
+                return;
+            }
+            let is_error = if json {
+                line.starts_with(r#"{"type":"error""#)
+            } else {
+                line.starts_with("! ")
+            };
+            if !is_error {
+                self.fail(&format!(
+                    "expected only errors before the pong, got {line:?}"
+                ));
+            }
+        }
+    }
+
     pub fn fail(&self, why: &str) -> ! {
         panic!("{why}\ntranscript:\n{}", self.transcript.join("\n"))
     }
@@ -253,17 +280,32 @@ pub struct ServerProcess {
     child: Option<Child>,
     pub addr: SocketAddr,
     pub pid: u32,
+    /// Where the server's stderr goes, when captured.
+    pub stderr: Option<PathBuf>,
 }
 
 impl ServerProcess {
     pub fn start(dir: &Path, extra: &[&str]) -> ServerProcess {
+        ServerProcess::spawn(dir, extra, None)
+    }
+
+    /// Starts the server with its stderr written to `log`, to check what it said.
+    pub fn start_logged(dir: &Path, extra: &[&str], log: &Path) -> ServerProcess {
+        ServerProcess::spawn(dir, extra, Some(log))
+    }
+
+    fn spawn(dir: &Path, extra: &[&str], log: Option<&Path>) -> ServerProcess {
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-            .args(["--bind", "127.0.0.1:0", "--data-dir"])
+            .args(["--bind", "127.0.0.1:0", "--msg-rate", "0", "--data-dir"])
             .arg(dir)
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn chat-server");
         let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -280,6 +322,7 @@ impl ServerProcess {
             child: Some(child),
             addr,
             pid,
+            stderr: log.map(Path::to_path_buf),
         }
     }
 
@@ -292,6 +335,14 @@ impl ServerProcess {
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
             .expect("VmRSS")
+    }
+
+    /// What the server wrote to stderr so far (when captured).
+    pub fn log(&self) -> String {
+        self.stderr
+            .as_ref()
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .unwrap_or_default()
     }
 
     pub fn signal(&self, sig: &str) {
