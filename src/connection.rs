@@ -393,18 +393,18 @@ pub fn write_loop(conn: u64, stream: Arc<TcpStream>, outbox: OutboxReceiver) {
         // Hold the write lock from here, so the broadcaster's fast path cannot slip a later
         // message onto the socket before these.
         let _writing = outbox.lock();
-        let mut taken = 1;
+        let mut taken = first.len();
         let result = match outbox.try_recv() {
             Err(_) => (&*stream).write_all(&first),
             Ok(second) => {
-                taken += 1;
+                taken += second.len();
                 buf.clear();
                 buf.extend_from_slice(&first);
                 buf.extend_from_slice(&second);
                 while buf.len() < MAX_COALESCE {
                     match outbox.try_recv() {
                         Ok(more) => {
-                            taken += 1;
+                            taken += more.len();
                             buf.extend_from_slice(&more);
                         }
                         Err(_) => break,

@@ -26,24 +26,16 @@ use crate::storage::{self, ConnRecord, CsvLog, Fsync, LogFile, MessageRecord};
 pub type Bytes = Arc<[u8]>;
 
 /// The most events handled in one batch before the logs are written and the batch delivered;
-/// it bounds the latency a busy channel adds to the first event of a batch.
-const MAX_BATCH: usize = 1024;
+/// it bounds the latency a busy channel adds to the first event of a batch, and the bytes one
+/// batch can put in an outbox (256 lines of at most a few KiB: about 1 MiB at worst).
+const MAX_BATCH: usize = 256;
 
 /// The fewest recipients per thread worth a helper thread for one segment.
 const PARALLEL_SEND_MIN: usize = 1024;
 
-/// The batch size for outboxes of `outbox` messages: at most half an outbox, so one batch
-/// alone never fills the outbox of a client that is keeping up; only a client already more
-/// than half an outbox behind can be found slow.
-pub fn batch_size(outbox: usize) -> usize {
-    (outbox / 2).clamp(1, MAX_BATCH)
-}
-
 /// What the broadcaster needs to know of the server's configuration.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
-    /// Messages that may wait for one client (sizes the batches; see [`batch_size`]).
-    pub outbox: usize,
     /// Rooms with more members than this get no join/leave/presence notices and no member list
     /// on joining: in a reconnect storm those would cost O(n^2) writes.
     pub notice_limit: usize,
@@ -66,7 +58,6 @@ pub struct HubConfig {
 impl Default for HubConfig {
     fn default() -> HubConfig {
         HubConfig {
-            outbox: 1024,
             notice_limit: 200,
             history: 50,
             history_keep: 200,
@@ -120,8 +111,6 @@ pub struct Hub<W: LogFile = File> {
     /// The id the next message gets; ids continue from the log across restarts.
     next_id: u64,
     config: HubConfig,
-    /// The most events per batch; see [`batch_size`].
-    max_batch: usize,
     /// How many threads may send one segment to a very large room (the cores).
     send_threads: usize,
     /// Events already logged (staged) but not yet delivered, in log order.
@@ -249,7 +238,6 @@ impl<W: LogFile> Hub<W> {
             messages,
             connections,
             next_id,
-            max_batch: batch_size(config.outbox),
             config,
             send_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             pending: Vec::new(),
@@ -280,7 +268,7 @@ impl<W: LogFile> Hub<W> {
         while let Ok(first) = events.recv() {
             let mut stop = self.handle(first);
             let mut handled = 1;
-            while !stop && handled < self.max_batch {
+            while !stop && handled < MAX_BATCH {
                 match events.try_recv() {
                     Ok(ev) => stop = self.handle(ev),
                     Err(_) => break,

@@ -4,7 +4,8 @@
 //! A crossbeam `bounded` channel allocates every slot up front: 1,024 slots cost 24 KiB per
 //! client even when empty, which is most of a connection's memory. This is an `unbounded`
 //! channel (it allocates small blocks as messages arrive and frees them as they leave) plus an
-//! atomic count of messages not yet written, which enforces the same bound.
+//! atomic count of the bytes not yet written. The bound is in bytes, not messages, because
+//! one push may carry a whole batch of messages: bytes are what a slow client costs.
 //!
 //! [`Outbox::deliver`] is the broadcaster's fast path: when nothing is queued and the writer is
 //! idle, it sends with `MSG_DONTWAIT` itself, which never blocks, and queues only what the
@@ -24,7 +25,7 @@ use crate::hub::Bytes;
 /// Why a push failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError {
-    /// `limit` messages are already waiting: the client is not keeping up.
+    /// The bytes waiting would pass the limit: the client is not keeping up.
     Full,
     /// The writer is gone: the connection is ending.
     Closed,
@@ -32,7 +33,7 @@ pub enum PushError {
 
 /// State shared by every handle of one outbox.
 struct Shared {
-    /// Messages pushed and not yet written: the writer lowers it only after writing, so zero
+    /// Bytes pushed and not yet written: the writer lowers it only after writing, so zero
     /// means nothing is queued *and* nothing is half-way to the socket.
     queued: AtomicUsize,
     /// Held by whoever writes to the socket (the writer thread, or the broadcaster's fast
@@ -45,7 +46,7 @@ struct Shared {
 pub struct Outbox {
     tx: Sender<Bytes>,
     shared: Arc<Shared>,
-    /// The most messages that may wait.
+    /// The most bytes that may wait.
     limit: usize,
 }
 
@@ -55,7 +56,7 @@ pub struct OutboxReceiver {
     shared: Arc<Shared>,
 }
 
-/// A new outbox holding at most `limit` messages.
+/// A new outbox holding at most `limit` bytes (and always at least one push).
 pub fn outbox(limit: usize) -> (Outbox, OutboxReceiver) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let shared = Arc::new(Shared {
@@ -73,15 +74,18 @@ pub fn outbox(limit: usize) -> (Outbox, OutboxReceiver) {
 }
 
 impl Outbox {
-    /// Queues `bytes` unless the outbox is full or closed; never blocks.
+    /// Queues `bytes` unless the outbox is full or closed; never blocks. An empty outbox takes
+    /// any push, however large, so one big batch alone never makes a client slow.
     pub fn push(&self, bytes: Bytes) -> Result<(), PushError> {
         let queued = &self.shared.queued;
-        if queued.fetch_add(1, Ordering::AcqRel) >= self.limit {
-            queued.fetch_sub(1, Ordering::AcqRel);
+        let n = bytes.len();
+        let before = queued.fetch_add(n, Ordering::AcqRel);
+        if before > 0 && before + n > self.limit {
+            queued.fetch_sub(n, Ordering::AcqRel);
             return Err(PushError::Full);
         }
         self.tx.send(bytes).map_err(|_| {
-            queued.fetch_sub(1, Ordering::AcqRel);
+            queued.fetch_sub(n, Ordering::AcqRel);
             PushError::Closed
         })
     }
@@ -129,7 +133,7 @@ impl OutboxReceiver {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Records that `n` received messages are now written.
+    /// Records that `n` bytes of received messages are now written.
     pub fn written(&self, n: usize) {
         self.shared.queued.fetch_sub(n, Ordering::AcqRel);
     }
@@ -158,6 +162,9 @@ mod tests {
         assert_eq!(&*rx.try_recv().unwrap(), b"d");
         rx.written(2);
         assert!(rx.try_recv().is_err());
+        // An empty outbox takes a push bigger than the limit; a second one is refused.
+        assert_eq!(tx.push(b("a big batch")), Ok(()));
+        assert_eq!(tx.push(b("x")), Err(PushError::Full));
     }
 
     #[test]
@@ -181,7 +188,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
-        let (tx, rx) = outbox(8);
+        let (tx, rx) = outbox(64);
         tx.deliver(&b("one\n"), &server).unwrap();
         assert!(rx.try_recv().is_err(), "an idle outbox is bypassed");
         // With something queued, later deliveries queue behind it, in order.
@@ -190,7 +197,7 @@ mod tests {
         assert_eq!(&*rx.try_recv().unwrap(), b"two\n");
         assert_eq!(&*rx.try_recv().unwrap(), b"three\n");
         // While the writer holds the lock, the broadcaster queues instead of writing.
-        rx.written(2);
+        rx.written(10);
         let guard = rx.lock();
         tx.deliver(&b("four\n"), &server).unwrap();
         drop(guard);

@@ -32,10 +32,10 @@ pub struct Config {
     pub max_line: usize,
     /// How long a new connection has to give an acceptable name.
     pub handshake_timeout: Duration,
-    /// How many messages may wait for one client; a client this far behind is disconnected.
-    /// The broadcaster delivers in batches of at most half this, so a burst alone never
-    /// fills the outbox of a client that keeps up.
-    pub outbox: usize,
+    /// How many bytes may wait for one client; a client this far behind is disconnected.
+    /// One batch is at most about 1 MiB, so the default of 4 MiB is never filled by a burst
+    /// alone for a client that keeps up.
+    pub outbox_bytes: usize,
     /// Stack size of each connection's reader thread; the writer gets a quarter.
     pub stack_size: usize,
     /// Rooms with more members than this get no join/leave notices (and joiners get a member
@@ -81,7 +81,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             max_line: 4096,
             handshake_timeout: Duration::from_secs(30),
-            outbox: 1024,
+            outbox_bytes: 4 << 20,
             stack_size: 256 * 1024,
             notice_limit: 200,
             history: 50,
@@ -226,7 +226,6 @@ impl Server {
         let mut hub = Hub::open(
             &config.data_dir,
             HubConfig {
-                outbox: config.outbox,
                 notice_limit: config.notice_limit,
                 history: config.history,
                 history_keep: config.history_keep.max(config.history),
@@ -354,7 +353,7 @@ impl Server {
         let stream = Arc::new(stream);
         let for_hub = stream.clone();
         let for_writer = stream.clone();
-        let (outbox_tx, outbox_rx) = crate::outbox::outbox(self.config.outbox);
+        let (outbox_tx, outbox_rx) = crate::outbox::outbox(self.config.outbox_bytes);
         let thread_name = format!("conn-{conn}");
         let connect = Event::Connect {
             conn,

@@ -28,9 +28,9 @@ struct Args {
     /// Seconds a new connection has to give an acceptable name.
     #[arg(long, env = "CHAT_HANDSHAKE_TIMEOUT", default_value_t = 30.0)]
     handshake_timeout: f64,
-    /// Messages that may wait for one client before it counts as a slow consumer.
-    #[arg(long, env = "CHAT_OUTBOX", default_value_t = 1024)]
-    outbox: usize,
+    /// KiB that may wait for one client before it counts as a slow consumer.
+    #[arg(long, env = "CHAT_OUTBOX_KIB", default_value_t = 4096)]
+    outbox_kib: usize,
     /// Rooms with more members than this get no join/leave notices.
     #[arg(long, env = "CHAT_NOTICE_LIMIT", default_value_t = 200)]
     notice_limit: usize,
@@ -96,17 +96,17 @@ fn run(args: Args) -> chatroom::Result<()> {
     if args.handshake_timeout.is_nan()
         || args.handshake_timeout <= 0.0
         || args.max_line == 0
-        || args.outbox == 0
+        || args.outbox_kib == 0
     {
         return Err(chatroom::Error::Config(
-            "--handshake-timeout, --max-line and --outbox must be greater than 0".into(),
+            "--handshake-timeout, --max-line and --outbox-kib must be greater than 0".into(),
         ));
     }
     let config = Config {
         data_dir: args.data_dir,
         max_line: args.max_line,
         handshake_timeout: Duration::from_secs_f64(args.handshake_timeout),
-        outbox: args.outbox,
+        outbox_bytes: args.outbox_kib << 10,
         notice_limit: args.notice_limit,
         max_clients: args.max_clients,
         history: args.history,
