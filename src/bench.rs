@@ -1120,6 +1120,54 @@ pub fn suite(opts: &SuiteOptions) -> Result<String> {
     md.push_str(&best.markdown());
     md.push('\n');
 
+    // 5. durability: the same fanout under each --fsync mode.
+    md.push_str(&format!(
+        "### durability\n\nThe fanout above ({} receivers, {} messages/s) under each `--fsync` mode. `batch` (the default) syncs once per batch before delivering it; `always` once per message.\n\n",
+        spec.receivers, spec.rate
+    ));
+    let mut table = String::from(
+        "| `--fsync` | deliveries/s | lost | p50 (ms) | p99 (ms) | max (ms) | server CPU (cores) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for mode in ["never", "batch", "always"] {
+        let mut args = opts.server_args.clone();
+        args.extend(["--fsync".to_string(), mode.to_string()]);
+        let mut runs: Vec<FanoutResult> = Vec::new();
+        let mut failed = None;
+        for _ in 0..opts.runs {
+            let (target, _) = Target::start(None, &args)?;
+            match fanout(&target, &spec) {
+                Ok(r) => {
+                    println!("{}", serde_json::to_string(&r).expect("serializes"));
+                    runs.push(r);
+                }
+                Err(e) => failed = Some(e.to_string()),
+            }
+        }
+        if runs.is_empty() {
+            table.push_str(&format!(
+                "| {mode} | failed: {} | | | | | |\n",
+                failed.unwrap_or_default()
+            ));
+            continue;
+        }
+        let med =
+            |f: fn(&FanoutResult) -> f64| median_min_max(&runs.iter().map(f).collect::<Vec<_>>()).0;
+        table.push_str(&format!(
+            "| {mode} | {} | {} | {} | {} | {} | {} |\n",
+            fmt_num(med(|r| r.deliveries_per_s)),
+            fmt_num(med(|r| r.lost as f64)),
+            fmt_num(med(|r| r.p50_ms)),
+            fmt_num(med(|r| r.p99_ms)),
+            fmt_num(med(|r| r.max_ms)),
+            fmt_num(med(|r| r.server_cpu_per_s.unwrap_or(0.0))),
+        ));
+        if let Some(e) = failed {
+            table.push_str(&format!("| {mode} | (a run failed: {e}) | | | | | |\n"));
+        }
+    }
+    md.push_str(&table);
+    md.push_str("\nMedians of the runs.\n\n");
+
     // 2. big room.
     let spec = FanoutSpec {
         receivers: scaled(2000),
