@@ -1035,6 +1035,21 @@ impl Summary {
         self.values.entry(name.to_string()).or_default().push(value);
     }
 
+    /// The figures of one fanout-style run.
+    pub fn add_run(&mut self, r: &FanoutResult) {
+        self.add("deliveries/s", r.deliveries_per_s);
+        self.add("lost", r.lost as f64);
+        self.add("duplicated", r.duplicated as f64);
+        self.add("latency p50 (ms)", r.p50_ms);
+        self.add("latency p90 (ms)", r.p90_ms);
+        self.add("latency p99 (ms)", r.p99_ms);
+        self.add("latency p99.9 (ms)", r.p999_ms);
+        self.add("latency max (ms)", r.max_ms);
+        self.add("server CPU (cores)", r.server_cpu_per_s.unwrap_or(0.0));
+        let rss = r.server.map(|p| p.rss_kib as f64 / 1024.0).unwrap_or(0.0);
+        self.add("server RSS (MiB)", rss);
+    }
+
     /// Markdown table rows: `| name | median | min | max |`.
     pub fn markdown(&self) -> String {
         let mut out =
@@ -1192,18 +1207,7 @@ pub fn suite(opts: &SuiteOptions) -> Result<String> {
         println!("{}", serde_json::to_string(&r).expect("serializes"));
         s.add("connect and join all (s)", r.join_s);
         s.add("messages/s", r.sent as f64 / r.spec.duration_s);
-        s.add("deliveries/s", r.deliveries_per_s);
-        s.add("lost", r.lost as f64);
-        s.add("duplicated", r.duplicated as f64);
-        s.add("latency p50 (ms)", r.p50_ms);
-        s.add("latency p99 (ms)", r.p99_ms);
-        s.add("latency p99.9 (ms)", r.p999_ms);
-        s.add("latency max (ms)", r.max_ms);
-        s.add("server CPU (cores)", r.server_cpu_per_s.unwrap_or(0.0));
-        s.add(
-            "server RSS (MiB)",
-            r.server.map(|p| p.rss_kib as f64 / 1024.0).unwrap_or(0.0),
-        );
+        s.add_run(&r);
     }
     md.push_str(&format!(
         "### many rooms\n\n{clients} clients in {} rooms of 10; each sends a message every 10 s (spread evenly), for 10 s; every member, the sender included, gets each message of its room.\n\n",
@@ -1283,19 +1287,7 @@ fn fanout_runs(opts: &SuiteOptions, spec: &FanoutSpec) -> Result<Summary> {
         let (target, _) = Target::start(None, &opts.server_args)?;
         let r = fanout(&target, spec)?;
         println!("{}", serde_json::to_string(&r).expect("serializes"));
-        s.add("deliveries/s", r.deliveries_per_s);
-        s.add("lost", r.lost as f64);
-        s.add("duplicated", r.duplicated as f64);
-        s.add("latency p50 (ms)", r.p50_ms);
-        s.add("latency p90 (ms)", r.p90_ms);
-        s.add("latency p99 (ms)", r.p99_ms);
-        s.add("latency p99.9 (ms)", r.p999_ms);
-        s.add("latency max (ms)", r.max_ms);
-        s.add("server CPU (cores)", r.server_cpu_per_s.unwrap_or(0.0));
-        s.add(
-            "server RSS (MiB)",
-            r.server.map(|p| p.rss_kib as f64 / 1024.0).unwrap_or(0.0),
-        );
+        s.add_run(&r);
     }
     Ok(s)
 }
