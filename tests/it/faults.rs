@@ -185,8 +185,13 @@ fn garbage_of_every_kind_gets_errors_and_breaks_nothing() {
             };
             // A room of its own: junk that happens to be a valid message reaches nobody, and
             // nobody else's messages arrive here.
-            c.send(&format!("/join {name}"));
-            c.send("/leave lobby");
+            for line in [format!("/join {name}"), "/leave lobby".to_string()] {
+                if json {
+                    c.send_json(json!({"type": "command", "line": line}));
+                } else {
+                    c.send(&line);
+                }
+            }
             c.nothing_pending_after(json, |_| true);
             let mut lines = junk_lines.clone();
             for _ in 0..20 {
