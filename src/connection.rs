@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use log::debug;
 
+use crate::accounts::Auth;
 use crate::error::is_hangup;
 use crate::hub::Event;
 use crate::lines::{Line, LineReader};
 use crate::outbox::{Outbox, OutboxReceiver};
-use crate::protocol::{self, ErrorCode, Mode, ProtocolError, Request, ServerMsg};
+use crate::protocol::{self, ErrorCode, Hello, Mode, ProtocolError, Request, ServerMsg, Standing};
 
 /// The reader's buffer. Chat lines are short; a small buffer keeps an idle connection small
 /// (a longer line simply takes several reads; `LineReader` bounds the line itself).
@@ -33,6 +34,10 @@ const LINGER: Duration = Duration::from_secs(2);
 /// What the reader thread needs besides its socket.
 pub struct Reader {
     pub conn: u64,
+    /// The client's address, for the login throttle.
+    pub peer: std::net::SocketAddr,
+    /// Accounts and the login throttle.
+    pub auth: Arc<Auth>,
     pub stream: Arc<TcpStream>,
     /// To the broadcaster.
     pub events: Sender<Event>,
@@ -46,6 +51,15 @@ pub struct Reader {
     pub ping_timeout: Duration,
     /// A silent human-mode client is dropped after this long.
     pub idle_timeout: Duration,
+}
+
+/// The outcome of a login.
+enum Login {
+    Granted(Standing),
+    /// Refused; the client was told and may try again.
+    Refused,
+    /// The connection ended (closed, or the handshake ran out of time).
+    Ended(String),
 }
 
 /// A paste in progress (human mode, `/paste` ... `.`).
@@ -126,13 +140,21 @@ impl Reader {
             } else {
                 Mode::Human
             };
-            let hello = match utf8(bytes).and_then(protocol::parse_hello) {
+            let mut hello = match utf8(bytes).and_then(protocol::parse_hello) {
                 Ok(hello) => hello,
                 Err(e) => {
                     self.refuse_name(guess, &e);
                     continue;
                 }
             };
+            match self.log_in(lines, &hello, deadline)? {
+                Login::Granted(standing) => hello.standing = standing,
+                Login::Refused => {
+                    self.prompt_again(hello.mode);
+                    continue;
+                }
+                Login::Ended(reason) => return Ok(Err(reason)),
+            }
             let mode = hello.mode;
             let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
             let hello_event = Event::Hello {
@@ -150,6 +172,77 @@ impl Reader {
                 Err(_) => return Ok(Err("server stopping".into())),
             }
         }
+    }
+
+    /// Checks the password when the name needs one (a registered name, or any name on a
+    /// private server). Wrong passwords wait longer each time and are logged; the answer is
+    /// the same whether or not the name exists.
+    #[inline(never)]
+    fn log_in(
+        &self,
+        lines: &mut LineReader<BufReader<&TcpStream>>,
+        hello: &Hello,
+        deadline: Instant,
+    ) -> io::Result<Login> {
+        let mode = hello.mode;
+        if !self.auth.needs_password(&hello.name) {
+            return Ok(Login::Granted(Standing::Guest));
+        }
+        let ip = self.peer.ip();
+        if let Some(left) = self.auth.throttle.locked(ip, &hello.name) {
+            let msg = format!(
+                "too many failed logins; try again in {} s",
+                left.as_secs() + 1
+            );
+            self.send(mode, &ServerMsg::failure(ErrorCode::LoginLocked, msg));
+            return Ok(Login::Refused);
+        }
+        let password = match mode {
+            Mode::Json => match &hello.password {
+                Some(p) => p.clone(),
+                None => {
+                    let msg = format!(
+                        "{} needs a password: send {{\"type\":\"hello\",\"name\":...,\"password\":...}}",
+                        hello.name
+                    );
+                    self.send(mode, &ServerMsg::failure(ErrorCode::PasswordRequired, msg));
+                    return Ok(Login::Refused);
+                }
+            },
+            Mode::Human => {
+                self.send_raw(format!("Password for {}:\n", hello.name).as_bytes());
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(Login::Ended(self.handshake_timed_out()));
+                }
+                self.stream.set_read_timeout(Some(left))?;
+                match lines.read_line() {
+                    Ok(Line::Complete(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+                    Ok(Line::TooLong) => String::new(),
+                    Ok(Line::Eof | Line::EofMidLine) => {
+                        return Ok(Login::Ended("closed during handshake".into()));
+                    }
+                    Err(e) if is_timeout(&e) => {
+                        return Ok(Login::Ended(self.handshake_timed_out()));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        if let Some(standing) = self.auth.check(&hello.name, &password) {
+            self.auth.throttle.succeeded(&hello.name);
+            return Ok(Login::Granted(standing));
+        }
+        let wait = self.auth.throttle.failed(ip, &hello.name);
+        let _ = self.events.send(Event::LoginFailed {
+            conn: self.conn,
+            name: hello.name.clone(),
+            why: "wrong password or no such account".into(),
+        });
+        std::thread::sleep(wait);
+        let msg = "invalid name or password".to_string();
+        self.send(mode, &ServerMsg::failure(ErrorCode::LoginFailed, msg));
+        Ok(Login::Refused)
     }
 
     /// Reads requests until the connection ends; returns why it ended.

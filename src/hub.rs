@@ -18,6 +18,7 @@ use log::{debug, error, info, warn};
 use crate::outbox::{Outbox, PushError};
 use crate::protocol::{
     self, ChatMessage, ErrorCode, Hello, Kind, Mode, ProtocolError, Request, RoomInfo, ServerMsg,
+    Standing,
 };
 use crate::rooms::{self, Room};
 use crate::storage::{self, ConnRecord, CsvLog, Fsync, LogFile, MessageRecord};
@@ -92,6 +93,13 @@ pub enum Event {
     Request { conn: u64, req: Request },
     /// The connection ended; `reason` goes to `data.csv`.
     Gone { conn: u64, reason: String },
+    /// A login failed (wrong password, or no such account on a private server); logged in
+    /// `data.csv` with the name that was tried.
+    LoginFailed {
+        conn: u64,
+        name: String,
+        why: String,
+    },
     /// The server is stopping: tell everyone, write the last rows, return.
     Shutdown,
 }
@@ -153,6 +161,8 @@ struct Client {
     refilled: std::time::Instant,
     /// Messages refused in a row for the rate.
     refused: u32,
+    /// Guest, member or admin: what the client may do.
+    standing: Standing,
 }
 
 /// One event waiting for the logs to be written.
@@ -308,6 +318,7 @@ impl<W: LogFile> Hub<W> {
                     tokens: self.config.msg_burst,
                     refilled: std::time::Instant::now(),
                     refused: 0,
+                    standing: Standing::Guest,
                 };
                 self.connections
                     .stage(&conn_row(conn, &client, "connect", ""));
@@ -319,6 +330,13 @@ impl<W: LogFile> Hub<W> {
             }
             Event::Request { conn, req } => self.request(conn, req),
             Event::Gone { conn, reason } => self.remove(conn, &reason, None),
+            Event::LoginFailed { conn, name, why } => {
+                if let Some(client) = self.clients.get(&conn) {
+                    let mut row = conn_row(conn, client, "login_failed", &why);
+                    row.name = name;
+                    self.connections.stage(&row);
+                }
+            }
             Event::Shutdown => {
                 self.stop_all();
                 return true;
@@ -339,6 +357,7 @@ impl<W: LogFile> Hub<W> {
         };
         client.name = Some(hello.name.clone());
         client.mode = hello.mode;
+        client.standing = hello.standing;
         self.names.insert(key, conn);
         let members = self
             .rooms
@@ -350,11 +369,13 @@ impl<W: LogFile> Hub<W> {
             name: hello.name,
             room: protocol::LOBBY.to_string(),
             members,
+            role: hello.standing,
             server: format!("chatroom {}", env!("CARGO_PKG_VERSION")),
         };
         self.push(Target::One(conn), welcome);
         if let Some(client) = self.clients.get(&conn) {
-            self.connections.stage(&conn_row(conn, client, "named", ""));
+            let row = conn_row(conn, client, "named", hello.standing.as_str());
+            self.connections.stage(&row);
         }
         self.join(conn, protocol::LOBBY);
         true

@@ -52,10 +52,47 @@ pub enum Mode {
 }
 
 /// The first line of a connection, once parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Hello {
     pub mode: Mode,
     pub name: String,
+    /// The password sent with a JSON `hello` (human mode sends it on the next line).
+    pub password: Option<String>,
+    /// How the client logged in; set by the server after checking the password.
+    pub standing: Standing,
+}
+
+impl fmt::Debug for Hello {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print a password, not even in a debug log.
+        f.debug_struct("Hello")
+            .field("mode", &self.mode)
+            .field("name", &self.name)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("standing", &self.standing)
+            .finish()
+    }
+}
+
+/// How a connected client logged in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Standing {
+    /// No account (open servers only).
+    #[default]
+    Guest,
+    Member,
+    Admin,
+}
+
+impl Standing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::Guest => "guest",
+            Standing::Member => "member",
+            Standing::Admin => "admin",
+        }
+    }
 }
 
 /// What a named client asks for, in either mode.
@@ -230,6 +267,9 @@ pub enum ErrorCode {
     NoReplyTarget,
     TooManyLines,
     RateLimited,
+    PasswordRequired,
+    LoginFailed,
+    LoginLocked,
 }
 
 /// One chat message as it was logged: every recipient sees the same fields.
@@ -338,6 +378,8 @@ pub enum ServerMsg {
         room: String,
         /// How many are in the room, this client included.
         members: usize,
+        /// `guest`, `member` or `admin`.
+        role: Standing,
         server: String,
     },
     Message(ChatMessage),
@@ -606,12 +648,16 @@ pub fn parse_hello(line: &str) -> Result<Hello, ProtocolError> {
         Ok(Hello {
             mode: Mode::Json,
             name: req.name,
+            password: req.password,
+            standing: Standing::Guest,
         })
     } else {
         validate_name(trimmed)?;
         Ok(Hello {
             mode: Mode::Human,
             name: trimmed.to_string(),
+            password: None,
+            standing: Standing::Guest,
         })
     }
 }
@@ -796,6 +842,8 @@ struct JsonHello {
     #[serde(rename = "type")]
     kind: String,
     name: String,
+    #[serde(default)]
+    password: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1034,13 +1082,8 @@ mod tests {
 
     #[test]
     fn hello_bare_name_is_human() {
-        assert_eq!(
-            parse_hello("alice\r").unwrap(),
-            Hello {
-                mode: Mode::Human,
-                name: "alice".into()
-            }
-        );
+        let h = parse_hello("alice\r").unwrap();
+        assert_eq!((h.mode, h.name.as_str()), (Mode::Human, "alice"));
     }
 
     #[test]
@@ -1048,6 +1091,12 @@ mod tests {
         let h = parse_hello(r#"{"type":"hello","name":"Bob.2"}"#).unwrap();
         assert_eq!(h.mode, Mode::Json);
         assert_eq!(h.name, "Bob.2");
+        let h = parse_hello(r#"{"type":"hello","name":"bob","password":"s3cret"}"#).unwrap();
+        assert_eq!(h.password.as_deref(), Some("s3cret"));
+        assert!(
+            !format!("{h:?}").contains("s3cret"),
+            "passwords never reach a log"
+        );
     }
 
     #[test]

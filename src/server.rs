@@ -18,6 +18,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use log::{debug, error, info, warn};
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
+use crate::accounts::{Auth, Directory, Throttle};
 use crate::connection::{self, Reader};
 use crate::error::{Error, Result};
 use crate::hub::{Event, Hub, HubConfig};
@@ -68,6 +69,13 @@ pub struct Config {
     pub ping_timeout: Duration,
     /// A human-mode client silent this long is dropped.
     pub idle_timeout: Duration,
+    /// Only accounts may connect (otherwise unregistered names join as guests).
+    pub private: bool,
+    /// The wait after a first failed login; it doubles with each failure, up to 30 s.
+    pub login_delay: Duration,
+    /// Failed logins (per name, and per address) within 15 minutes that lock it out for the
+    /// rest of that window.
+    pub login_lockout: u32,
     /// The most connections served at once; more are refused with a line saying why. `None`
     /// means what the kernel's limits allow (see [`capacity`]).
     pub max_clients: Option<usize>,
@@ -98,6 +106,9 @@ impl Default for Config {
             ping_interval: Duration::from_secs(60),
             ping_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(3600),
+            private: false,
+            login_delay: Duration::from_secs(1),
+            login_lockout: 10,
             drain_timeout: Duration::from_secs(5),
         }
     }
@@ -192,6 +203,8 @@ pub struct Server {
     wake_addr: SocketAddr,
     /// The admission rules, handed to the accept loop.
     rules: Rules,
+    /// Accounts and the login throttle, shared by the connection threads.
+    auth: Arc<Auth>,
 }
 
 /// Stops a running [`Server`] from another thread (a signal handler's thread, a test).
@@ -263,6 +276,21 @@ impl Server {
         info!(
             "serving at most {max_clients} clients at once (the kernel allows {kernel_cap}; bound by {binding})"
         );
+        let directory = Directory::open(config.data_dir.join(crate::accounts::USERS_FILE))?;
+        if (config.private || directory.any()) && !local.ip().is_loopback() {
+            warn!(
+                "accounts are in use on {local} without TLS: passwords cross the network in clear; use --tls-cert/--tls-key or an SSH tunnel"
+            );
+        }
+        let auth = Arc::new(Auth {
+            directory,
+            throttle: Throttle::new(
+                config.login_delay,
+                Duration::from_secs(15 * 60),
+                config.login_lockout.max(1),
+            ),
+            private: config.private,
+        });
         let rules = Rules {
             max_clients,
             max_per_ip: config.max_per_ip,
@@ -271,6 +299,7 @@ impl Server {
         };
         Ok(Server {
             rules,
+            auth,
             next_conn,
             listener,
             config,
@@ -381,6 +410,8 @@ impl Server {
         }
         let reader = Reader {
             conn,
+            peer,
+            auth: self.auth.clone(),
             stream,
             events: self.events.clone(),
             outbox: outbox_tx,

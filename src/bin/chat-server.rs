@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -16,6 +16,8 @@ use chatroom::{Config, Server};
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address and port to listen on (port 0 picks a free port).
     #[arg(long, env = "CHAT_BIND", default_value = "0.0.0.0:5555")]
     bind: String,
@@ -75,14 +77,48 @@ struct Args {
     /// Seconds of silence after which a human-mode client is dropped.
     #[arg(long, env = "CHAT_IDLE_TIMEOUT", default_value_t = 3600.0)]
     idle_timeout: f64,
+    /// Only accounts may connect (see `chat-server users`); otherwise unregistered names join
+    /// as guests and registered names need their password.
+    #[arg(long, env = "CHAT_PRIVATE")]
+    private: bool,
+    /// Seconds to wait after a first failed login; doubles with each failure, up to 30.
+    #[arg(long, env = "CHAT_LOGIN_DELAY", default_value_t = 1.0)]
+    login_delay: f64,
+    /// Failed logins within 15 minutes (per name, and per address) that lock it out.
+    #[arg(long, env = "CHAT_LOGIN_LOCKOUT", default_value_t = 10)]
+    login_lockout: u32,
     /// Most clients at once (default: what the kernel's limits allow; logged at start-up).
     #[arg(long, env = "CHAT_MAX_CLIENTS")]
     max_clients: Option<usize>,
 }
 
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Manage accounts in DATA_DIR/users.csv (the server need not be stopped).
+    Users {
+        #[command(subcommand)]
+        action: chatroom::accounts::UsersCommand,
+    },
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
+    if let Some(Command::Users { action }) = &args.command {
+        return match chatroom::accounts::users_command(&args.data_dir, action, read_password) {
+            Ok(out) => {
+                print!("{out}");
+                if !out.ends_with('\n') {
+                    println!();
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("chat-server: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -90,6 +126,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A password: from the terminal without echo (asked twice), or one line of stdin in scripts.
+fn read_password(name: &str) -> chatroom::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        let io = |e| chatroom::Error::io("cannot read the password", e);
+        let first = rpassword::prompt_password(format!("password for {name}: ")).map_err(io)?;
+        let again = rpassword::prompt_password("again: ").map_err(io)?;
+        if first != again {
+            return Err(chatroom::Error::Config("the passwords differ".into()));
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| chatroom::Error::io("cannot read the password from stdin", e))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
 fn run(args: Args) -> chatroom::Result<()> {
@@ -122,6 +178,9 @@ fn run(args: Args) -> chatroom::Result<()> {
         ping_interval: Duration::from_secs_f64(args.ping_interval),
         ping_timeout: Duration::from_secs_f64(args.ping_timeout),
         idle_timeout: Duration::from_secs_f64(args.idle_timeout),
+        private: args.private,
+        login_delay: Duration::from_secs_f64(args.login_delay.max(0.0)),
+        login_lockout: args.login_lockout,
         ..Config::default()
     };
     // Each client costs a descriptor: allow as many as the hard limit does.

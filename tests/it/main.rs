@@ -1,5 +1,6 @@
 //! The integration tests: one binary, real sockets on 127.0.0.1, a real server per test.
 
+mod accounts;
 mod bad_input;
 mod binaries;
 mod chat;

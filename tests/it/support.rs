@@ -377,3 +377,21 @@ pub fn wait_timeout(mut child: Child, limit: Duration) -> std::process::ExitStat
         }
     }
 }
+
+/// Waits for a child (bounded) and returns its status, stdout and stderr.
+pub fn wait_timeout_output(mut child: Child) -> (std::process::ExitStatus, String, String) {
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let status = wait_timeout(child, TIMEOUT);
+    (status, out.join().unwrap(), err.join().unwrap())
+}

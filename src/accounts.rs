@@ -1,0 +1,484 @@
+//! Accounts: `users.csv`, passwords hashed with Argon2id, and the failed-login throttle.
+//!
+//! `users.csv` (header `name,password_hash,role,created`) holds one row per account. The hash is
+//! a PHC string (`$argon2id$v=19$...`) with its own random salt; no password is ever stored or
+//! logged in clear. Every write replaces the file atomically: a temporary file in the same
+//! directory is written, synced and renamed over the old one, so a crash leaves the old file or
+//! the new one, never half of either.
+//!
+//! Verifying a password costs tens of milliseconds of CPU by design, so it runs on the
+//! connection's own thread, never on the broadcaster.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::protocol;
+
+/// The file name of the accounts inside the data directory.
+pub const USERS_FILE: &str = "users.csv";
+
+/// What an account may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Member,
+    Admin,
+}
+
+pub use crate::protocol::Standing;
+
+impl From<Role> for Standing {
+    fn from(role: Role) -> Standing {
+        match role {
+            Role::Member => Standing::Member,
+            Role::Admin => Standing::Admin,
+        }
+    }
+}
+
+/// One row of `users.csv`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub name: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub created: String,
+}
+
+/// Hashes a password with Argon2id and a fresh random salt, as a PHC string.
+pub fn hash_password(password: &str) -> Result<String> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Config(format!("cannot hash the password: {e}")))
+}
+
+/// Whether `password` matches the PHC string `hash`.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// The accounts of `users.csv`, by [`protocol::name_key`].
+#[derive(Debug, Default, Clone)]
+pub struct Accounts {
+    by_key: HashMap<String, Account>,
+}
+
+impl Accounts {
+    /// Reads `path`; a missing file is no accounts.
+    pub fn load(path: &Path) -> Result<Accounts> {
+        let mut accounts = Accounts::default();
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(accounts),
+            Err(e) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
+        };
+        for row in csv::Reader::from_reader(file).deserialize::<Account>() {
+            let account = row.map_err(|e| Error::Csv {
+                context: format!("cannot read {}", path.display()),
+                source: e,
+            })?;
+            accounts
+                .by_key
+                .insert(protocol::name_key(&account.name), account);
+        }
+        Ok(accounts)
+    }
+
+    /// Writes all accounts to `path` atomically (temporary file, sync, rename, sync the dir).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(".{USERS_FILE}.{}.tmp", std::process::id()));
+        let io = |what: &str, e| Error::io(format!("{what} {}", tmp.display()), e);
+        let mut w =
+            csv::Writer::from_writer(File::create(&tmp).map_err(|e| io("cannot create", e))?);
+        let mut all: Vec<&Account> = self.by_key.values().collect();
+        all.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
+        if all.is_empty() {
+            w.write_record(["name", "password_hash", "role", "created"])
+                .map_err(|e| Error::Csv {
+                    context: "cannot write users".into(),
+                    source: e,
+                })?;
+        }
+        for a in all {
+            w.serialize(a).map_err(|e| Error::Csv {
+                context: "cannot write users".into(),
+                source: e,
+            })?;
+        }
+        let mut file = w
+            .into_inner()
+            .map_err(|e| io("cannot write", e.into_error()))?;
+        file.flush().map_err(|e| io("cannot write", e))?;
+        file.sync_all().map_err(|e| io("cannot sync", e))?;
+        fs::rename(&tmp, path).map_err(|e| io("cannot rename", e))?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Account> {
+        self.by_key.get(&protocol::name_key(name))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// Adds an account; an existing name is an error.
+    pub fn add(&mut self, name: &str, password: &str, role: Role) -> Result<()> {
+        protocol::validate_name(name).map_err(|e| Error::Config(e.to_string()))?;
+        let key = protocol::name_key(name);
+        if self.by_key.contains_key(&key) {
+            return Err(Error::Config(format!("the account {name} exists already")));
+        }
+        let account = Account {
+            name: name.to_string(),
+            password_hash: hash_password(password)?,
+            role,
+            created: crate::storage::now_timestamp(),
+        };
+        self.by_key.insert(key, account);
+        Ok(())
+    }
+
+    pub fn set_password(&mut self, name: &str, password: &str) -> Result<()> {
+        let hash = hash_password(password)?;
+        let account = self.get_mut(name)?;
+        account.password_hash = hash;
+        Ok(())
+    }
+
+    pub fn set_role(&mut self, name: &str, role: Role) -> Result<()> {
+        self.get_mut(name)?.role = role;
+        Ok(())
+    }
+
+    pub fn remove(&mut self, name: &str) -> Result<Account> {
+        self.by_key
+            .remove(&protocol::name_key(name))
+            .ok_or_else(|| Error::Config(format!("there is no account {name}")))
+    }
+
+    /// Accounts, oldest first.
+    pub fn list(&self) -> Vec<&Account> {
+        let mut all: Vec<&Account> = self.by_key.values().collect();
+        all.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
+        all
+    }
+
+    fn get_mut(&mut self, name: &str) -> Result<&mut Account> {
+        self.by_key
+            .get_mut(&protocol::name_key(name))
+            .ok_or_else(|| Error::Config(format!("there is no account {name}")))
+    }
+}
+
+/// The accounts as the running server sees them: reloaded when `users.csv` changes on disk
+/// (so `chat-server users add` takes effect without a restart), and written back by `/op`.
+pub struct Directory {
+    path: PathBuf,
+    state: RwLock<(Accounts, Option<SystemTime>)>,
+}
+
+impl Directory {
+    pub fn open(path: PathBuf) -> Result<Directory> {
+        let accounts = Accounts::load(&path)?;
+        let mtime = fs::metadata(&path).and_then(|m| m.modified()).ok();
+        Ok(Directory {
+            path,
+            state: RwLock::new((accounts, mtime)),
+        })
+    }
+
+    /// The account of `name`, reading `users.csv` again first if it changed.
+    pub fn lookup(&self, name: &str) -> Option<Account> {
+        let mtime = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        {
+            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+            if state.1 == mtime {
+                return state.0.get(name).cloned();
+            }
+        }
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        match Accounts::load(&self.path) {
+            Ok(accounts) => *state = (accounts, mtime),
+            Err(e) => log::error!("{e}; keeping the accounts read before"),
+        }
+        state.0.get(name).cloned()
+    }
+
+    /// True when at least one account exists.
+    pub fn any(&self) -> bool {
+        !self
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .is_empty()
+    }
+
+    /// Changes a role and writes `users.csv`.
+    pub fn set_role(&self, name: &str, role: Role) -> Result<()> {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let mut accounts = Accounts::load(&self.path)?;
+        accounts.set_role(name, role)?;
+        accounts.save(&self.path)?;
+        let mtime = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        *state = (accounts, mtime);
+        Ok(())
+    }
+}
+
+/// `chat-server users ...`: manage the accounts in `users.csv`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum UsersCommand {
+    /// Create an account; the password is read from the terminal (without echo) or stdin.
+    Add {
+        name: String,
+        /// Make it an administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Set a new password.
+    Passwd { name: String },
+    /// Delete an account.
+    Remove { name: String },
+    /// List the accounts (never their hashes).
+    List,
+}
+
+/// Runs a `users` command on the `users.csv` of `data_dir`; `password` asks for a password
+/// (the caller decides how). Returns what to print.
+pub fn users_command(
+    data_dir: &Path,
+    command: &UsersCommand,
+    mut password: impl FnMut(&str) -> Result<String>,
+) -> Result<String> {
+    fs::create_dir_all(data_dir)
+        .map_err(|e| Error::io(format!("cannot create {}", data_dir.display()), e))?;
+    let path = data_dir.join(USERS_FILE);
+    let mut accounts = Accounts::load(&path)?;
+    let checked = |pw: String| {
+        if pw.is_empty() {
+            Err(Error::Config("the password is empty".into()))
+        } else {
+            Ok(pw)
+        }
+    };
+    let out = match command {
+        UsersCommand::Add { name, admin } => {
+            if accounts.get(name).is_some() {
+                return Err(Error::Config(format!("the account {name} exists already")));
+            }
+            let pw = checked(password(name)?)?;
+            let role = if *admin { Role::Admin } else { Role::Member };
+            accounts.add(name, &pw, role)?;
+            format!("added {name} ({})", if *admin { "admin" } else { "member" })
+        }
+        UsersCommand::Passwd { name } => {
+            if accounts.get(name).is_none() {
+                return Err(Error::Config(format!("there is no account {name}")));
+            }
+            let pw = checked(password(name)?)?;
+            accounts.set_password(name, &pw)?;
+            format!("changed the password of {name}")
+        }
+        UsersCommand::Remove { name } => {
+            let gone = accounts.remove(name)?;
+            format!("removed {}", gone.name)
+        }
+        UsersCommand::List => {
+            let mut out = String::new();
+            for a in accounts.list() {
+                let role = match a.role {
+                    Role::Admin => "admin",
+                    Role::Member => "member",
+                };
+                out.push_str(&format!(
+                    "{:<32} {:<6} created {}\n",
+                    a.name, role, a.created
+                ));
+            }
+            return Ok(out);
+        }
+    };
+    accounts.save(&path)?;
+    Ok(out)
+}
+
+/// Everything the connection threads need to log clients in.
+pub struct Auth {
+    pub directory: Directory,
+    pub throttle: Throttle,
+    /// Only accounts may connect.
+    pub private: bool,
+}
+
+impl Auth {
+    /// Checks `password` for `name`: `Some(standing)` when it is right. An unknown name is
+    /// checked against a dummy hash, so the time taken does not tell whether the name exists.
+    pub fn check(&self, name: &str, password: &str) -> Option<Standing> {
+        static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        match self.directory.lookup(name) {
+            Some(account) => {
+                verify_password(password, &account.password_hash).then(|| account.role.into())
+            }
+            None => {
+                let dummy =
+                    DUMMY.get_or_init(|| hash_password("no such account").unwrap_or_default());
+                let _ = verify_password(password, dummy);
+                None
+            }
+        }
+    }
+
+    /// Whether `name` must give a password.
+    pub fn needs_password(&self, name: &str) -> bool {
+        self.private || self.directory.lookup(name).is_some()
+    }
+}
+
+/// Failed logins, per address and per name: each failure makes the next answer wait longer
+/// (doubling from `base`, at most 30 s), and `lockout_after` failures within `window` lock the
+/// name or address out for the rest of the window.
+pub struct Throttle {
+    base: Duration,
+    window: Duration,
+    lockout_after: u32,
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl Throttle {
+    pub fn new(base: Duration, window: Duration, lockout_after: u32) -> Throttle {
+        Throttle {
+            base,
+            window,
+            lockout_after,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn keys(ip: IpAddr, name: &str) -> [String; 2] {
+        [
+            format!("ip:{ip}"),
+            format!("name:{}", protocol::name_key(name)),
+        ]
+    }
+
+    /// `Some(time left)` when this address or name is locked out now.
+    pub fn locked(&self, ip: IpAddr, name: &str) -> Option<Duration> {
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        Self::keys(ip, name)
+            .iter()
+            .filter_map(|k| map.get(k))
+            .filter(|(n, at)| *n >= self.lockout_after && at.elapsed() < self.window)
+            .map(|(_, at)| self.window - at.elapsed())
+            .max()
+    }
+
+    /// Records a failure; returns how long to wait before answering.
+    pub fn failed(&self, ip: IpAddr, name: &str) -> Duration {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 100_000 {
+            let window = self.window;
+            map.retain(|_, (_, at)| at.elapsed() < window);
+        }
+        let mut worst = 0;
+        for k in Self::keys(ip, name) {
+            let entry = map.entry(k).or_insert((0, Instant::now()));
+            if entry.1.elapsed() >= self.window {
+                *entry = (0, Instant::now());
+            }
+            entry.0 += 1;
+            entry.1 = Instant::now();
+            worst = worst.max(entry.0);
+        }
+        (self.base * 2u32.saturating_pow(worst.saturating_sub(1).min(16)))
+            .min(Duration::from_secs(30))
+    }
+
+    /// Forgets the failures of a name after a successful login (not of the address).
+    pub fn succeeded(&self, name: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&format!("name:{}", protocol::name_key(name)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hashed_with_argon2id_and_a_salt_each() {
+        let a = hash_password("correct horse").unwrap();
+        let b = hash_password("correct horse").unwrap();
+        assert!(a.starts_with("$argon2id$"), "{a}");
+        assert_ne!(a, b, "each hash has its own salt");
+        assert!(verify_password("correct horse", &a));
+        assert!(!verify_password("wrong horse", &a));
+        assert!(!verify_password("x", "not a phc string"));
+    }
+
+    #[test]
+    fn accounts_round_trip_through_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(USERS_FILE);
+        let mut accounts = Accounts::load(&path).unwrap();
+        assert!(accounts.is_empty());
+        accounts.add("Alice", "pw1", Role::Admin).unwrap();
+        accounts.add("bob", "pw2", Role::Member).unwrap();
+        assert!(accounts.add("ALICE", "x", Role::Member).is_err());
+        assert!(accounts.add("bad name", "x", Role::Member).is_err());
+        accounts.save(&path).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("name,password_hash,role,created\n"),
+            "{text}"
+        );
+        assert!(!text.contains("pw1") && !text.contains("pw2"));
+        let back = Accounts::load(&path).unwrap();
+        assert_eq!(back.get("alice").unwrap().role, Role::Admin);
+        assert!(verify_password(
+            "pw2",
+            &back.get("BOB").unwrap().password_hash
+        ));
+        // Nothing but the file is left in the directory: the temporary file was renamed.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn the_throttle_grows_and_locks_out() {
+        let t = Throttle::new(Duration::from_millis(10), Duration::from_secs(60), 3);
+        let ip: IpAddr = "198.51.100.9".parse().unwrap();
+        assert_eq!(t.failed(ip, "bob"), Duration::from_millis(10));
+        assert_eq!(t.failed(ip, "bob"), Duration::from_millis(20));
+        assert!(t.locked(ip, "bob").is_none());
+        assert_eq!(t.failed(ip, "bob"), Duration::from_millis(40));
+        assert!(t.locked(ip, "bob").is_some());
+        // The address is locked out for every name; another address, for this name only.
+        assert!(t.locked(ip, "carol").is_some());
+        let other: IpAddr = "198.51.100.10".parse().unwrap();
+        assert!(t.locked(other, "BOB").is_some());
+        assert!(t.locked(other, "carol").is_none());
+    }
+}

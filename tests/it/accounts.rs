@@ -1,0 +1,200 @@
+//! Accounts: guests and registered names, passwords in both modes, the throttle, private
+//! servers, and the `chat-server users` commands.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use chatroom::accounts::{Accounts, Role, USERS_FILE};
+use serde_json::json;
+
+use crate::support::{Client, csv_rows, start_in};
+
+fn accounts(dir: &Path, list: &[(&str, &str, Role)]) {
+    let mut a = Accounts::default();
+    for (name, pw, role) in list {
+        a.add(name, pw, *role).unwrap();
+    }
+    a.save(&dir.join(USERS_FILE)).unwrap();
+}
+
+#[test]
+fn guests_join_freely_and_registered_names_need_their_password() {
+    let dir = tempfile::tempdir().unwrap();
+    accounts(dir.path(), &[("bob", "s3cret pass", Role::Member)]);
+    let server = start_in(dir.path(), |c| c.login_delay = Duration::from_millis(10));
+
+    // A guest: no password asked.
+    let mut g = Client::json(server.addr, "guest1");
+    assert!(g.transcript.iter().any(|l| l.contains(r#""role":"guest""#)));
+    g.nothing_pending(true);
+
+    // Human mode: the server asks for the password on the next line.
+    let mut h = Client::connect(server.addr);
+    h.line();
+    h.send("bob");
+    assert_eq!(h.line(), "Password for bob:");
+    h.send("wrong");
+    assert_eq!(h.line(), "! invalid name or password");
+    assert_eq!(h.line(), "What is your name?");
+    h.send("BOB");
+    assert_eq!(h.line(), "Password for BOB:");
+    h.send("s3cret pass");
+    assert!(h.line().starts_with("* welcome, BOB!"));
+    h.send("/quit");
+    h.closed();
+
+    // JSON mode: the password travels in the hello.
+    let mut j = Client::connect(server.addr);
+    j.send(r#"{"type":"hello","name":"bob"}"#);
+    assert_eq!(j.next_of("error")["code"], "password_required");
+    j.send(r#"{"type":"hello","name":"bob","password":"nope"}"#);
+    assert_eq!(j.next_of("error")["code"], "login_failed");
+    j.send(r#"{"type":"hello","name":"bob","password":"s3cret pass"}"#);
+    let welcome = j.next_of("welcome");
+    assert_eq!(welcome["role"], "member");
+
+    let rows = csv_rows(&server.read("data.csv"));
+    let failed: Vec<&Vec<String>> = rows.iter().filter(|r| r[1] == "login_failed").collect();
+    assert_eq!(failed.len(), 2, "{rows:#?}");
+    assert!(failed.iter().all(|r| r[3] == "127.0.0.1"));
+    assert!(
+        rows.iter()
+            .any(|r| r[1] == "named" && r[6] == "bob" && r[7] == "member")
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r[1] == "named" && r[6] == "guest1" && r[7] == "guest")
+    );
+    // No password, right or wrong, is in any file.
+    for file in ["data.csv", "messages.csv", USERS_FILE] {
+        let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        assert!(!text.contains("s3cret") && !text.contains("nope"), "{file}");
+    }
+}
+
+#[test]
+fn failed_logins_are_throttled_and_locked_out() {
+    let dir = tempfile::tempdir().unwrap();
+    accounts(dir.path(), &[("bob", "right", Role::Member)]);
+    let server = start_in(dir.path(), |c| {
+        c.login_delay = Duration::from_millis(40);
+        c.login_lockout = 3;
+    });
+    let mut j = Client::connect(server.addr);
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        j.send(r#"{"type":"hello","name":"bob","password":"wrong"}"#);
+        assert_eq!(j.next_of("error")["code"], "login_failed");
+        waits.push(started.elapsed());
+    }
+    // Each failure waits longer: 40, 80, 160 ms.
+    assert!(waits[2] >= Duration::from_millis(160), "{waits:?}");
+    assert!(waits[0] < waits[2], "{waits:?}");
+    // Locked out now, even with the right password.
+    j.send(r#"{"type":"hello","name":"bob","password":"right"}"#);
+    let err = j.next_of("error");
+    assert_eq!(err["code"], "login_locked");
+    assert!(err["message"].as_str().unwrap().contains("try again in"));
+}
+
+#[test]
+fn a_private_server_takes_only_accounts_and_does_not_say_which_names_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    accounts(dir.path(), &[("boss", "pw", Role::Admin)]);
+    let server = start_in(dir.path(), |c| {
+        c.private = true;
+        c.login_delay = Duration::from_millis(1);
+    });
+    let mut h = Client::connect(server.addr);
+    h.line();
+    // An unknown name is asked for a password like any other, and refused the same way.
+    h.send("stranger");
+    assert_eq!(h.line(), "Password for stranger:");
+    h.send("anything");
+    assert_eq!(h.line(), "! invalid name or password");
+    h.line();
+    h.send("boss");
+    assert_eq!(h.line(), "Password for boss:");
+    h.send("wrong");
+    assert_eq!(h.line(), "! invalid name or password");
+    h.line();
+    h.send("boss");
+    h.line();
+    h.send("pw");
+    assert!(h.line().starts_with("* welcome, boss!"));
+    let mut j = Client::connect(server.addr);
+    j.send_json(json!({"type":"hello","name":"stranger"}));
+    assert_eq!(j.next_of("error")["code"], "password_required");
+}
+
+#[test]
+fn the_users_commands_manage_accounts_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("users")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = crate::support::wait_timeout_output(child);
+        (out.0.success(), out.1 + &out.2)
+    };
+    assert_eq!(
+        run(&["add", "boss", "--admin"], "first pw\n"),
+        (true, "added boss (admin)\n".into())
+    );
+    assert_eq!(
+        run(&["add", "carol"], "carol pw\n"),
+        (true, "added carol (member)\n".into())
+    );
+    let (ok, out) = run(&["add", "Carol"], "x\n");
+    assert!(!ok && out.contains("exists already"), "{out}");
+    let (ok, out) = run(&["add", "dave"], "\n");
+    assert!(!ok && out.contains("the password is empty"), "{out}");
+    assert!(run(&["passwd", "boss"], "second pw\n").0);
+    let (ok, out) = run(&["list"], "");
+    assert!(
+        ok && out.contains("boss") && out.contains("admin") && out.contains("carol"),
+        "{out}"
+    );
+    assert!(!out.contains("argon2"), "list shows no hashes: {out}");
+    assert!(run(&["remove", "carol"], "").0);
+    let (ok, out) = run(&["remove", "carol"], "");
+    assert!(!ok && out.contains("there is no account carol"), "{out}");
+
+    let accounts = Accounts::load(&dir.path().join(USERS_FILE)).unwrap();
+    let boss = accounts.get("boss").unwrap();
+    assert_eq!(boss.role, Role::Admin);
+    assert!(chatroom::accounts::verify_password(
+        "second pw",
+        &boss.password_hash
+    ));
+    assert!(accounts.get("carol").is_none());
+    // Only users.csv is there: every write went through a temporary file and a rename.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, [USERS_FILE]);
+
+    // A running server sees the change without a restart.
+    let server = start_in(dir.path(), |c| c.login_delay = Duration::from_millis(1));
+    assert!(run(&["add", "erin"], "erin pw\n").0);
+    let mut e = Client::connect(server.addr);
+    e.send_json(json!({"type":"hello","name":"erin","password":"erin pw"}));
+    assert_eq!(e.next_of("welcome")["role"], "member");
+}
