@@ -7,6 +7,7 @@
 //! # Layout
 //!
 //! - [`accounts`]: `users.csv`, Argon2id password hashes, the failed-login throttle.
+//! - [`bans`]: `bans.csv`: bans by name, address or network, with expiry.
 //! - [`protocol`]: the wire format as pure functions: parsing client lines, encoding server
 //!   events in human or JSON mode, and the rules for names and message text. No I/O.
 //! - [`lines`]: a line reader with a hard length limit, over any `BufRead`.
@@ -27,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod bans;
 pub mod bench;
 pub mod client;
 pub mod connection;

@@ -29,9 +29,19 @@ pub struct Rules {
 /// Why a connection was refused; its [`Refusal::lines`] go to the client before the close.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refusal {
-    Full { max: usize },
-    TooManyFromAddress { max: usize },
-    TooFast { per_minute: usize },
+    Full {
+        max: usize,
+    },
+    TooManyFromAddress {
+        max: usize,
+    },
+    TooFast {
+        per_minute: usize,
+    },
+    /// The address is banned; `ban` says until when and why.
+    Banned {
+        ban: String,
+    },
 }
 
 impl Refusal {
@@ -47,6 +57,7 @@ impl Refusal {
             Refusal::TooFast { per_minute } => format!(
                 "too many new connections from your address (at most {per_minute} a minute); try again in a minute"
             ),
+            Refusal::Banned { ban } => format!("your address is banned {ban}"),
         }
     }
 
@@ -56,6 +67,7 @@ impl Refusal {
             Refusal::Full { .. } => ErrorCode::ServerFull,
             Refusal::TooManyFromAddress { .. } => ErrorCode::TooManyConnections,
             Refusal::TooFast { .. } => ErrorCode::ConnectionRate,
+            Refusal::Banned { .. } => ErrorCode::Banned,
         }
     }
 

@@ -133,6 +133,25 @@ pub enum Request {
     Whois(String),
     /// The last N messages of the current room again.
     History(Option<usize>),
+    /// Moderation (administrators only).
+    Kick {
+        name: String,
+        reason: String,
+    },
+    Ban {
+        target: String,
+        duration: Option<std::time::Duration>,
+        reason: String,
+    },
+    Unban(String),
+    Bans,
+    Mute {
+        name: String,
+        duration: Option<std::time::Duration>,
+    },
+    Unmute(String),
+    Op(String),
+    Deop(String),
     /// List the commands.
     Help,
     /// Answer with a `pong`, so a client can measure the round trip or keep the line warm.
@@ -270,6 +289,10 @@ pub enum ErrorCode {
     PasswordRequired,
     LoginFailed,
     LoginLocked,
+    NotAllowed,
+    Banned,
+    Muted,
+    NoSuchAccount,
 }
 
 /// One chat message as it was logged: every recipient sees the same fields.
@@ -354,6 +377,17 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "/history [N]",
         "the last N messages of the current room again",
     ),
+    ("/kick NAME [REASON]", "admins: disconnect someone"),
+    (
+        "/ban NAME|IP|CIDR [DURATION] [REASON]",
+        "admins: ban (10m, 2h, 7d; none = for good)",
+    ),
+    ("/unban TARGET", "admins: lift a ban"),
+    ("/bans", "admins: list the bans"),
+    ("/mute NAME [DURATION]", "admins: stop someone's messages"),
+    ("/unmute NAME", "admins: let them speak again"),
+    ("/op NAME", "admins: make an account an administrator"),
+    ("/deop NAME", "admins: make an administrator a member"),
     ("/help", "show this list"),
     ("/quit [REASON]", "leave the chat"),
     ("//TEXT", "send a message that starts with '/'"),
@@ -793,6 +827,72 @@ pub fn parse_command(line: &str) -> Result<Request, ProtocolError> {
         "/quit" | "/exit" | "/bye" => optional_text().map(Request::Quit),
         "/ping" => Ok(Request::Ping(None)),
         "/paste" => no_args(Request::Paste, "/paste"),
+        "/kick" => {
+            let (name, reason) = match args.split_once(char::is_whitespace) {
+                Some((n, r)) => (n, r.trim()),
+                None if !args.is_empty() => (args, ""),
+                None => {
+                    return Err(ProtocolError::Usage {
+                        usage: "/kick NAME [REASON]",
+                    });
+                }
+            };
+            if !reason.is_empty() {
+                validate_text(reason)?;
+            }
+            Ok(Request::Kick {
+                name: name.to_string(),
+                reason: reason.to_string(),
+            })
+        }
+        "/ban" => {
+            let usage = "/ban NAME|IP|CIDR [DURATION] [REASON]";
+            let mut words = args.splitn(2, char::is_whitespace);
+            let target = words
+                .next()
+                .filter(|t| !t.is_empty())
+                .ok_or(ProtocolError::Usage { usage })?;
+            let rest = words.next().unwrap_or("").trim();
+            let (duration, reason) = match rest.split_once(char::is_whitespace) {
+                Some((first, more)) => match crate::bans::parse_duration(first) {
+                    Some(d) => (Some(d), more.trim()),
+                    None => (None, rest),
+                },
+                None => match crate::bans::parse_duration(rest) {
+                    Some(d) => (Some(d), ""),
+                    None => (None, rest),
+                },
+            };
+            if !reason.is_empty() {
+                validate_text(reason)?;
+            }
+            Ok(Request::Ban {
+                target: target.to_string(),
+                duration,
+                reason: reason.to_string(),
+            })
+        }
+        "/unban" => one_word("/unban TARGET").map(Request::Unban),
+        "/bans" => no_args(Request::Bans, "/bans"),
+        "/mute" => {
+            let usage = "/mute NAME [DURATION]";
+            match args.split_whitespace().collect::<Vec<_>>()[..] {
+                [name] => Ok(Request::Mute {
+                    name: name.into(),
+                    duration: None,
+                }),
+                [name, d] => crate::bans::parse_duration(d)
+                    .map(|d| Request::Mute {
+                        name: name.into(),
+                        duration: Some(d),
+                    })
+                    .ok_or(ProtocolError::Usage { usage }),
+                _ => Err(ProtocolError::Usage { usage }),
+            }
+        }
+        "/unmute" => one_word("/unmute NAME").map(Request::Unmute),
+        "/op" => one_word("/op NAME").map(Request::Op),
+        "/deop" => one_word("/deop NAME").map(Request::Deop),
         _ => Err(ProtocolError::UnknownCommand {
             command: printable(cmd),
         }),

@@ -19,10 +19,11 @@ use log::{debug, error, info, warn};
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
 use crate::accounts::{Auth, Directory, Throttle};
+use crate::bans::Bans;
 use crate::connection::{self, Reader};
 use crate::error::{Error, Result};
 use crate::hub::{Event, Hub, HubConfig};
-use crate::limits::{Admission, Rules, Ticket};
+use crate::limits::{Admission, Refusal, Rules, Ticket};
 
 /// How a server runs. [`Config::default`] matches the command line's defaults.
 #[derive(Debug, Clone)]
@@ -205,6 +206,8 @@ pub struct Server {
     rules: Rules,
     /// Accounts and the login throttle, shared by the connection threads.
     auth: Arc<Auth>,
+    /// The bans, written by the broadcaster, read here to refuse banned addresses.
+    bans: Arc<std::sync::RwLock<Bans>>,
 }
 
 /// Stops a running [`Server`] from another thread (a signal handler's thread, a test).
@@ -236,6 +239,22 @@ impl Server {
             .map_err(|e| Error::io("cannot read the listener's address", e))?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| Error::io(format!("cannot create {}", config.data_dir.display()), e))?;
+        let directory = Directory::open(config.data_dir.join(crate::accounts::USERS_FILE))?;
+        if (config.private || directory.any()) && !local.ip().is_loopback() {
+            warn!(
+                "accounts are in use on {local} without TLS: passwords cross the network in clear; use --tls-cert/--tls-key or an SSH tunnel"
+            );
+        }
+        let auth = Arc::new(Auth {
+            directory,
+            throttle: Throttle::new(
+                config.login_delay,
+                Duration::from_secs(15 * 60),
+                config.login_lockout.max(1),
+            ),
+            private: config.private,
+        });
+        let bans = Arc::new(std::sync::RwLock::new(Bans::open(&config.data_dir)?));
         let mut hub = Hub::open(
             &config.data_dir,
             HubConfig {
@@ -248,6 +267,8 @@ impl Server {
                 msg_burst: config.msg_burst,
                 flood_limit: config.flood_limit.max(1),
             },
+            bans.clone(),
+            auth.clone(),
         )?;
         hub.log_server_event(
             "start",
@@ -276,21 +297,6 @@ impl Server {
         info!(
             "serving at most {max_clients} clients at once (the kernel allows {kernel_cap}; bound by {binding})"
         );
-        let directory = Directory::open(config.data_dir.join(crate::accounts::USERS_FILE))?;
-        if (config.private || directory.any()) && !local.ip().is_loopback() {
-            warn!(
-                "accounts are in use on {local} without TLS: passwords cross the network in clear; use --tls-cert/--tls-key or an SSH tunnel"
-            );
-        }
-        let auth = Arc::new(Auth {
-            directory,
-            throttle: Throttle::new(
-                config.login_delay,
-                Duration::from_secs(15 * 60),
-                config.login_lockout.max(1),
-            ),
-            private: config.private,
-        });
         let rules = Rules {
             max_clients,
             max_per_ip: config.max_per_ip,
@@ -300,6 +306,7 @@ impl Server {
         Ok(Server {
             rules,
             auth,
+            bans,
             next_conn,
             listener,
             config,
@@ -329,7 +336,7 @@ impl Server {
             }
             match stream {
                 Ok(stream) => {
-                    if let Some(ticket) = admit(&mut admission, &stream) {
+                    if let Some(ticket) = admit(&mut admission, &self.bans, &stream) {
                         self.spawn_connection(next_conn, stream, ticket, &alive_tx);
                         next_conn += 1;
                     }
@@ -447,9 +454,22 @@ impl Server {
 
 /// Admits a freshly accepted connection, or tells it why not (best effort, without blocking)
 /// and closes it.
-fn admit(admission: &mut Admission, stream: &TcpStream) -> Option<Ticket> {
+fn admit(
+    admission: &mut Admission,
+    bans: &std::sync::RwLock<Bans>,
+    stream: &TcpStream,
+) -> Option<Ticket> {
     let peer = stream.peer_addr().ok()?;
-    match admission.admit(peer.ip()) {
+    let banned = bans
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .for_ip(peer.ip())
+        .map(|b| b.describe());
+    let verdict = match banned {
+        Some(ban) => Err(Refusal::Banned { ban }),
+        None => admission.admit(peer.ip()),
+    };
+    match verdict {
         Ok(ticket) => Some(ticket),
         Err(refusal) => {
             warn!("refusing {peer}: {}", refusal.reason());

@@ -15,6 +15,10 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use log::{debug, error, info, warn};
 
+mod moderation;
+
+use crate::accounts::Auth;
+use crate::bans::Bans;
 use crate::outbox::{Outbox, PushError};
 use crate::protocol::{
     self, ChatMessage, ErrorCode, Hello, Kind, Mode, ProtocolError, Request, RoomInfo, ServerMsg,
@@ -129,6 +133,13 @@ pub struct Hub<W: LogFile = File> {
     /// Answers to `Hello`s, sent once the batch holding their welcome has been delivered, so
     /// nothing the connection thread sends itself can overtake the welcome.
     replies: Vec<(Sender<bool>, bool)>,
+    /// The bans; the accept loop reads them too, to refuse banned addresses.
+    bans: Arc<std::sync::RwLock<Bans>>,
+    /// The accounts, for `/op` and `/deop`.
+    auth: Arc<Auth>,
+    /// Muted names (by [`protocol::name_key`]) and until when (`None`: until unmuted). Kept by
+    /// name, so reconnecting does not lift a mute.
+    mutes: HashMap<String, Option<std::time::Instant>>,
 }
 
 /// What the broadcaster knows of one connection.
@@ -200,7 +211,12 @@ impl Target {
 impl Hub<File> {
     /// Opens both logs under `data_dir`, creating them with their headers if missing, and
     /// rebuilds room history from the end of `messages.csv`.
-    pub fn open(data_dir: &std::path::Path, config: HubConfig) -> crate::Result<Hub<File>> {
+    pub fn open(
+        data_dir: &std::path::Path,
+        config: HubConfig,
+        bans: Arc<std::sync::RwLock<Bans>>,
+        auth: Arc<Auth>,
+    ) -> crate::Result<Hub<File>> {
         let mpath = data_dir.join(storage::MESSAGES_FILE);
         let cpath = data_dir.join(storage::CONNECTIONS_FILE);
         let (mfile, mlen) = storage::open_log(&mpath, storage::MESSAGES_HEADER)?;
@@ -225,6 +241,8 @@ impl Hub<File> {
             CsvLog::new(cfile, clen, cpath).syncing(sync),
             last_id + 1,
             config,
+            bans,
+            auth,
         );
         hub.rooms.extend(loaded.rooms);
         Ok(hub)
@@ -238,6 +256,8 @@ impl<W: LogFile> Hub<W> {
         connections: CsvLog<W>,
         next_id: u64,
         config: HubConfig,
+        bans: Arc<std::sync::RwLock<Bans>>,
+        auth: Arc<Auth>,
     ) -> Hub<W> {
         let mut rooms = HashMap::new();
         rooms.insert(protocol::LOBBY.to_string(), Room::new(protocol::LOBBY));
@@ -253,6 +273,9 @@ impl<W: LogFile> Hub<W> {
             pending: Vec::new(),
             pending_history: Vec::new(),
             replies: Vec::new(),
+            bans,
+            auth,
+            mutes: HashMap::new(),
         }
     }
 
@@ -346,6 +369,20 @@ impl<W: LogFile> Hub<W> {
     }
 
     fn hello(&mut self, conn: u64, hello: Hello) -> bool {
+        let banned = self
+            .bans
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .for_name(&hello.name)
+            .map(|b| b.describe());
+        if let Some(ban) = banned {
+            let msg = ServerMsg::failure(
+                ErrorCode::Banned,
+                format!("the name {} is banned {ban}", hello.name),
+            );
+            self.send_now(conn, hello.mode, &msg);
+            return false;
+        }
         let key = protocol::name_key(&hello.name);
         if self.names.contains_key(&key) {
             let err = ProtocolError::NameTaken { name: hello.name };
@@ -390,7 +427,7 @@ impl<W: LogFile> Hub<W> {
                 | Request::Msg { .. }
                 | Request::Reply(_)
         );
-        if is_message && !self.within_rate(conn) {
+        if is_message && (self.is_muted(conn) || !self.within_rate(conn)) {
             return;
         }
         let Some(client) = self.clients.get(&conn) else {
@@ -504,6 +541,14 @@ impl<W: LogFile> Hub<W> {
                 None => self.no_room(conn),
             },
             Request::Help => self.push(Target::One(conn), ServerMsg::help()),
+            Request::Kick { .. }
+            | Request::Ban { .. }
+            | Request::Unban(_)
+            | Request::Bans
+            | Request::Mute { .. }
+            | Request::Unmute(_)
+            | Request::Op(_)
+            | Request::Deop(_) => self.moderate(conn, req),
             // Handled by the connection thread; nothing reaches here.
             Request::Pong | Request::Paste => {}
             Request::Ping(id) => self.push(Target::One(conn), ServerMsg::Pong { id }),
@@ -1275,6 +1320,8 @@ fn public_reason(reason: &str) -> &str {
         "timed out"
     } else if reason == "flooding" {
         "disconnected for flooding"
+    } else if reason.starts_with("kicked") || reason.starts_with("banned") {
+        reason
     } else {
         "connection closed"
     }

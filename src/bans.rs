@@ -1,0 +1,330 @@
+//! Bans: `bans.csv`, by name, address or network, permanent or until a time.
+//!
+//! Header `created,kind,target,until,by,reason`; `kind` is `name`, `ip` or `cidr`; `until` is
+//! RFC 3339 UTC, or empty for a permanent ban. The file is rewritten atomically (temporary file,
+//! sync, rename) on every change; expired bans stop applying at once and are dropped at the next
+//! write.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::protocol;
+
+/// The file name of the bans inside the data directory.
+pub const BANS_FILE: &str = "bans.csv";
+
+/// What a ban applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Name(String),
+    Ip(IpAddr),
+    /// An address and a prefix length.
+    Cidr(IpAddr, u8),
+}
+
+impl Target {
+    /// `203.0.113.7`, `203.0.113.0/24`, `2001:db8::/32`, or a name.
+    pub fn parse(s: &str) -> std::result::Result<Target, String> {
+        if let Some((ip, bits)) = s.split_once('/') {
+            let ip: IpAddr = ip.parse().map_err(|_| format!("{s} is not a network"))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let bits: u8 = bits
+                .parse()
+                .ok()
+                .filter(|b| *b <= max)
+                .ok_or_else(|| format!("{s}: the prefix length must be 0 to {max}"))?;
+            return Ok(Target::Cidr(ip, bits));
+        }
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(Target::Ip(ip));
+        }
+        protocol::validate_name(s).map_err(|e| e.to_string())?;
+        Ok(Target::Name(s.to_string()))
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Target::Name(_) => "name",
+            Target::Ip(_) => "ip",
+            Target::Cidr(..) => "cidr",
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Target::Name(n) => n.clone(),
+            Target::Ip(ip) => ip.to_string(),
+            Target::Cidr(ip, bits) => format!("{ip}/{bits}"),
+        }
+    }
+
+    /// Whether this target covers `ip`.
+    pub fn covers(&self, ip: IpAddr) -> bool {
+        match *self {
+            Target::Name(_) => false,
+            Target::Ip(a) => a == ip,
+            Target::Cidr(net, bits) => match (net, ip) {
+                (IpAddr::V4(n), IpAddr::V4(a)) => {
+                    let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+                    u32::from(n) & mask == u32::from(a) & mask
+                }
+                (IpAddr::V6(n), IpAddr::V6(a)) => {
+                    let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+                    u128::from(n) & mask == u128::from(a) & mask
+                }
+                _ => false,
+            },
+        }
+    }
+}
+
+/// A duration such as `30s`, `10m`, `2h`, `7d`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        "w" => n.checked_mul(7 * 86_400)?,
+        _ => return None,
+    };
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+/// One row of `bans.csv`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanRecord {
+    pub created: String,
+    pub kind: String,
+    pub target: String,
+    /// Empty for a permanent ban.
+    pub until: String,
+    pub by: String,
+    pub reason: String,
+}
+
+impl BanRecord {
+    fn target(&self) -> Option<Target> {
+        match self.kind.as_str() {
+            "name" => Some(Target::Name(self.target.clone())),
+            "ip" | "cidr" => Target::parse(&self.target).ok(),
+            _ => None,
+        }
+    }
+
+    fn active(&self, now: DateTime<Utc>) -> bool {
+        self.until.is_empty() || DateTime::parse_from_rfc3339(&self.until).is_ok_and(|u| u > now)
+    }
+
+    /// "until 2026-11-24T12:00:00Z (reason)" or "permanently (reason)".
+    pub fn describe(&self) -> String {
+        let when = if self.until.is_empty() {
+            "permanently".to_string()
+        } else {
+            format!("until {}", self.until)
+        };
+        if self.reason.is_empty() {
+            when
+        } else {
+            format!("{when} ({})", self.reason)
+        }
+    }
+}
+
+/// The bans, as the server holds them.
+#[derive(Debug)]
+pub struct Bans {
+    path: PathBuf,
+    list: Vec<BanRecord>,
+}
+
+impl Bans {
+    /// Reads `bans.csv` of `data_dir` (missing: no bans).
+    pub fn open(data_dir: &Path) -> Result<Bans> {
+        let path = data_dir.join(BANS_FILE);
+        let mut list = Vec::new();
+        match File::open(&path) {
+            Ok(f) => {
+                for row in csv::Reader::from_reader(f).deserialize::<BanRecord>() {
+                    list.push(row.map_err(|e| Error::Csv {
+                        context: format!("cannot read {}", path.display()),
+                        source: e,
+                    })?);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
+        }
+        Ok(Bans { path, list })
+    }
+
+    /// The active ban covering `ip`, if any.
+    pub fn for_ip(&self, ip: IpAddr) -> Option<&BanRecord> {
+        let now = Utc::now();
+        self.list
+            .iter()
+            .filter(|b| b.active(now))
+            .find(|b| b.target().is_some_and(|t| t.covers(ip)))
+    }
+
+    /// The active ban on `name`, if any (case-insensitive).
+    pub fn for_name(&self, name: &str) -> Option<&BanRecord> {
+        let now = Utc::now();
+        let key = protocol::name_key(name);
+        self.list
+            .iter()
+            .filter(|b| b.active(now) && b.kind == "name")
+            .find(|b| protocol::name_key(&b.target) == key)
+    }
+
+    /// Active bans, oldest first.
+    pub fn active(&self) -> Vec<&BanRecord> {
+        let now = Utc::now();
+        self.list.iter().filter(|b| b.active(now)).collect()
+    }
+
+    /// Adds a ban and writes the file.
+    pub fn add(
+        &mut self,
+        target: &Target,
+        duration: Option<Duration>,
+        by: &str,
+        reason: &str,
+    ) -> Result<BanRecord> {
+        let until = duration
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| (Utc::now() + d).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        let record = BanRecord {
+            created: crate::storage::now_timestamp(),
+            kind: target.kind().to_string(),
+            target: target.text(),
+            until,
+            by: by.to_string(),
+            reason: reason.to_string(),
+        };
+        self.list.push(record.clone());
+        self.save()?;
+        Ok(record)
+    }
+
+    /// Removes every ban on `target` (as written, case-insensitive); returns how many.
+    pub fn remove(&mut self, target: &str) -> Result<usize> {
+        let before = self.list.len();
+        let key = target.to_lowercase();
+        self.list.retain(|b| b.target.to_lowercase() != key);
+        let removed = before - self.list.len();
+        if removed > 0 {
+            self.save()?;
+        }
+        Ok(removed)
+    }
+
+    /// Writes the active bans atomically.
+    fn save(&mut self) -> Result<()> {
+        let now = Utc::now();
+        self.list.retain(|b| b.active(now));
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(".{BANS_FILE}.{}.tmp", std::process::id()));
+        let io = |what: &str, e| Error::io(format!("{what} {}", tmp.display()), e);
+        let csv_err = |e| Error::Csv {
+            context: format!("cannot write {}", tmp.display()),
+            source: e,
+        };
+        let mut w =
+            csv::Writer::from_writer(File::create(&tmp).map_err(|e| io("cannot create", e))?);
+        if self.list.is_empty() {
+            w.write_record(["created", "kind", "target", "until", "by", "reason"])
+                .map_err(csv_err)?;
+        }
+        for b in &self.list {
+            w.serialize(b).map_err(csv_err)?;
+        }
+        let mut file = w
+            .into_inner()
+            .map_err(|e| io("cannot write", e.into_error()))?;
+        file.flush().map_err(|e| io("cannot write", e))?;
+        file.sync_all().map_err(|e| io("cannot sync", e))?;
+        fs::rename(&tmp, &self.path).map_err(|e| io("cannot rename", e))?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_and_networks() {
+        let net = Target::parse("203.0.113.0/24").unwrap();
+        assert!(net.covers("203.0.113.77".parse().unwrap()));
+        assert!(!net.covers("203.0.114.1".parse().unwrap()));
+        assert!(
+            Target::parse("0.0.0.0/0")
+                .unwrap()
+                .covers("8.8.8.8".parse().unwrap())
+        );
+        let v6 = Target::parse("2001:db8::/32").unwrap();
+        assert!(v6.covers("2001:db8:1::5".parse().unwrap()));
+        assert!(!v6.covers("127.0.0.1".parse().unwrap()));
+        assert_eq!(Target::parse("bob").unwrap(), Target::Name("bob".into()));
+        assert!(Target::parse("10.0.0.0/33").is_err());
+        assert!(Target::parse("not a name").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("spam"), None);
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("0m"), None);
+    }
+
+    #[test]
+    fn bans_persist_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bans = Bans::open(dir.path()).unwrap();
+        bans.add(&Target::parse("Mallory").unwrap(), None, "boss", "spam")
+            .unwrap();
+        bans.add(
+            &Target::parse("198.51.100.0/24").unwrap(),
+            Some(Duration::from_secs(3600)),
+            "boss",
+            "",
+        )
+        .unwrap();
+        let again = Bans::open(dir.path()).unwrap();
+        assert_eq!(
+            again.for_name("mallory").unwrap().describe(),
+            "permanently (spam)"
+        );
+        assert!(
+            again
+                .for_ip("198.51.100.9".parse().unwrap())
+                .unwrap()
+                .describe()
+                .starts_with("until ")
+        );
+        assert!(again.for_ip("198.51.101.9".parse().unwrap()).is_none());
+        // An expired ban no longer applies.
+        let mut expired = again;
+        expired.list[1].until = "2020-01-01T00:00:00Z".into();
+        assert!(expired.for_ip("198.51.100.9".parse().unwrap()).is_none());
+        assert_eq!(expired.remove("MALLORY").unwrap(), 1);
+        assert!(Bans::open(dir.path()).unwrap().active().is_empty());
+    }
+}

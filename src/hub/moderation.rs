@@ -1,0 +1,268 @@
+//! Moderation: `/kick`, `/ban`, `/unban`, `/bans`, `/mute`, `/unmute`, `/op`, `/deop`.
+//!
+//! Only administrators may use them; anyone else gets a clear refusal. Every action is written
+//! to `data.csv` (who did what to whom, when, why) and announced to the rooms of the person it
+//! concerns.
+
+use std::time::{Duration, Instant};
+
+use super::{Hub, Target, conn_row};
+use crate::accounts::Role;
+use crate::bans;
+use crate::protocol::{self, ErrorCode, Request, ServerMsg, Standing};
+use crate::storage::{self, LogFile};
+
+impl<W: LogFile> Hub<W> {
+    /// Handles a moderation request from `conn`.
+    pub(super) fn moderate(&mut self, conn: u64, req: Request) {
+        let Some(actor) = self.clients.get(&conn) else {
+            return;
+        };
+        let by = actor.name.clone().unwrap_or_default();
+        if actor.standing != Standing::Admin {
+            let what = match &req {
+                Request::Kick { .. } => "/kick",
+                Request::Ban { .. } => "/ban",
+                Request::Unban(_) => "/unban",
+                Request::Bans => "/bans",
+                Request::Mute { .. } => "/mute",
+                Request::Unmute(_) => "/unmute",
+                Request::Op(_) => "/op",
+                _ => "/deop",
+            };
+            return self.fail(
+                conn,
+                ErrorCode::NotAllowed,
+                format!("only administrators may use {what}"),
+            );
+        }
+        match req {
+            Request::Kick { name, reason } => {
+                let Some(target) = self.conn_of(&name) else {
+                    return self.no_user(conn, &name);
+                };
+                let why = with_reason(&format!("kicked by {by}"), &reason);
+                self.record(conn, "kick", &format!("{name}: {reason}"));
+                self.expel(target, &why);
+            }
+            Request::Ban {
+                target,
+                duration,
+                reason,
+            } => {
+                let parsed = match bans::Target::parse(&target) {
+                    Ok(t) => t,
+                    Err(e) => return self.fail(conn, ErrorCode::BadRequest, e),
+                };
+                let added = self
+                    .bans
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .add(&parsed, duration, &by, &reason);
+                let ban = match added {
+                    Ok(ban) => ban,
+                    Err(e) => return self.fail(conn, ErrorCode::Storage, format!("{e}")),
+                };
+                let desc = ban.describe();
+                self.record(conn, "ban", &format!("{target} {desc}"));
+                let hit: Vec<u64> = self
+                    .clients
+                    .iter()
+                    .filter(|(_, c)| match &parsed {
+                        bans::Target::Name(n) => c
+                            .name
+                            .as_deref()
+                            .is_some_and(|cn| protocol::name_key(cn) == protocol::name_key(n)),
+                        other => other.covers(c.peer.ip()),
+                    })
+                    .map(|(&id, _)| id)
+                    .collect();
+                for target in hit {
+                    self.expel(target, &format!("banned by {by} {desc}"));
+                }
+                self.tell(conn, format!("banned {target} {desc}"));
+            }
+            Request::Unban(target) => {
+                let removed = self
+                    .bans
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&target);
+                match removed {
+                    Ok(0) => self.fail(
+                        conn,
+                        ErrorCode::BadRequest,
+                        format!("{target} is not banned"),
+                    ),
+                    Ok(n) => {
+                        self.record(conn, "unban", &target);
+                        self.tell(conn, format!("lifted {n} ban(s) on {target}"));
+                    }
+                    Err(e) => self.fail(conn, ErrorCode::Storage, format!("{e}")),
+                }
+            }
+            Request::Bans => {
+                let list: Vec<String> = self
+                    .bans
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .active()
+                    .iter()
+                    .map(|b| format!("{} ({}) {}, by {}", b.target, b.kind, b.describe(), b.by))
+                    .collect();
+                let text = if list.is_empty() {
+                    "no bans".to_string()
+                } else {
+                    format!("{} bans: {}", list.len(), list.join("; "))
+                };
+                self.tell(conn, text);
+            }
+            Request::Mute { name, duration } => {
+                let Some(target) = self.conn_of(&name) else {
+                    return self.no_user(conn, &name);
+                };
+                let until = duration.map(|d| Instant::now() + d);
+                self.mutes.insert(protocol::name_key(&name), until);
+                let how = duration.map_or(String::new(), |d| format!(" for {}", human(d)));
+                self.record(conn, "mute", &format!("{name}{how}"));
+                self.announce(target, format!("{name} was muted by {by}{how}"));
+            }
+            Request::Unmute(name) => {
+                if self.mutes.remove(&protocol::name_key(&name)).is_none() {
+                    return self.fail(conn, ErrorCode::BadRequest, format!("{name} is not muted"));
+                }
+                self.record(conn, "unmute", &name);
+                match self.conn_of(&name) {
+                    Some(target) => self.announce(target, format!("{name} was unmuted by {by}")),
+                    None => self.tell(conn, format!("unmuted {name}")),
+                }
+            }
+            Request::Op(name) => self.set_role(conn, &name, Role::Admin),
+            Request::Deop(name) => self.set_role(conn, &name, Role::Member),
+            _ => {}
+        }
+    }
+
+    /// `/op` and `/deop`: change an account's role in `users.csv`, and the standing of its
+    /// connection if it is connected.
+    pub(super) fn set_role(&mut self, conn: u64, name: &str, role: Role) {
+        let by = self
+            .clients
+            .get(&conn)
+            .and_then(|c| c.name.clone())
+            .unwrap_or_default();
+        if let Err(e) = self.auth.directory.set_role(name, role) {
+            return self.fail(conn, ErrorCode::NoSuchAccount, format!("{e}"));
+        }
+        let (event, word) = match role {
+            Role::Admin => ("op", "an administrator"),
+            Role::Member => ("deop", "a member"),
+        };
+        self.record(conn, event, name);
+        match self.conn_of(name) {
+            Some(target) => {
+                if let Some(c) = self.clients.get_mut(&target) {
+                    c.standing = role.into();
+                }
+                self.announce(target, format!("{name} is now {word} (by {by})"));
+            }
+            None => self.tell(conn, format!("{name} is now {word}")),
+        }
+    }
+
+    /// True (and the sender told) when `conn`'s name is muted now.
+    pub(super) fn is_muted(&mut self, conn: u64) -> bool {
+        let Some(key) = self
+            .clients
+            .get(&conn)
+            .and_then(|c| c.name.as_deref())
+            .map(protocol::name_key)
+        else {
+            return false;
+        };
+        let msg = match self.mutes.get(&key) {
+            None => return false,
+            Some(Some(until)) if *until <= Instant::now() => {
+                self.mutes.remove(&key);
+                return false;
+            }
+            Some(Some(until)) => {
+                // Rounded up: "10m", not "9m 59s", just after a 10-minute mute.
+                let left =
+                    until.saturating_duration_since(Instant::now()) + Duration::from_millis(999);
+                format!(
+                    "you are muted for {} more; this message was not sent",
+                    human(Duration::from_secs(left.as_secs()))
+                )
+            }
+            Some(None) => "you are muted; this message was not sent".to_string(),
+        };
+        self.fail(conn, ErrorCode::Muted, msg);
+        true
+    }
+
+    /// Tells the rooms of `target` (and the actor, who is in its audience or told directly)
+    /// what happened, then disconnects it with the same words.
+    fn expel(&mut self, target: u64, why: &str) {
+        let name = self
+            .clients
+            .get(&target)
+            .and_then(|c| c.name.clone())
+            .unwrap_or_default();
+        let mut audience = self.audience(target);
+        audience.retain(|&c| c != target);
+        let ts = storage::now_timestamp();
+        let text = format!("{name} was {why}");
+        self.push(Target::Set(audience), ServerMsg::System { ts, text });
+        let bye = ServerMsg::Bye {
+            ts: storage::now_timestamp(),
+            reason: format!("you were {why}"),
+        };
+        self.remove(target, why, Some(bye));
+    }
+
+    /// Tells `target` and everyone sharing a room with it.
+    fn announce(&mut self, target: u64, text: String) {
+        let audience = self.audience(target);
+        let ts = storage::now_timestamp();
+        self.push(Target::Set(audience), ServerMsg::System { ts, text });
+    }
+
+    /// A system line to one client.
+    fn tell(&mut self, conn: u64, text: String) {
+        let ts = storage::now_timestamp();
+        self.push(Target::One(conn), ServerMsg::System { ts, text });
+    }
+
+    /// A `data.csv` row for an action by `conn`.
+    fn record(&mut self, conn: u64, event: &str, detail: &str) {
+        if let Some(c) = self.clients.get(&conn) {
+            let row = conn_row(conn, c, event, detail);
+            self.connections.stage(&row);
+        }
+    }
+
+    fn conn_of(&self, name: &str) -> Option<u64> {
+        self.names.get(&protocol::name_key(name)).copied()
+    }
+}
+
+fn with_reason(what: &str, reason: &str) -> String {
+    if reason.is_empty() {
+        what.to_string()
+    } else {
+        format!("{what}: {reason}")
+    }
+}
+
+/// `90` → "1m 30s", for mute and ban messages.
+fn human(d: Duration) -> String {
+    let s = d.as_secs().max(1);
+    match (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, 0, s) => format!("{s}s"),
+        (0, 0, m, 0) => format!("{m}m"),
+        (0, 0, m, s) => format!("{m}m {s}s"),
+        (0, h, m, _) => format!("{h}h {m}m"),
+        (d, h, _, _) => format!("{d}d {h}h"),
+    }
+}

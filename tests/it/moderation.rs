@@ -1,0 +1,227 @@
+//! Moderation: every command by an administrator, each refused for a member, bans that
+//! survive a restart and bans that expire.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chatroom::accounts::{Accounts, Role, USERS_FILE};
+use serde_json::json;
+
+use crate::support::{Client, TestServer, csv_rows, start_in};
+
+fn setup(dir: &Path) -> TestServer {
+    let mut a = Accounts::default();
+    a.add("boss", "boss pw", Role::Admin).unwrap();
+    a.add("carol", "carol pw", Role::Member).unwrap();
+    a.save(&dir.join(USERS_FILE)).unwrap();
+    start_in(dir, |c| c.login_delay = Duration::from_millis(1))
+}
+
+fn login(server: &TestServer, name: &str, pw: &str) -> Client {
+    let mut c = Client::connect(server.addr);
+    c.send_json(json!({"type":"hello","name":name,"password":pw}));
+    c.next_of("history_end");
+    c
+}
+
+/// The next `system` event whose text starts with `prefix`.
+fn system(c: &mut Client, prefix: &str) -> String {
+    loop {
+        let text = c.next_of("system")["text"].as_str().unwrap().to_string();
+        if text.starts_with(prefix) {
+            return text;
+        }
+    }
+}
+
+fn command(c: &mut Client, line: &str) {
+    c.send_json(json!({"type":"command","line":line}));
+}
+
+#[test]
+fn members_are_refused_every_moderation_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup(dir.path());
+    let mut carol = login(&server, "carol", "carol pw");
+    let _guest = server.human("guest");
+    for (line, what) in [
+        ("/kick guest", "/kick"),
+        ("/ban guest", "/ban"),
+        ("/unban guest", "/unban"),
+        ("/bans", "/bans"),
+        ("/mute guest", "/mute"),
+        ("/unmute guest", "/unmute"),
+        ("/op carol", "/op"),
+        ("/deop boss", "/deop"),
+    ] {
+        command(&mut carol, line);
+        let err = carol.next_of("error");
+        assert_eq!(err["code"], "not_allowed", "{line}");
+        assert_eq!(
+            err["message"],
+            format!("only administrators may use {what}")
+        );
+    }
+}
+
+#[test]
+fn kick_mute_op_and_deop_by_an_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = setup(dir.path());
+    let mut boss = login(&server, "boss", "boss pw");
+    assert!(
+        boss.transcript
+            .iter()
+            .any(|l| l.contains(r#""role":"admin""#))
+    );
+    let mut bob = server.human("bob");
+    let mut carol = login(&server, "carol", "carol pw");
+    bob.until("carol joined");
+
+    // Mute: bob's messages are refused with a reason; the room is told.
+    command(&mut boss, "/mute bob 10m");
+    assert!(
+        bob.until("muted")
+            .ends_with("* bob was muted by boss for 10m")
+    );
+    bob.send("can you hear me?");
+    assert!(
+        bob.line().starts_with("! you are muted for 10m more"),
+        "{:?}",
+        bob.transcript
+    );
+    command(&mut boss, "/unmute bob");
+    assert!(bob.until("unmuted").ends_with("* bob was unmuted by boss"));
+    bob.send("back again");
+    assert!(carol.until("back again").contains("bob"));
+
+    // Op: carol becomes an administrator, in users.csv too, and may kick.
+    command(&mut boss, "/op carol");
+    assert!(system(&mut carol, "carol is now").contains("carol is now an administrator"));
+    let accounts = Accounts::load(&dir.path().join(USERS_FILE)).unwrap();
+    assert_eq!(accounts.get("carol").unwrap().role, Role::Admin);
+    command(&mut carol, "/kick bob spamming");
+    let bye = bob.until("disconnected:");
+    assert!(bye.ends_with("you were kicked by carol: spamming"), "{bye}");
+    bob.closed();
+    assert_eq!(
+        system(&mut boss, "bob was kicked"),
+        "bob was kicked by carol: spamming"
+    );
+    let left = boss.next_of("left");
+    assert_eq!(left["reason"], "kicked by carol: spamming");
+
+    // Deop: carol is a member again.
+    command(&mut boss, "/deop carol");
+    boss.until("carol is now a member");
+    command(&mut carol, "/kick boss");
+    assert_eq!(carol.next_of("error")["code"], "not_allowed");
+    command(&mut boss, "/op nobody");
+    assert_eq!(boss.next_of("error")["code"], "no_such_account");
+
+    server.stop();
+    let rows = csv_rows(&server.read("data.csv"));
+    let actions: Vec<(String, String, String)> = rows
+        .iter()
+        .filter(|r| ["kick", "mute", "unmute", "op", "deop"].contains(&r[1].as_str()))
+        .map(|r| (r[1].clone(), r[6].clone(), r[7].clone()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("mute".into(), "boss".into(), "bob for 10m".into()),
+            ("unmute".into(), "boss".into(), "bob".into()),
+            ("op".into(), "boss".into(), "carol".into()),
+            ("kick".into(), "carol".into(), "bob: spamming".into()),
+            ("deop".into(), "boss".into(), "carol".into()),
+        ]
+    );
+}
+
+#[test]
+fn bans_by_name_and_network_survive_a_restart_and_can_be_lifted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = setup(dir.path());
+    let mut boss = login(&server, "boss", "boss pw");
+    let mut mallory = server.human("mallory");
+    boss.next_of("joined");
+
+    command(&mut boss, "/ban Mallory 7d spam and abuse");
+    let bye = mallory.until("disconnected:");
+    assert!(bye.contains("you were banned by boss until 20"), "{bye}");
+    assert!(bye.ends_with("(spam and abuse)"), "{bye}");
+    mallory.closed();
+    assert!(system(&mut boss, "banned Mallory").starts_with("banned Mallory until 20"));
+
+    // The name is refused, with the reason and the expiry.
+    let mut again = Client::connect(server.addr);
+    again.line();
+    again.send("mallory");
+    let err = again.line();
+    assert!(
+        err.starts_with("! the name mallory is banned until 20")
+            && err.ends_with("(spam and abuse)"),
+        "{err}"
+    );
+    server.stop();
+
+    // After a restart the ban still holds.
+    let server = start_in(dir.path(), |c| c.login_delay = Duration::from_millis(1));
+    let mut again = Client::connect(server.addr);
+    again.send_json(json!({"type":"hello","name":"mallory"}));
+    assert_eq!(again.next_of("error")["code"], "banned");
+    let mut boss = login(&server, "boss", "boss pw");
+    command(&mut boss, "/bans");
+    let list = system(&mut boss, "1 bans");
+    assert!(list.contains("Mallory (name) until"), "{list}");
+    command(&mut boss, "/unban mallory");
+    assert!(system(&mut boss, "lifted").contains("lifted 1 ban"));
+    again.send_json(json!({"type":"hello","name":"mallory"}));
+    again.next_of("welcome");
+
+    // A network ban refuses the address at connect, before any name.
+    command(&mut boss, "/ban 127.0.0.0/8 1h rogue office");
+    let bye = boss.next_of("bye");
+    assert!(
+        bye["reason"]
+            .as_str()
+            .unwrap()
+            .contains("banned by boss until"),
+        "{bye}"
+    );
+    let mut refused = Client::connect(server.addr);
+    let said = refused.closed();
+    assert!(
+        said.starts_with("! your address is banned until 20"),
+        "{said}"
+    );
+    assert!(said.contains(r#""code":"banned""#), "{said}");
+    let rows = csv_rows(&std::fs::read_to_string(dir.path().join("bans.csv")).unwrap());
+    assert_eq!(rows.len(), 1);
+    assert_eq!(&rows[0][1..3], ["cidr", "127.0.0.0/8"]);
+    assert_eq!(rows[0][5], "rogue office");
+}
+
+#[test]
+fn an_expired_ban_no_longer_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bans.csv"),
+        "created,kind,target,until,by,reason\n\
+         2026-01-01T00:00:00.000Z,name,oldtimer,2026-01-02T00:00:00Z,boss,over\n\
+         2026-01-01T00:00:00.000Z,name,current,2999-01-01T00:00:00Z,boss,still on\n",
+    )
+    .unwrap();
+    let server = setup(dir.path());
+    let _ok = server.json("oldtimer");
+    let mut c = Client::connect(server.addr);
+    c.send_json(json!({"type":"hello","name":"current"}));
+    let err = c.next_of("error");
+    assert_eq!(err["code"], "banned");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("until 2999-01-01T00:00:00Z (still on)")
+    );
+}
