@@ -8,7 +8,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::protocol::printable;
+use crate::tls::Transport;
 
 /// How the client looks and behaves.
 #[derive(Debug, Clone, Default)]
@@ -42,18 +43,20 @@ pub enum Ending {
     ServerClosed(String),
 }
 
-/// Runs one session on `stream`: handshake, then chat until either side ends it.
-pub fn run<I, O>(stream: TcpStream, mut input: I, out: &mut O, opts: &Options) -> Result<Ending>
+/// Runs one session on `transport` (plain TCP or TLS): handshake, then chat until either side
+/// ends it.
+pub fn run<I, O>(
+    transport: Arc<Transport>,
+    mut input: I,
+    out: &mut O,
+    opts: &Options,
+) -> Result<Ending>
 where
     I: BufRead + Send + 'static,
     O: Write,
 {
-    let mut reader = BufReader::new(
-        stream
-            .try_clone()
-            .map_err(|e| Error::io("cannot clone the socket", e))?,
-    );
-    let mut writer = stream;
+    let mut reader = BufReader::new(&*transport);
+    let mut writer: &Transport = &transport;
     let style = Style { color: opts.color };
     let mut name = opts.name.clone();
     let me = loop {
@@ -95,15 +98,13 @@ where
         }
     };
 
-    let mut input_side = writer
-        .try_clone()
-        .map_err(|e| Error::io("cannot clone the socket", e))?;
+    let input_side = transport.clone();
     let quit_sent = Arc::new(AtomicBool::new(false));
     let erase = opts.erase_typed;
     let quit_flag = quit_sent.clone();
     thread::Builder::new()
         .name("input".into())
-        .spawn(move || forward_input(&mut input, &mut input_side, &quit_flag, erase))
+        .spawn(move || forward_input(&mut input, &mut &*input_side, &quit_flag, erase))
         .map_err(|e| Error::io("cannot start the input thread", e))?;
 
     let mut last_notice = String::new();
@@ -133,7 +134,7 @@ where
             out.flush().map_err(out_err)?;
         }
     }
-    let _ = writer.shutdown(Shutdown::Both);
+    let _ = transport.socket().shutdown(Shutdown::Both);
     if quit_sent.load(Ordering::SeqCst) {
         Ok(Ending::Quit)
     } else if last_notice.is_empty() {
@@ -146,7 +147,7 @@ where
 /// Reads lines the user types and sends them as requests; at end of input, asks to quit.
 fn forward_input<I: BufRead>(
     input: &mut I,
-    socket: &mut TcpStream,
+    socket: &mut &Transport,
     quit_sent: &AtomicBool,
     erase_typed: bool,
 ) {
@@ -242,7 +243,7 @@ fn await_welcome(reader: &mut impl BufRead) -> Result<std::result::Result<String
     }
 }
 
-fn send(socket: &mut TcpStream, request: &Value) -> Result<()> {
+fn send(socket: &mut &Transport, request: &Value) -> Result<()> {
     let mut bytes = serde_json::to_vec(request).expect("json values serialize");
     bytes.push(b'\n');
     socket

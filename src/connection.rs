@@ -19,6 +19,7 @@ use crate::hub::Event;
 use crate::lines::{Line, LineReader};
 use crate::outbox::{Outbox, OutboxReceiver};
 use crate::protocol::{self, ErrorCode, Hello, Mode, ProtocolError, Request, ServerMsg, Standing};
+use crate::tls::Transport;
 
 /// The reader's buffer. Chat lines are short; a small buffer keeps an idle connection small
 /// (a longer line simply takes several reads; `LineReader` bounds the line itself).
@@ -38,7 +39,8 @@ pub struct Reader {
     pub peer: std::net::SocketAddr,
     /// Accounts and the login throttle.
     pub auth: Arc<Auth>,
-    pub stream: Arc<TcpStream>,
+    /// The connection: plain TCP, or TLS over it.
+    pub transport: Arc<Transport>,
     /// To the broadcaster.
     pub events: Sender<Event>,
     /// To this connection's own writer, for answers that need no shared state.
@@ -87,15 +89,20 @@ impl Reader {
 
     /// Returns the reason the connection ended, for `data.csv`.
     fn serve(&self) -> io::Result<String> {
+        if self.transport.is_tls()
+            && let Some(reason) = self.refuse_plain_text()?
+        {
+            return Ok(reason);
+        }
         let mut lines = LineReader::new(
-            BufReader::with_capacity(READ_BUFFER, &*self.stream),
+            BufReader::with_capacity(READ_BUFFER, &*self.transport),
             self.max_line,
         );
         let mode = match self.handshake(&mut lines)? {
             Ok(mode) => mode,
             Err(reason) => return Ok(reason),
         };
-        self.stream.set_read_timeout(None)?;
+        self.transport.socket().set_read_timeout(None)?;
         self.chat(&mut lines, mode)
     }
 
@@ -105,7 +112,7 @@ impl Reader {
     #[inline(never)]
     fn handshake(
         &self,
-        lines: &mut LineReader<BufReader<&TcpStream>>,
+        lines: &mut LineReader<BufReader<&Transport>>,
     ) -> io::Result<Result<Mode, String>> {
         self.send_raw(protocol::GREETING.as_bytes());
         let deadline = Instant::now() + self.handshake_timeout;
@@ -114,7 +121,7 @@ impl Reader {
             if left.is_zero() {
                 return Ok(Err(self.handshake_timed_out()));
             }
-            self.stream.set_read_timeout(Some(left))?;
+            self.transport.socket().set_read_timeout(Some(left))?;
             let line = match lines.read_line() {
                 Ok(line) => line,
                 Err(e) if is_timeout(&e) => return Ok(Err(self.handshake_timed_out())),
@@ -180,7 +187,7 @@ impl Reader {
     #[inline(never)]
     fn log_in(
         &self,
-        lines: &mut LineReader<BufReader<&TcpStream>>,
+        lines: &mut LineReader<BufReader<&Transport>>,
         hello: &Hello,
         deadline: Instant,
     ) -> io::Result<Login> {
@@ -215,7 +222,7 @@ impl Reader {
                 if left.is_zero() {
                     return Ok(Login::Ended(self.handshake_timed_out()));
                 }
-                self.stream.set_read_timeout(Some(left))?;
+                self.transport.socket().set_read_timeout(Some(left))?;
                 match lines.read_line() {
                     Ok(Line::Complete(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
                     Ok(Line::TooLong) => String::new(),
@@ -249,7 +256,7 @@ impl Reader {
     #[inline(never)]
     fn chat(
         &self,
-        lines: &mut LineReader<BufReader<&TcpStream>>,
+        lines: &mut LineReader<BufReader<&Transport>>,
         mode: Mode,
     ) -> io::Result<String> {
         let mut paste: Option<Paste> = None;
@@ -264,7 +271,7 @@ impl Reader {
                 (Mode::Human, _) => self.idle_timeout,
             });
             if wanted != timeout {
-                self.stream.set_read_timeout(wanted)?;
+                self.transport.socket().set_read_timeout(wanted)?;
                 timeout = wanted;
             }
             let line = match lines.read_line() {
@@ -416,6 +423,31 @@ impl Reader {
         format!("timeout: {why}")
     }
 
+    /// On a TLS port, a client that speaks plain text (`nc`, a client without `--tls`) gets a
+    /// readable refusal instead of a TLS alert it cannot read. Peeks at the first byte: every
+    /// TLS connection starts with a handshake record.
+    #[cold]
+    #[inline(never)]
+    fn refuse_plain_text(&self) -> io::Result<Option<String>> {
+        let sock = self.transport.socket();
+        sock.set_read_timeout(Some(self.handshake_timeout))?;
+        let mut first = [0u8; 1];
+        match sock.peek(&mut first) {
+            Ok(0) => return Ok(Some("closed during handshake".into())),
+            Ok(_) if first[0] == crate::tls::TLS_HANDSHAKE => return Ok(None),
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => {
+                // A plain client waiting for our greeting: tell it too.
+            }
+            Err(e) => return Err(e),
+        }
+        let _ = (&**sock).write_all(
+            b"! this server speaks TLS: connect with chat-client --tls (or openssl s_client)\n",
+        );
+        let _ = sock.shutdown(Shutdown::Both);
+        Ok(Some("plain text on the TLS port".into()))
+    }
+
     #[cold]
     #[inline(never)]
     fn quit_before_name(&self) -> String {
@@ -478,7 +510,8 @@ fn is_timeout(e: &io::Error) -> bool {
 
 /// Drains `outbox` into `stream` until every sender is gone or the peer stops accepting
 /// bytes, then closes the connection politely.
-pub fn write_loop(conn: u64, stream: Arc<TcpStream>, outbox: OutboxReceiver) {
+pub fn write_loop(conn: u64, transport: Arc<Transport>, outbox: OutboxReceiver) {
+    let stream = transport.socket().clone();
     // Allocated only when two or more messages are waiting at once; a lone message is written
     // straight from its shared bytes.
     let mut buf: Vec<u8> = Vec::new();
@@ -488,7 +521,7 @@ pub fn write_loop(conn: u64, stream: Arc<TcpStream>, outbox: OutboxReceiver) {
         let _writing = outbox.lock();
         let mut taken = first.len();
         let result = match outbox.try_recv() {
-            Err(_) => (&*stream).write_all(&first),
+            Err(_) => (&*transport).write_all(&first),
             Ok(second) => {
                 taken += second.len();
                 buf.clear();
@@ -503,7 +536,7 @@ pub fn write_loop(conn: u64, stream: Arc<TcpStream>, outbox: OutboxReceiver) {
                         Err(_) => break,
                     }
                 }
-                let r = (&*stream).write_all(&buf);
+                let r = (&*transport).write_all(&buf);
                 if buf.capacity() > 4 * MAX_COALESCE {
                     buf = Vec::new();
                 }

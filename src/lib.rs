@@ -21,6 +21,7 @@
 //! - [`limits`]: admission: total, per-IP and per-IP-per-minute connection caps.
 //! - [`client`]: `chat-client`'s logic over any `BufRead`/`Write`.
 //! - [`viewer`]: `chat-log`'s logic: rendering and following `messages.csv`.
+//! - [`tls`]: rustls over a socket shared by a reader and a writer thread.
 //! - [`term`]: terminal settings shared by the client and the viewer.
 //! - [`bench`]: `chat-bench`'s load generator and workloads.
 //! - [`error`]: the crate's error type.
@@ -42,6 +43,7 @@ pub mod rooms;
 pub mod server;
 pub mod storage;
 pub mod term;
+pub mod tls;
 pub mod viewer;
 
 pub use error::{Error, Result};

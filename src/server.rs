@@ -24,6 +24,7 @@ use crate::connection::{self, Reader};
 use crate::error::{Error, Result};
 use crate::hub::{Event, Hub, HubConfig};
 use crate::limits::{Admission, Refusal, Rules, Ticket};
+use crate::tls::{TlsStream, Transport};
 
 /// How a server runs. [`Config::default`] matches the command line's defaults.
 #[derive(Debug, Clone)]
@@ -70,6 +71,8 @@ pub struct Config {
     pub ping_timeout: Duration,
     /// A human-mode client silent this long is dropped.
     pub idle_timeout: Duration,
+    /// Serve TLS with this certificate and key instead of plain TCP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Only accounts may connect (otherwise unregistered names join as guests).
     pub private: bool,
     /// The wait after a first failed login; it doubles with each failure, up to 30 s.
@@ -107,6 +110,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(60),
             ping_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(3600),
+            tls: None,
             private: false,
             login_delay: Duration::from_secs(1),
             login_lockout: 10,
@@ -240,7 +244,8 @@ impl Server {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| Error::io(format!("cannot create {}", config.data_dir.display()), e))?;
         let directory = Directory::open(config.data_dir.join(crate::accounts::USERS_FILE))?;
-        if (config.private || directory.any()) && !local.ip().is_loopback() {
+        if (config.private || directory.any()) && config.tls.is_none() && !local.ip().is_loopback()
+        {
             warn!(
                 "accounts are in use on {local} without TLS: passwords cross the network in clear; use --tls-cert/--tls-key or an SSH tunnel"
             );
@@ -388,7 +393,19 @@ impl Server {
         // down. One descriptor per connection, not three.
         let stream = Arc::new(stream);
         let for_hub = stream.clone();
-        let for_writer = stream.clone();
+        let transport = match &self.config.tls {
+            Some(tls) => match TlsStream::server(tls.clone(), stream.clone()) {
+                Ok(t) => Transport::Tls(Box::new(t)),
+                Err(e) => {
+                    error!("conn {conn}: cannot start TLS for {peer}: {e}");
+                    return;
+                }
+            },
+            None => Transport::Plain(stream.clone()),
+        };
+        let is_tls = transport.is_tls();
+        let transport = Arc::new(transport);
+        let for_writer = transport.clone();
         let (outbox_tx, outbox_rx) = crate::outbox::outbox(self.config.outbox_bytes);
         let thread_name = format!("conn-{conn}");
         let connect = Event::Connect {
@@ -397,6 +414,7 @@ impl Server {
             thread: thread_name.clone(),
             outbox: outbox_tx.clone(),
             stream: for_hub,
+            tls: is_tls,
         };
         if self.events.send(connect).is_err() {
             return;
@@ -419,7 +437,7 @@ impl Server {
             conn,
             peer,
             auth: self.auth.clone(),
-            stream,
+            transport,
             events: self.events.clone(),
             outbox: outbox_tx,
             max_line: self.config.max_line,

@@ -18,6 +18,13 @@ struct Args {
     /// Colours: auto (when stdout is a terminal and NO_COLOR is unset), always, never.
     #[arg(long, env = "CHAT_COLOR", default_value = "auto", value_parser = ["auto", "always", "never"])]
     color: String,
+    /// Connect over TLS, checking the server's certificate.
+    #[arg(long, env = "CHAT_TLS")]
+    tls: bool,
+    /// A PEM file of certificates to trust besides the usual public ones (a self-signed or
+    /// private CA); implies --tls.
+    #[arg(long, env = "CHAT_CA")]
+    ca: Option<std::path::PathBuf>,
     /// Server address.
     #[arg(env = "CHAT_SERVER", default_value = "127.0.0.1:5555")]
     addr: String,
@@ -33,16 +40,24 @@ fn main() -> ExitCode {
         interactive: io::stdin().is_terminal(),
         erase_typed: io::stdin().is_terminal() && io::stdout().is_terminal(),
     };
-    let stream = match TcpStream::connect(&args.addr) {
-        Ok(s) => s,
+    let transport = if args.tls || args.ca.is_some() {
+        chatroom::tls::client_config(args.ca.as_deref())
+            .and_then(|config| chatroom::tls::connect(&args.addr, config))
+    } else {
+        TcpStream::connect(&args.addr)
+            .map(|s| chatroom::tls::Transport::Plain(std::sync::Arc::new(s)))
+            .map_err(|e| chatroom::Error::io(format!("cannot connect to {}", args.addr), e))
+    };
+    let transport = match transport {
+        Ok(t) => std::sync::Arc::new(t),
         Err(e) => {
-            eprintln!("chat-client: cannot connect to {}: {e}", args.addr);
+            eprintln!("chat-client: {e}");
             return ExitCode::FAILURE;
         }
     };
     let stdin = io::BufReader::new(io::stdin());
     let mut stdout = io::stdout();
-    match client::run(stream, stdin, &mut stdout, &opts) {
+    match client::run(transport, stdin, &mut stdout, &opts) {
         Ok(Ending::Quit) => ExitCode::SUCCESS,
         Ok(Ending::ServerClosed(why)) => {
             eprintln!("chat-client: disconnected: {why}");

@@ -77,6 +77,12 @@ struct Args {
     /// Seconds of silence after which a human-mode client is dropped.
     #[arg(long, env = "CHAT_IDLE_TIMEOUT", default_value_t = 3600.0)]
     idle_timeout: f64,
+    /// Serve TLS with this PEM certificate chain (with --tls-key) instead of plain TCP.
+    #[arg(long, env = "CHAT_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "CHAT_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Only accounts may connect (see `chat-server users`); otherwise unregistered names join
     /// as guests and registered names need their password.
     #[arg(long, env = "CHAT_PRIVATE")]
@@ -99,11 +105,36 @@ enum Command {
         #[command(subcommand)]
         action: chatroom::accounts::UsersCommand,
     },
+    /// Write a self-signed certificate (cert.pem, key.pem) for testing; not for production.
+    GenCert {
+        /// Where to write cert.pem and key.pem.
+        #[arg(long, default_value = "tls")]
+        out: PathBuf,
+        /// Host names or addresses the certificate is for.
+        #[arg(default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+        names: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
+    if let Some(Command::GenCert { out, names }) = &args.command {
+        return match chatroom::tls::make_dev_cert(out, names) {
+            Ok(()) => {
+                println!(
+                    "wrote {0}/cert.pem and {0}/key.pem for {1}",
+                    out.display(),
+                    names.join(", ")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("chat-server: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Users { action }) = &args.command {
         return match chatroom::accounts::users_command(&args.data_dir, action, read_password) {
             Ok(out) => {
@@ -158,7 +189,12 @@ fn run(args: Args) -> chatroom::Result<()> {
             "--handshake-timeout, --max-line and --outbox-kib must be greater than 0".into(),
         ));
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(chatroom::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let config = Config {
+        tls,
         data_dir: args.data_dir,
         max_line: args.max_line,
         handshake_timeout: Duration::from_secs_f64(args.handshake_timeout),

@@ -86,6 +86,8 @@ pub enum Event {
         outbox: Outbox,
         /// A handle for the fast path's non-blocking sends and for shutting the socket down.
         stream: Arc<TcpStream>,
+        /// TLS connections take no fast path: their bytes must go through the encryption.
+        tls: bool,
     },
     /// A client asks for a name. The answer on `reply` is true when it was granted.
     Hello {
@@ -174,6 +176,8 @@ struct Client {
     refused: u32,
     /// Guest, member or admin: what the client may do.
     standing: Standing,
+    /// Over TLS: no direct sends.
+    tls: bool,
 }
 
 /// One event waiting for the logs to be written.
@@ -325,6 +329,7 @@ impl<W: LogFile> Hub<W> {
                 thread,
                 outbox,
                 stream,
+                tls,
             } => {
                 let client = Client {
                     name: None,
@@ -342,6 +347,7 @@ impl<W: LogFile> Hub<W> {
                     refilled: std::time::Instant::now(),
                     refused: 0,
                     standing: Standing::Guest,
+                    tls,
                 };
                 self.connections
                     .stage(&conn_row(conn, &client, "connect", ""));
@@ -1261,7 +1267,12 @@ impl<W: LogFile> Hub<W> {
 
 /// Hands `bytes` to one client, noting it as slow if its outbox is full.
 fn send(conn: u64, client: &Client, bytes: &Bytes, slow: &mut Vec<u64>) {
-    match client.outbox.deliver(bytes, &client.stream) {
+    let sent = if client.tls {
+        client.outbox.push(bytes.clone())
+    } else {
+        client.outbox.deliver(bytes, &client.stream)
+    };
+    match sent {
         Ok(()) => {}
         Err(PushError::Full) => {
             if !slow.contains(&conn) {

@@ -9,3 +9,4 @@ mod moderation;
 mod persistence;
 mod rooms;
 mod support;
+mod tls;

@@ -1,0 +1,249 @@
+//! TLS (rustls) with blocking I/O, for a connection read by one thread and written by another.
+//!
+//! A [`Transport`] is a plain TCP socket or a [`TlsStream`]. A `TlsStream` keeps one rustls
+//! connection behind a mutex that is held only while rustls works, never while blocked on the
+//! socket: the reading thread reads raw bytes from the socket unlocked, then locks to feed them
+//! to rustls and take out plaintext; the writing thread locks to encrypt and send. So TLS keeps
+//! the threading model: one reader and one writer thread per connection, blocking I/O.
+
+use std::io::{self, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{
+    ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection,
+};
+
+use crate::error::{Error, Result};
+
+/// A connection's byte stream: plain, or TLS over the same socket.
+pub enum Transport {
+    Plain(Arc<TcpStream>),
+    /// Boxed: a rustls session is over a kilobyte, which plain connections should not pay.
+    Tls(Box<TlsStream>),
+}
+
+impl Transport {
+    /// The socket underneath, for timeouts and shutdown.
+    pub fn socket(&self) -> &Arc<TcpStream> {
+        match self {
+            Transport::Plain(s) => s,
+            Transport::Tls(t) => &t.sock,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Transport::Tls(_))
+    }
+}
+
+impl Read for &Transport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => (&**s).read(buf),
+            Transport::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for &Transport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => (&**s).write(buf),
+            Transport::Tls(t) => t.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Plain(s) => (&**s).flush(),
+            Transport::Tls(t) => t.flush(),
+        }
+    }
+}
+
+/// TLS over a shared socket, usable from a reading and a writing thread at once.
+pub struct TlsStream {
+    conn: Mutex<Connection>,
+    sock: Arc<TcpStream>,
+    /// Raw bytes read from the socket; only the reading thread uses it.
+    raw: Mutex<Vec<u8>>,
+}
+
+impl TlsStream {
+    /// The server side of a new connection.
+    pub fn server(config: Arc<ServerConfig>, sock: Arc<TcpStream>) -> io::Result<TlsStream> {
+        let conn = ServerConnection::new(config).map_err(io::Error::other)?;
+        Ok(TlsStream::new(conn.into(), sock))
+    }
+
+    /// The client side, checking the server's certificate for `name`.
+    pub fn client(
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+        sock: Arc<TcpStream>,
+    ) -> io::Result<TlsStream> {
+        let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        Ok(TlsStream::new(conn.into(), sock))
+    }
+
+    fn new(conn: Connection, sock: Arc<TcpStream>) -> TlsStream {
+        TlsStream {
+            conn: Mutex::new(conn),
+            sock,
+            raw: Mutex::new(vec![0u8; 16 * 1024]),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends whatever rustls has to send (handshake messages, encrypted data, alerts).
+    fn send_pending(conn: &mut Connection, sock: &TcpStream) -> io::Result<()> {
+        while conn.wants_write() {
+            conn.write_tls(&mut &*sock)?;
+        }
+        Ok(())
+    }
+
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut raw = self.raw.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            {
+                let mut conn = self.lock();
+                match conn.reader().read(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+                Self::send_pending(&mut conn, &self.sock)?;
+            }
+            // Unlocked: the writer may encrypt and send meanwhile.
+            let n = (&*self.sock).read(&mut raw)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let mut conn = self.lock();
+            let mut fed = &raw[..n];
+            while !fed.is_empty() {
+                conn.read_tls(&mut fed)?;
+                if let Err(e) = conn.process_new_packets() {
+                    // Tell the peer why (an alert), then give up on the connection.
+                    let _ = Self::send_pending(&mut conn, &self.sock);
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+            }
+            Self::send_pending(&mut conn, &self.sock)?;
+        }
+    }
+
+    fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        let mut conn = self.lock();
+        let n = conn.writer().write(buf)?;
+        Self::send_pending(&mut conn, &self.sock)?;
+        Ok(n)
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        let mut conn = self.lock();
+        Self::send_pending(&mut conn, &self.sock)
+    }
+}
+
+/// The server's TLS settings from a PEM certificate chain and a PEM private key.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect())
+        .map_err(|e| {
+            Error::Config(format!(
+                "cannot read the certificates in {}: {e}",
+                cert.display()
+            ))
+        })?;
+    if certs.is_empty() {
+        return Err(Error::Config(format!(
+            "{} holds no certificate",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        Error::Config(format!(
+            "cannot read the private key in {}: {e}",
+            key.display()
+        ))
+    })?;
+    let config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Config(format!("TLS: {e}")))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| Error::Config(format!("TLS: {e}")))?;
+    Ok(Arc::new(config))
+}
+
+/// The client's TLS settings: the usual public roots, plus the certificates in `ca` (for a
+/// self-signed or private CA).
+pub fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(ca) = ca {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+            .and_then(|it| it.collect())
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", ca.display())))?;
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| Error::Config(format!("{}: {e}", ca.display())))?;
+        }
+    }
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Config(format!("TLS: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Connects to `addr` (`host:port`) over TLS, checking the certificate for `host`.
+pub fn connect(addr: &str, config: Arc<ClientConfig>) -> Result<Transport> {
+    let host = addr
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
+        .unwrap_or(addr);
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|e| Error::Config(format!("{host} is not a valid server name: {e}")))?;
+    let sock =
+        TcpStream::connect(addr).map_err(|e| Error::io(format!("cannot connect to {addr}"), e))?;
+    let tls = TlsStream::client(config, name, Arc::new(sock))
+        .map_err(|e| Error::io("cannot start TLS", e))?;
+    Ok(Transport::Tls(Box::new(tls)))
+}
+
+/// Writes a self-signed certificate and its key for `names` (host names or addresses) as
+/// `cert.pem` and `key.pem` in `dir`: for development and tests, not for production.
+pub fn make_dev_cert(dir: &Path, names: &[String]) -> Result<()> {
+    let certified = rcgen::generate_simple_self_signed(names.to_vec())
+        .map_err(|e| Error::Config(format!("cannot make a certificate: {e}")))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    let write = |file: &str, text: String| {
+        let path = dir.join(file);
+        std::fs::write(&path, text)
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+    };
+    write("cert.pem", certified.cert.pem())?;
+    write("key.pem", certified.signing_key.serialize_pem())?;
+    Ok(())
+}
+
+/// The first byte of every TLS connection (a handshake record).
+pub const TLS_HANDSHAKE: u8 = 0x16;
+
+/// A buffered reader over a transport, as the connection threads use it.
+pub type TransportReader<'a> = BufReader<&'a Transport>;
