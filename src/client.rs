@@ -29,6 +29,8 @@ pub struct Options {
     pub color: bool,
     /// Input comes from a person at a terminal: prompt, and ask again after a refused name.
     pub interactive: bool,
+    /// The password for a registered name (otherwise asked for when the server wants one).
+    pub password: Option<String>,
     /// Input and output are one terminal: erase each typed line once sent, since the server's
     /// echo shows it again with its timestamp.
     pub erase_typed: bool,
@@ -75,7 +77,27 @@ where
             }
         };
         send(&mut writer, &json!({"type": "hello", "name": wanted}))?;
-        match await_welcome(&mut reader)? {
+        let mut answer = await_welcome(&mut reader)?;
+        if matches!(&answer, Err((code, _)) if code == "password_required") {
+            // A registered name (or a private server): log in.
+            let password = match &opts.password {
+                Some(p) => p.clone(),
+                None if opts.interactive => {
+                    rpassword::prompt_password(format!("password for {wanted}: "))
+                        .map_err(|e| Error::io("cannot read the password", e))?
+                }
+                None => match read_input_line(&mut input)? {
+                    Some(line) => line,
+                    None => return Ok(Ending::Quit),
+                },
+            };
+            send(
+                &mut writer,
+                &json!({"type": "hello", "name": wanted, "password": password}),
+            )?;
+            answer = await_welcome(&mut reader)?;
+        }
+        match answer.map_err(|(_, message)| message) {
             Ok(granted) => {
                 writeln!(
                     out,
@@ -210,9 +232,11 @@ fn read_input_line<I: BufRead>(input: &mut I) -> Result<Option<String>> {
     }
 }
 
-/// Reads until the server answers our `hello`: `Ok(name)` when welcomed, `Err(reason)` when
-/// the name was refused. Lines that are not JSON (the human greeting) are skipped.
-fn await_welcome(reader: &mut impl BufRead) -> Result<std::result::Result<String, String>> {
+/// Reads until the server answers our `hello`: `Ok(name)` when welcomed, `Err((code, reason))`
+/// when refused. Lines that are not JSON (the human greeting) are skipped.
+fn await_welcome(
+    reader: &mut impl BufRead,
+) -> Result<std::result::Result<String, (String, String)>> {
     let mut line = String::new();
     loop {
         line.clear();
@@ -233,10 +257,9 @@ fn await_welcome(reader: &mut impl BufRead) -> Result<std::result::Result<String
                 return Ok(Ok(event["name"].as_str().unwrap_or_default().to_string()));
             }
             Some("error") => {
-                return Ok(Err(event["message"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()));
+                let code = event["code"].as_str().unwrap_or_default().to_string();
+                let message = event["message"].as_str().unwrap_or_default().to_string();
+                return Ok(Err((code, message)));
             }
             _ => {}
         }

@@ -18,6 +18,11 @@ struct Args {
     /// Colours: auto (when stdout is a terminal and NO_COLOR is unset), always, never.
     #[arg(long, env = "CHAT_COLOR", default_value = "auto", value_parser = ["auto", "always", "never"])]
     color: String,
+    /// The password of a registered name (better in the environment than on the command
+    /// line; asked for when needed otherwise: without echo on a terminal, else the next line
+    /// of stdin).
+    #[arg(long, env = "CHAT_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
     /// Connect over TLS, checking the server's certificate.
     #[arg(long, env = "CHAT_TLS")]
     tls: bool,
@@ -38,6 +43,7 @@ fn main() -> ExitCode {
         name: args.name,
         color,
         interactive: io::stdin().is_terminal(),
+        password: args.password,
         erase_typed: io::stdin().is_terminal() && io::stdout().is_terminal(),
     };
     let transport = if args.tls || args.ca.is_some() {

@@ -198,3 +198,73 @@ fn the_users_commands_manage_accounts_atomically() {
     e.send_json(json!({"type":"hello","name":"erin","password":"erin pw"}));
     assert_eq!(e.next_of("welcome")["role"], "member");
 }
+
+#[test]
+fn chat_client_logs_in_with_a_password() {
+    let dir = tempfile::tempdir().unwrap();
+    accounts(dir.path(), &[("bob", "bob pw", Role::Member)]);
+    let server = start_in(dir.path(), |c| c.login_delay = Duration::from_millis(1));
+    // In a script the password is the line after the name (or CHAT_PASSWORD).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-client"))
+        .arg(server.addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"bob\nbob pw\nhello as bob\n")
+        .unwrap();
+    let (status, stdout, stderr) = crate::support::wait_timeout_output(child);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("connected as bob"), "{stdout}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-client"))
+        .args(["--name", "bob", &server.addr.to_string()])
+        .env("CHAT_PASSWORD", "bob pw")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"again\n").unwrap();
+    let (status, stdout, stderr) = crate::support::wait_timeout_output(child);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("connected as bob"), "{stdout}");
+    let texts: Vec<String> = csv_rows(&server.read("messages.csv"))
+        .into_iter()
+        .map(|r| r[6].clone())
+        .collect();
+    assert_eq!(texts, ["hello as bob", "again"]);
+}
+
+#[test]
+fn accounts_without_tls_on_a_public_address_give_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    accounts(dir.path(), &[("boss", "pw", Role::Admin)]);
+    let log = dir.path().join("server.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .args(["--bind", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.starts_with("listening on 0.0.0.0:"), "{first}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains("without TLS: passwords cross the network in clear"),
+        "{said}"
+    );
+}
