@@ -6,14 +6,17 @@
 //! here loads the whole file: rows are parsed and printed one at a time.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use regex::Regex;
+
 use crate::error::{Error, Result};
-use crate::protocol::printable;
-use crate::storage::{MESSAGES_HEADER, MessageRecord};
+use crate::protocol::{self, printable};
+use crate::storage::{MESSAGES_HEADER, MessageRecord, RecordsBackwards};
 
 /// How rows are shown.
 #[derive(Debug, Clone, Copy, Default)]
@@ -67,46 +70,57 @@ impl RecordSplitter {
     }
 }
 
-/// Renders rows of `messages.csv` to an output, counting lines for error reports.
+/// Writes the rows that pass the filter, in the chosen format.
 pub struct Printer<'a, W: Write> {
     out: &'a mut W,
     opts: ViewOptions,
-    /// The physical line number where the next record starts, for error reports.
-    line: u64,
+    format: Format,
+    filter: Filter,
 }
 
 impl<'a, W: Write> Printer<'a, W> {
-    pub fn new(out: &'a mut W, opts: ViewOptions) -> Printer<'a, W> {
-        Printer { out, opts, line: 1 }
+    pub fn new(
+        out: &'a mut W,
+        opts: ViewOptions,
+        format: Format,
+        filter: Filter,
+    ) -> Printer<'a, W> {
+        Printer {
+            out,
+            opts,
+            format,
+            filter,
+        }
     }
 
-    /// Handles one complete raw record: the header is skipped, a malformed row is reported on
-    /// stderr with its line number and skipped, anything else is printed.
-    pub fn record(&mut self, raw: &[u8]) -> Result<()> {
-        let line = self.line;
-        self.line += raw.iter().filter(|&&b| b == b'\n').count() as u64;
-        if raw
-            .strip_suffix(b"\n")
-            .map(|r| r.strip_suffix(b"\r").unwrap_or(r))
-            == Some(MESSAGES_HEADER.as_bytes())
-        {
+    /// Prints `rec` if it passes the filter.
+    pub fn message(&mut self, rec: &MessageRecord) -> Result<()> {
+        if !self.filter.matches(rec) {
             return Ok(());
         }
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_reader(raw);
-        let rec: MessageRecord = match rdr.deserialize().next() {
-            Some(Ok(rec)) => rec,
-            Some(Err(e)) => {
-                eprintln!("chat-log: skipping malformed row at line {line}: {e}");
-                return Ok(());
-            }
-            None => return Ok(()),
-        };
-        let text = format_record(&rec, self.opts);
+        let text = render_message(rec, self.format, self.opts);
         self.out
             .write_all(text.as_bytes())
             .map_err(|e| Error::io("cannot write output", e))
+    }
+
+    /// Handles one complete raw record (from `--follow`): the header is skipped, a malformed
+    /// row is reported on stderr and skipped.
+    pub fn raw(&mut self, raw: &[u8], line: u64) -> Result<()> {
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(raw);
+        let mut rec = csv::StringRecord::new();
+        if !rdr.read_record(&mut rec).unwrap_or(false) || is_header(&rec) {
+            return Ok(());
+        }
+        match rec.deserialize::<MessageRecord>(None) {
+            Ok(m) => self.message(&m),
+            Err(e) => {
+                eprintln!("chat-log: skipping malformed row at line {line}: {e}");
+                Ok(())
+            }
+        }
     }
 
     pub fn flush(&mut self) -> Result<()> {
@@ -114,6 +128,10 @@ impl<'a, W: Write> Printer<'a, W> {
             .flush()
             .map_err(|e| Error::io("cannot write output", e))
     }
+}
+
+fn is_header(rec: &csv::StringRecord) -> bool {
+    rec.get(0) == Some("id") && rec.get(1) == Some("timestamp")
 }
 
 /// One message as a readable line: `2026-11-23 16:04:05  lobby  alice: hello`. Every field
@@ -164,37 +182,174 @@ pub fn format_record(rec: &MessageRecord, opts: ViewOptions) -> String {
     format!("{head}{sep}{body}\n")
 }
 
-/// Prints every complete row of the file at `path`; with `follow`, keeps printing rows as they
-/// are appended, surviving truncation and replacement, until output fails.
-pub fn show(path: &Path, out: &mut impl Write, opts: ViewOptions, follow: bool) -> Result<()> {
+/// What `chat-log` shows, and how.
+#[derive(Debug, Clone, Default)]
+pub struct ShowOptions {
+    pub view: ViewOptions,
+    pub format: Format,
+    pub filter: Filter,
+    /// Only the last N matching rows, found by reading from the end of the file.
+    pub last: Option<usize>,
+    /// Keep printing rows as they are appended.
+    pub follow: bool,
+}
+
+/// Prints the rows of `messages.csv` at `path` that pass the filter; with `follow`, keeps
+/// printing rows as they are appended, surviving truncation and replacement, until output
+/// fails. The file is streamed: memory does not grow with its size.
+pub fn show(path: &Path, out: &mut impl Write, o: &ShowOptions) -> Result<()> {
     let open =
         || File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e));
     let mut file = open()?;
-    let mut printer = Printer::new(out, opts);
+    let read_err = |e: io::Error| Error::io(format!("cannot read {}", path.display()), e);
+    let len = file.metadata().map_err(read_err)?.len();
+    let mut printer = Printer::new(out, o.view, o.format, o.filter.clone());
+    if o.format == Format::Csv {
+        printer
+            .out
+            .write_all(format!("{MESSAGES_HEADER}\n").as_bytes())
+            .map_err(|e| Error::io("cannot write output", e))?;
+    }
+    // Where the complete rows end: a last row without its newline is still being written.
+    let complete = complete_len(&mut file, len).map_err(read_err)?;
+    if complete < len && !o.follow {
+        eprintln!(
+            "chat-log: the last {} bytes of {} are an unfinished row; not shown",
+            len - complete,
+            path.display()
+        );
+    }
+    match o.last {
+        Some(n) => {
+            let mut found = Vec::new();
+            let limited = LimitedFile {
+                file: &mut file,
+                len: complete,
+            };
+            for rec in RecordsBackwards::new(limited).map_err(read_err)? {
+                if found.len() >= n {
+                    break;
+                }
+                let rec = rec.map_err(read_err)?;
+                if is_header(&rec) {
+                    continue;
+                }
+                if let Ok(m) = rec.deserialize::<MessageRecord>(None)
+                    && o.filter.matches(&m)
+                {
+                    found.push(m);
+                }
+            }
+            for m in found.iter().rev() {
+                printer.message(m)?;
+            }
+        }
+        None => {
+            file.seek(SeekFrom::Start(0)).map_err(read_err)?;
+            let mut rdr = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .buffer_capacity(256 * 1024)
+                .from_reader(io::Read::take(&mut file, complete));
+            let mut rec = csv::StringRecord::new();
+            loop {
+                let line = rdr.position().line();
+                match rdr.read_record(&mut rec) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        eprintln!("chat-log: skipping an unreadable row at line {line}: {e}");
+                        continue;
+                    }
+                }
+                if is_header(&rec) {
+                    continue;
+                }
+                match rec.deserialize::<MessageRecord>(None) {
+                    Ok(m) => printer.message(&m)?,
+                    Err(e) => eprintln!("chat-log: skipping malformed row at line {line}: {e}"),
+                }
+            }
+        }
+    }
+    printer.flush()?;
+    if !o.follow {
+        return Ok(());
+    }
+    follow(path, file, complete, &mut printer)
+}
+
+/// The length of the file up to the end of its last complete row (one that ends with its
+/// newline).
+fn complete_len(file: &mut File, len: u64) -> io::Result<u64> {
+    let mut back = len;
+    let mut buf = [0u8; 4096];
+    while back > 0 {
+        let from = back.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(back - from) as usize];
+        file.seek(SeekFrom::Start(from))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(from + i as u64 + 1);
+        }
+        back = from;
+    }
+    Ok(0)
+}
+
+/// A file seen only up to `len` bytes (the complete rows), for reading backwards.
+struct LimitedFile<'a> {
+    file: &'a mut File,
+    len: u64,
+}
+
+impl Read for LimitedFile<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let pos = self.file.stream_position()?;
+        let left = self.len.saturating_sub(pos) as usize;
+        let n = buf.len().min(left);
+        self.file.read(&mut buf[..n])
+    }
+}
+
+impl Seek for LimitedFile<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        match to {
+            SeekFrom::End(d) => self
+                .file
+                .seek(SeekFrom::Start((self.len as i64 + d) as u64)),
+            other => self.file.seek(other),
+        }
+    }
+}
+
+/// Prints rows as they are appended after `offset`, like `tail -F`: survives truncation and
+/// replacement, never prints a half-written row.
+fn follow(
+    path: &Path,
+    mut file: File,
+    mut offset: u64,
+    printer: &mut Printer<'_, impl Write>,
+) -> Result<()> {
+    let open =
+        || File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e));
+    let read_err = |e: io::Error| Error::io(format!("cannot read {}", path.display()), e);
+    file.seek(SeekFrom::Start(offset)).map_err(read_err)?;
     let mut splitter = RecordSplitter::default();
     let mut buf = vec![0u8; 256 * 1024];
-    let mut offset: u64 = 0;
+    let mut line: u64 = 0;
     loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        let n = file.read(&mut buf).map_err(read_err)?;
         if n > 0 {
             offset += n as u64;
-            splitter.feed(&buf[..n], |raw| printer.record(raw))?;
+            splitter.feed(&buf[..n], |raw| {
+                line += 1;
+                printer.raw(raw, line)
+            })?;
             continue;
         }
         printer.flush()?;
-        if !follow {
-            if splitter.pending() > 0 {
-                eprintln!(
-                    "chat-log: the last {} bytes of {} are an unfinished row; not shown",
-                    splitter.pending(),
-                    path.display()
-                );
-            }
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(FOLLOW_POLL);
         // Replaced (rotated) or truncated: start again from the top of the new file.
         let replaced = match (std::fs::metadata(path), file.metadata()) {
             (Ok(now), Ok(ours)) => now.ino() != ours.ino() || now.dev() != ours.dev(),
@@ -202,15 +357,145 @@ pub fn show(path: &Path, out: &mut impl Write, opts: ViewOptions, follow: bool) 
         };
         let len = file.metadata().map(|m| m.len()).unwrap_or(offset);
         if replaced || len < offset {
-            if let Ok(new) = open() {
-                file = new;
-            } else {
-                file.seek(SeekFrom::Start(0))
-                    .map_err(|e| Error::io(format!("cannot rewind {}", path.display()), e))?;
+            match open() {
+                Ok(new) => file = new,
+                Err(_) => {
+                    file.seek(SeekFrom::Start(0)).map_err(read_err)?;
+                }
             }
             offset = 0;
             splitter.reset();
-            printer.line = 1;
+        }
+    }
+}
+
+/// How often `--follow` looks for new rows.
+pub const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// Which messages to show; every set field must match.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    /// Room name, compared case-insensitively without the `#`.
+    pub room: Option<String>,
+    /// Sender name, case-insensitive.
+    pub from: Option<String>,
+    /// Recipient of a direct message, case-insensitive.
+    pub to: Option<String>,
+    /// At or after this time (RFC 3339 strings compare in time order at equal precision; parsed
+    /// values are compared here).
+    pub since: Option<DateTime<Utc>>,
+    /// Before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// A regular expression the text must match.
+    pub grep: Option<Regex>,
+    /// Only direct messages (`Some(true)`), or none (`Some(false)`).
+    pub dm: Option<bool>,
+}
+
+impl Filter {
+    /// Whether `rec` passes every condition.
+    pub fn matches(&self, rec: &MessageRecord) -> bool {
+        let same = |a: &str, b: &str| protocol::name_key(a) == protocol::name_key(b);
+        if let Some(room) = &self.room
+            && protocol::room_key(&rec.room) != protocol::room_key(room)
+        {
+            return false;
+        }
+        if let Some(from) = &self.from
+            && !same(&rec.sender, from)
+        {
+            return false;
+        }
+        if let Some(to) = &self.to
+            && !same(&rec.recipient, to)
+        {
+            return false;
+        }
+        if let Some(dm) = self.dm
+            && dm != (rec.kind == "direct")
+        {
+            return false;
+        }
+        if self.since.is_some() || self.until.is_some() {
+            let Ok(ts) = DateTime::parse_from_rfc3339(&rec.timestamp) else {
+                return false;
+            };
+            let ts = ts.with_timezone(&Utc);
+            if self.since.is_some_and(|s| ts < s) || self.until.is_some_and(|u| ts >= u) {
+                return false;
+            }
+        }
+        if let Some(re) = &self.grep
+            && !re.is_match(&rec.text)
+        {
+            return false;
+        }
+        true
+    }
+}
+
+/// A point in time for `--since`/`--until`: RFC 3339 (`2026-11-23T16:00:00Z`), a date
+/// (`2026-11-23`, midnight UTC), `today`, `yesterday`, or a duration back from `now` (`30m`,
+/// `2h`, `7d`).
+pub fn parse_when(s: &str, now: DateTime<Utc>) -> std::result::Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let midnight = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+    match s {
+        "today" => return midnight(now.date_naive()).ok_or_else(|| s.to_string()),
+        "yesterday" => {
+            return now
+                .date_naive()
+                .pred_opt()
+                .and_then(midnight)
+                .ok_or_else(|| s.to_string());
+        }
+        _ => {}
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return midnight(d).ok_or_else(|| s.to_string());
+    }
+    if let Some(d) = crate::bans::parse_duration(s) {
+        let d = chrono::Duration::from_std(d).map_err(|e| e.to_string())?;
+        return Ok(now - d);
+    }
+    Err(format!(
+        "{s:?} is not a time: use RFC 3339 (2026-11-23T16:00:00Z), a date (2026-11-23), today, yesterday, or 30m/2h/7d ago"
+    ))
+}
+
+/// How rows are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned, coloured lines for people.
+    #[default]
+    Table,
+    /// CSV with the file's own columns (and its header first).
+    Csv,
+    /// One JSON object per row, keyed by the file's column names.
+    Jsonl,
+}
+
+/// One message in `format`.
+pub fn render_message(rec: &MessageRecord, format: Format, opts: ViewOptions) -> String {
+    match format {
+        Format::Table => format_record(rec, opts),
+        Format::Jsonl => {
+            let mut line = serde_json::to_string(rec).expect("records serialize");
+            line.push('\n');
+            line
+        }
+        Format::Csv => {
+            let mut out = Vec::new();
+            {
+                let mut w = csv::WriterBuilder::new()
+                    .has_headers(false)
+                    .from_writer(&mut out);
+                w.serialize(rec).expect("records serialize");
+                w.flush().expect("memory");
+            }
+            String::from_utf8(out).expect("csv of strings is UTF-8")
         }
     }
 }
@@ -230,6 +515,142 @@ mod tests {
             .unwrap();
         }
         (out, s.pending())
+    }
+
+    fn rec(
+        id: u64,
+        ts: &str,
+        room: &str,
+        from: &str,
+        to: &str,
+        kind: &str,
+        text: &str,
+    ) -> MessageRecord {
+        MessageRecord {
+            id,
+            timestamp: ts.into(),
+            room: room.into(),
+            sender: from.into(),
+            recipient: to.into(),
+            kind: kind.into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn filters_combine() {
+        let a = rec(
+            1,
+            "2026-11-23T10:00:00.000Z",
+            "Ops",
+            "alice",
+            "",
+            "message",
+            "deploy done",
+        );
+        let dm = rec(
+            2,
+            "2026-11-23T12:00:00.000Z",
+            "",
+            "bob",
+            "Alice",
+            "direct",
+            "psst",
+        );
+        let now = parse_when("2026-11-24T00:00:00Z", Utc::now()).unwrap();
+        let f = |f: Filter| (f.matches(&a), f.matches(&dm));
+        assert_eq!(f(Filter::default()), (true, true));
+        assert_eq!(
+            f(Filter {
+                room: Some("#ops".into()),
+                ..Default::default()
+            }),
+            (true, false)
+        );
+        assert_eq!(
+            f(Filter {
+                from: Some("ALICE".into()),
+                ..Default::default()
+            }),
+            (true, false)
+        );
+        assert_eq!(
+            f(Filter {
+                to: Some("alice".into()),
+                ..Default::default()
+            }),
+            (false, true)
+        );
+        assert_eq!(
+            f(Filter {
+                dm: Some(false),
+                ..Default::default()
+            }),
+            (true, false)
+        );
+        assert_eq!(
+            f(Filter {
+                dm: Some(true),
+                ..Default::default()
+            }),
+            (false, true)
+        );
+        let grep = Regex::new("(?i)DEPLOY").unwrap();
+        assert_eq!(
+            f(Filter {
+                grep: Some(grep),
+                ..Default::default()
+            }),
+            (true, false)
+        );
+        let since = parse_when("13h", now).unwrap();
+        assert_eq!(
+            f(Filter {
+                since: Some(since),
+                ..Default::default()
+            }),
+            (false, true)
+        );
+        let until = parse_when("2026-11-23T11:00:00Z", now).unwrap();
+        assert_eq!(
+            f(Filter {
+                until: Some(until),
+                ..Default::default()
+            }),
+            (true, false)
+        );
+        assert_eq!(
+            parse_when("yesterday", now).unwrap().to_rfc3339(),
+            "2026-11-23T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_when("2026-11-20", now).unwrap().to_rfc3339(),
+            "2026-11-20T00:00:00+00:00"
+        );
+        assert!(parse_when("last tuesday", now).is_err());
+    }
+
+    #[test]
+    fn formats_keep_the_columns() {
+        let r = rec(
+            7,
+            "2026-11-23T10:00:00.000Z",
+            "lobby",
+            "alice",
+            "",
+            "message",
+            "a, \"b\"\nc",
+        );
+        let csv = render_message(&r, Format::Csv, ViewOptions::default());
+        assert_eq!(
+            csv,
+            "7,2026-11-23T10:00:00.000Z,lobby,alice,,message,\"a, \"\"b\"\"\nc\"\n"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render_message(&r, Format::Jsonl, ViewOptions::default()))
+                .unwrap();
+        assert_eq!(json["text"], "a, \"b\"\nc");
+        assert_eq!(json["id"], 7);
     }
 
     #[test]
@@ -263,12 +684,17 @@ mod tests {
     #[test]
     fn printer_skips_header_and_reports_malformed_rows() {
         let mut out = Vec::new();
-        let mut p = Printer::new(&mut out, ViewOptions::default());
+        let mut p = Printer::new(
+            &mut out,
+            ViewOptions::default(),
+            Format::Table,
+            Filter::default(),
+        );
         let input = format!(
             "{MESSAGES_HEADER}\nnot-a-number,x,y,z,,message,t\n2,2026-11-23T16:04:05.123Z,lobby,bob,,message,ok\n"
         );
         let mut s = RecordSplitter::default();
-        s.feed(input.as_bytes(), |r| p.record(r)).unwrap();
+        s.feed(input.as_bytes(), |r| p.raw(r, 1)).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.contains("bob: ok"));

@@ -1,4 +1,5 @@
-//! `chat-log`: shows `messages.csv` as readable lines, and follows it with `--follow`.
+//! `chat-log`: shows `messages.csv` as readable lines (or CSV, or JSON Lines), filtered, and
+//! follows it with `--follow`.
 
 use std::io;
 use std::path::PathBuf;
@@ -7,18 +8,48 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use chatroom::storage::MESSAGES_FILE;
-use chatroom::viewer::{self, ViewOptions};
+use chatroom::viewer::{self, Filter, Format, ShowOptions, ViewOptions};
 
-/// Read and follow the chat log.
+/// Read, filter and follow the chat log.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
     /// Directory holding messages.csv.
     #[arg(long, env = "CHAT_DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
-    /// Keep running and print rows as they are appended, like `tail -f`.
+    /// Keep running and print rows as they are appended, like `tail -F`.
     #[arg(long, short)]
     follow: bool,
+    /// Only this room (case-insensitive, `#` optional).
+    #[arg(long)]
+    room: Option<String>,
+    /// Only messages from this name.
+    #[arg(long)]
+    from: Option<String>,
+    /// Only direct messages to this name.
+    #[arg(long)]
+    to: Option<String>,
+    /// From this time: RFC 3339, a date, today, yesterday, or 30m/2h/7d ago.
+    #[arg(long)]
+    since: Option<String>,
+    /// Before this time (same forms as --since).
+    #[arg(long)]
+    until: Option<String>,
+    /// Only messages whose text matches this regular expression.
+    #[arg(long)]
+    grep: Option<String>,
+    /// Only the last N matching messages (read from the end of the file).
+    #[arg(long)]
+    last: Option<usize>,
+    /// Only direct messages.
+    #[arg(long, conflicts_with = "no_dm")]
+    dm: bool,
+    /// No direct messages.
+    #[arg(long)]
+    no_dm: bool,
+    /// Output: table (readable), csv or jsonl (the file's columns, for other tools).
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
     /// Colours: auto (when stdout is a terminal and NO_COLOR is unset), always, never.
     #[arg(long, env = "CHAT_COLOR", default_value = "auto", value_parser = ["auto", "always", "never"])]
     color: String,
@@ -27,10 +58,7 @@ struct Args {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
-    let color = chatroom::term::color_enabled(&args.color);
-    let path = args.data_dir.join(MESSAGES_FILE);
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    match viewer::show(&path, &mut out, ViewOptions { color }, args.follow) {
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         // `chat-log | head`: the reader left; that is a normal end.
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
@@ -39,4 +67,44 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run(args: Args) -> chatroom::Result<()> {
+    let now = chrono::Utc::now();
+    let when = |s: &Option<String>| {
+        s.as_deref()
+            .map(|s| viewer::parse_when(s, now))
+            .transpose()
+            .map_err(chatroom::Error::Config)
+    };
+    let grep = args
+        .grep
+        .as_deref()
+        .map(regex::Regex::new)
+        .transpose()
+        .map_err(|e| chatroom::Error::Config(format!("--grep: {e}")))?;
+    let filter = Filter {
+        room: args.room.clone(),
+        from: args.from.clone(),
+        to: args.to.clone(),
+        since: when(&args.since)?,
+        until: when(&args.until)?,
+        grep,
+        dm: match (args.dm, args.no_dm) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+    };
+    let color = args.format == Format::Table && chatroom::term::color_enabled(&args.color);
+    let options = ShowOptions {
+        view: ViewOptions { color },
+        format: args.format,
+        filter,
+        last: args.last,
+        follow: args.follow,
+    };
+    let path = args.data_dir.join(MESSAGES_FILE);
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    viewer::show(&path, &mut out, &options)
 }
