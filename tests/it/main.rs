@@ -10,3 +10,4 @@ mod persistence;
 mod rooms;
 mod support;
 mod tls;
+mod viewer;

@@ -1,0 +1,162 @@
+//! `chat-log` on fixture CSVs: every filter, each format, `--last`, a torn last line, escape
+//! characters, and `--follow` across appends, truncation and replacement.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{TIMEOUT, csv_rows, wait_timeout_output};
+
+const FIXTURE: &str = "id,timestamp,room,sender,recipient,kind,text
+1,2026-11-20T09:00:00.000Z,lobby,alice,,message,good morning
+2,2026-11-21T10:00:00.000Z,Ops,bob,,message,\"deploy 1.2, done\"
+3,2026-11-22T11:00:00.000Z,,carol,alice,direct,\"psst, \"\"secret\"\"\"
+4,2026-11-23T12:00:00.000Z,ops,alice,,action,waves
+5,2026-11-23T13:00:00.000Z,lobby,mallory,,message,\"evil \u{1b}[2J\u{202e}txt\"
+6,2026-11-23T14:00:00.000Z,lobby,bob,,message,\"two
+lines\"
+";
+
+fn fixture(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("messages.csv"), format!("{FIXTURE}{extra}")).unwrap();
+    dir
+}
+
+fn chat_log(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_chat-log"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, out, err) = wait_timeout_output(child);
+    (status.success(), out, err)
+}
+
+/// The ids of the rows `chat-log --format csv` printed with `args`.
+fn ids(dir: &Path, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["--format", "csv"];
+    all.extend_from_slice(args);
+    let (ok, out, err) = chat_log(dir, &all);
+    assert!(ok, "{err}");
+    csv_rows(&out).into_iter().map(|r| r[0].clone()).collect()
+}
+
+#[test]
+fn every_filter_alone_and_combined() {
+    let dir = fixture("");
+    let d = dir.path();
+    assert_eq!(ids(d, &[]), ["1", "2", "3", "4", "5", "6"]);
+    assert_eq!(ids(d, &["--room", "#OPS"]), ["2", "4"]);
+    assert_eq!(ids(d, &["--from", "ALICE"]), ["1", "4"]);
+    assert_eq!(ids(d, &["--to", "alice"]), ["3"]);
+    assert_eq!(ids(d, &["--dm"]), ["3"]);
+    assert_eq!(ids(d, &["--no-dm"]), ["1", "2", "4", "5", "6"]);
+    assert_eq!(ids(d, &["--since", "2026-11-22"]), ["3", "4", "5", "6"]);
+    assert_eq!(ids(d, &["--until", "2026-11-21T10:00:00Z"]), ["1"]);
+    assert_eq!(ids(d, &["--grep", "(?i)DEPLOY|secret"]), ["2", "3"]);
+    assert_eq!(ids(d, &["--from", "bob", "--room", "lobby"]), ["6"]);
+    assert_eq!(ids(d, &["--last", "2"]), ["5", "6"]);
+    assert_eq!(ids(d, &["--last", "1", "--from", "alice"]), ["4"]);
+    // Relative times: nothing in the fixture is from the last hour.
+    assert!(ids(d, &["--since", "1h"]).is_empty());
+    let (ok, _, err) = chat_log(d, &["--since", "last tuesday"]);
+    assert!(!ok && err.contains("is not a time"), "{err}");
+    let (ok, _, err) = chat_log(d, &["--grep", "("]);
+    assert!(!ok && err.contains("--grep"), "{err}");
+}
+
+#[test]
+fn each_format_and_escape_safety() {
+    let dir = fixture("");
+    let (ok, csv, _) = chat_log(dir.path(), &["--format", "csv"]);
+    assert!(ok);
+    assert!(csv.starts_with("id,timestamp,room,sender,recipient,kind,text\n"));
+    // Same columns and values as the file: CSV in, CSV out.
+    assert_eq!(csv_rows(&csv), csv_rows(FIXTURE));
+    let (ok, jsonl, _) = chat_log(dir.path(), &["--format", "jsonl", "--dm"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(jsonl.trim()).unwrap();
+    assert_eq!(v["text"], "psst, \"secret\"");
+    assert_eq!(v["recipient"], "alice");
+    let (ok, table, _) = chat_log(dir.path(), &["--color", "always"]);
+    assert!(ok);
+    // The escape sequence in mallory's text is shown, not obeyed; the only escapes are ours.
+    assert!(table.contains("evil \\u{1b}[2J\\u{202e}txt"), "{table}");
+    assert!(!table.contains("\u{1b}[2J") && !table.contains('\u{202e}'));
+    assert!(
+        table.contains("* \u{1b}[1malice\u{1b}[0m waves"),
+        "{table:?}"
+    );
+    assert!(table.contains("(direct)"), "{table}");
+}
+
+#[test]
+fn a_torn_last_line_is_held_back_and_reported() {
+    let dir = fixture("7,2026-11-23T15:00:00.000Z,lobby,zed,,message,\"half wri");
+    let (ok, out, err) = chat_log(dir.path(), &["--format", "csv"]);
+    assert!(ok);
+    assert_eq!(csv_rows(&out).len(), 6);
+    assert!(err.contains("are an unfinished row; not shown"), "{err}");
+    let (ok, out, _) = chat_log(dir.path(), &["--format", "csv", "--last", "1"]);
+    assert!(ok);
+    assert_eq!(csv_rows(&out)[0][0], "6");
+}
+
+#[test]
+fn follow_survives_appends_truncation_and_replacement() {
+    let dir = fixture("");
+    let path = dir.path().join("messages.csv");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-log"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--follow", "--format", "csv", "--no-dm"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(TIMEOUT)
+            .expect("chat-log printed nothing in time")
+    };
+    let first_id = |line: String| line.split(',').next().unwrap().to_string();
+    assert_eq!(next(), "id,timestamp,room,sender,recipient,kind,text");
+    for id in ["1", "2", "4", "5"] {
+        assert_eq!(first_id(next()), id);
+    }
+    assert_eq!(first_id(next()), "6");
+    next(); // "lines\"": the second line of message 6
+    // Appended rows appear; the filter still applies (the DM is not shown).
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(b"7,2026-11-23T15:00:00.000Z,,x,y,direct,hidden\n8,2026-11-23T15:01:00.000Z,lobby,x,,message,appended\n")
+        .unwrap();
+    assert_eq!(first_id(next()), "8");
+    // Truncated and rewritten: read again from the top.
+    std::fs::write(&path, "id,timestamp,room,sender,recipient,kind,text\n9,2026-11-24T00:00:00.000Z,lobby,x,,message,after truncation\n").unwrap();
+    assert_eq!(first_id(next()), "9");
+    // Replaced by a new file (log rotation): followed too.
+    let rotated = dir.path().join("new.csv");
+    std::fs::write(&rotated, "id,timestamp,room,sender,recipient,kind,text\n10,2026-11-24T00:01:00.000Z,lobby,x,,message,after rotation\n").unwrap();
+    std::fs::rename(&rotated, &path).unwrap();
+    assert_eq!(first_id(next()), "10");
+    // Nothing else comes within a few polling intervals.
+    assert!(rx.recv_timeout(Duration::from_millis(500)).is_err());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
