@@ -98,6 +98,11 @@ impl<'a, W: Write> Printer<'a, W> {
         if !self.filter.matches(rec) {
             return Ok(());
         }
+        self.write(rec)
+    }
+
+    /// Prints `rec` (already filtered).
+    pub fn write(&mut self, rec: &MessageRecord) -> Result<()> {
         let text = render_message(rec, self.format, self.opts);
         self.out
             .write_all(text.as_bytes())
@@ -262,11 +267,11 @@ pub fn show(path: &Path, out: &mut impl Write, o: &ShowOptions) -> Result<()> {
                         continue;
                     }
                 }
-                if is_header(&rec) {
+                if is_header(&rec) || !o.filter.matches_row(&rec) {
                     continue;
                 }
                 match rec.deserialize::<MessageRecord>(None) {
-                    Ok(m) => printer.message(&m)?,
+                    Ok(m) => printer.write(&m)?,
                     Err(e) => eprintln!("chat-log: skipping malformed row at line {line}: {e}"),
                 }
             }
@@ -392,7 +397,57 @@ pub struct Filter {
     pub dm: Option<bool>,
 }
 
+/// Case-insensitive equality without allocating for ASCII (names are mostly ASCII).
+fn same_name(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        protocol::name_key(a) == protocol::name_key(b)
+    }
+}
+
 impl Filter {
+    /// Whether the raw row `rec` (the columns of `messages.csv`) passes every condition,
+    /// without building a [`MessageRecord`]: this is the per-row cost of `chat-log`.
+    pub fn matches_row(&self, rec: &csv::StringRecord) -> bool {
+        let field = |i: usize| rec.get(i).unwrap_or("");
+        if let Some(room) = &self.room
+            && !same_name(field(2), protocol::room_display(room))
+        {
+            return false;
+        }
+        if let Some(from) = &self.from
+            && !same_name(field(3), from)
+        {
+            return false;
+        }
+        if let Some(to) = &self.to
+            && !same_name(field(4), to)
+        {
+            return false;
+        }
+        if let Some(dm) = self.dm
+            && dm != (field(5) == "direct")
+        {
+            return false;
+        }
+        if self.since.is_some() || self.until.is_some() {
+            let Ok(ts) = DateTime::parse_from_rfc3339(field(1)) else {
+                return false;
+            };
+            let ts = ts.with_timezone(&Utc);
+            if self.since.is_some_and(|s| ts < s) || self.until.is_some_and(|u| ts >= u) {
+                return false;
+            }
+        }
+        if let Some(re) = &self.grep
+            && !re.is_match(field(6))
+        {
+            return false;
+        }
+        true
+    }
+
     /// Whether `rec` passes every condition.
     pub fn matches(&self, rec: &MessageRecord) -> bool {
         let same = |a: &str, b: &str| protocol::name_key(a) == protocol::name_key(b);
