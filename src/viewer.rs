@@ -16,7 +16,7 @@ use regex::Regex;
 
 use crate::error::{Error, Result};
 use crate::protocol::{self, printable};
-use crate::storage::{MESSAGES_HEADER, MessageRecord, RecordsBackwards};
+use crate::storage::{ConnRecord, MESSAGES_HEADER, MessageRecord, RecordsBackwards};
 
 /// How rows are shown.
 #[derive(Debug, Clone, Copy, Default)]
@@ -553,6 +553,228 @@ pub fn render_message(rec: &MessageRecord, format: Format, opts: ViewOptions) ->
             String::from_utf8(out).expect("csv of strings is UTF-8")
         }
     }
+}
+
+/// Which rows of `data.csv` to show.
+#[derive(Debug, Default, Clone)]
+pub struct ConnFilter {
+    /// The client's name (case-insensitive).
+    pub name: Option<String>,
+    /// An address or a network (`203.0.113.0/24`).
+    pub ip: Option<crate::bans::Target>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl ConnFilter {
+    pub fn matches(&self, rec: &ConnRecord) -> bool {
+        if let Some(n) = &self.name
+            && !same_name(&rec.name, n)
+        {
+            return false;
+        }
+        if let Some(t) = &self.ip
+            && !rec.ip.parse().is_ok_and(|ip| t.covers(ip))
+        {
+            return false;
+        }
+        if self.since.is_some() || self.until.is_some() {
+            let Ok(ts) = DateTime::parse_from_rfc3339(&rec.timestamp) else {
+                return false;
+            };
+            let ts = ts.with_timezone(&Utc);
+            if self.since.is_some_and(|s| ts < s) || self.until.is_some_and(|u| ts >= u) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// `chat-log connections`: the rows of `data.csv` that pass the filter. In the table, a
+/// `disconnect` says how long the connection lasted (from its `connect` row) and why it ended.
+pub fn connections(
+    path: &Path,
+    out: &mut impl Write,
+    filter: &ConnFilter,
+    format: Format,
+    opts: ViewOptions,
+) -> Result<()> {
+    let file =
+        File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .buffer_capacity(256 * 1024)
+        .from_reader(file);
+    let w = |out: &mut dyn Write, text: &str| {
+        out.write_all(text.as_bytes())
+            .map_err(|e| Error::io("cannot write output", e))
+    };
+    if format == Format::Csv {
+        w(out, &format!("{}\n", crate::storage::CONNECTIONS_HEADER))?;
+    }
+    // When each open connection started, to say how long it lasted.
+    let mut started: std::collections::HashMap<u64, DateTime<Utc>> = Default::default();
+    let paint = |code: &str, t: &str| {
+        if opts.color {
+            format!("\x1b[{code}m{t}\x1b[0m")
+        } else {
+            t.to_string()
+        }
+    };
+    for row in rdr.deserialize::<ConnRecord>() {
+        let rec = match row {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("chat-log: skipping a malformed row: {e}");
+                continue;
+            }
+        };
+        let ts = DateTime::parse_from_rfc3339(&rec.timestamp).map(|t| t.with_timezone(&Utc));
+        let lasted = match (rec.event.as_str(), rec.conn, &ts) {
+            ("connect", Some(c), Ok(t)) => {
+                started.insert(c, *t);
+                None
+            }
+            ("disconnect", Some(c), Ok(t)) => started.remove(&c).map(|s| *t - s),
+            _ => None,
+        };
+        if !filter.matches(&rec) {
+            continue;
+        }
+        match format {
+            Format::Jsonl => {
+                let mut line = serde_json::to_string(&rec).expect("rows serialize");
+                line.push('\n');
+                w(out, &line)?;
+            }
+            Format::Csv => {
+                let mut bytes = Vec::new();
+                {
+                    let mut cw = csv::WriterBuilder::new()
+                        .has_headers(false)
+                        .from_writer(&mut bytes);
+                    cw.serialize(&rec).expect("rows serialize");
+                    cw.flush().expect("memory");
+                }
+                w(out, &String::from_utf8_lossy(&bytes))?;
+            }
+            Format::Table => {
+                let when = rec.timestamp.replacen('T', " ", 1);
+                let when = when.get(..19).unwrap_or(&when);
+                let who = if rec.ip.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "{}:{}",
+                        rec.ip,
+                        rec.port.map(|p| p.to_string()).unwrap_or_default()
+                    )
+                };
+                let mut detail = printable(&rec.detail);
+                if let Some(d) = lasted {
+                    detail = format!("after {}: {detail}", human_duration(d));
+                }
+                let line = format!(
+                    "{}  {:<12} {:>6}  {:<21}  {:<16} {}\n",
+                    paint("2", when),
+                    paint("36", &rec.event),
+                    rec.conn.map(|c| c.to_string()).unwrap_or_default(),
+                    who,
+                    printable(&rec.name),
+                    detail
+                );
+                w(out, &line)?;
+            }
+        }
+    }
+    out.flush().map_err(|e| Error::io("cannot write output", e))
+}
+
+fn human_duration(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    match (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, 0, s) => format!("{s}s"),
+        (0, 0, m, s) => format!("{m}m {s}s"),
+        (0, h, m, _) => format!("{h}h {m}m"),
+        (d, h, _, _) => format!("{d}d {h}h"),
+    }
+}
+
+/// `chat-log stats`: messages per room, per sender and per hour of day (UTC) for the rows that
+/// pass the filter, with bars.
+pub fn stats(path: &Path, out: &mut impl Write, filter: &Filter) -> Result<()> {
+    let file =
+        File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .buffer_capacity(256 * 1024)
+        .from_reader(file);
+    let mut rooms: std::collections::HashMap<String, u64> = Default::default();
+    let mut senders: std::collections::HashMap<String, u64> = Default::default();
+    let mut hours = [0u64; 24];
+    let mut total = 0u64;
+    let mut rec = csv::StringRecord::new();
+    while rdr.read_record(&mut rec).map_err(|e| Error::Csv {
+        context: format!("cannot read {}", path.display()),
+        source: e,
+    })? {
+        if !filter.matches_row(&rec) {
+            continue;
+        }
+        total += 1;
+        let room = match rec.get(2) {
+            Some("") | None => "(direct)".to_string(),
+            Some(r) => format!("#{}", r.to_lowercase()),
+        };
+        *rooms.entry(room).or_default() += 1;
+        *senders
+            .entry(rec.get(3).unwrap_or("").to_string())
+            .or_default() += 1;
+        if let Some(h) = rec
+            .get(1)
+            .and_then(|t| t.get(11..13))
+            .and_then(|h| h.parse::<usize>().ok())
+            && h < 24
+        {
+            hours[h] += 1;
+        }
+    }
+    let mut text = format!("{total} messages\n");
+    let table = |title: &str, mut rows: Vec<(String, u64)>, limit: usize| {
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let max = rows.first().map_or(1, |r| r.1).max(1);
+        let mut s = format!("\n{title}\n");
+        for (name, n) in rows.into_iter().take(limit) {
+            s.push_str(&format!(
+                "  {:<24} {:>9}  {}\n",
+                printable(&name),
+                n,
+                bar(n, max)
+            ));
+        }
+        s
+    };
+    text.push_str(&table("per room", rooms.into_iter().collect(), 50));
+    text.push_str(&table(
+        "per sender (top 20)",
+        senders.into_iter().collect(),
+        20,
+    ));
+    let max = hours.iter().copied().max().unwrap_or(1).max(1);
+    text.push_str("\nper hour of day (UTC)\n");
+    for (h, n) in hours.iter().enumerate() {
+        text.push_str(&format!("  {h:02}:00 {n:>9}  {}\n", bar(*n, max)));
+    }
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io("cannot write output", e))
+}
+
+/// A bar of up to 40 blocks for `n` out of `max`.
+fn bar(n: u64, max: u64) -> String {
+    let width = ((n as f64 / max as f64) * 40.0).round() as usize;
+    "█".repeat(width.max(usize::from(n > 0)))
 }
 
 #[cfg(test)]

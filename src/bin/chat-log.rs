@@ -5,7 +5,7 @@ use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use chatroom::storage::MESSAGES_FILE;
 use chatroom::viewer::{self, Filter, Format, ShowOptions, ViewOptions};
@@ -14,29 +14,31 @@ use chatroom::viewer::{self, Filter, Format, ShowOptions, ViewOptions};
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Directory holding messages.csv.
-    #[arg(long, env = "CHAT_DATA_DIR", default_value = "data")]
+    #[arg(long, env = "CHAT_DATA_DIR", default_value = "data", global = true)]
     data_dir: PathBuf,
     /// Keep running and print rows as they are appended, like `tail -F`.
     #[arg(long, short)]
     follow: bool,
     /// Only this room (case-insensitive, `#` optional).
-    #[arg(long)]
+    #[arg(long, global = true)]
     room: Option<String>,
     /// Only messages from this name.
-    #[arg(long)]
+    #[arg(long, global = true)]
     from: Option<String>,
     /// Only direct messages to this name.
-    #[arg(long)]
+    #[arg(long, global = true)]
     to: Option<String>,
     /// From this time: RFC 3339, a date, today, yesterday, or 30m/2h/7d ago.
-    #[arg(long)]
+    #[arg(long, global = true)]
     since: Option<String>,
     /// Before this time (same forms as --since).
-    #[arg(long)]
+    #[arg(long, global = true)]
     until: Option<String>,
     /// Only messages whose text matches this regular expression.
-    #[arg(long)]
+    #[arg(long, global = true)]
     grep: Option<String>,
     /// Only the last N matching messages (read from the end of the file).
     #[arg(long)]
@@ -48,11 +50,28 @@ struct Args {
     #[arg(long)]
     no_dm: bool,
     /// Output: table (readable), csv or jsonl (the file's columns, for other tools).
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
     format: Format,
     /// Colours: auto (when stdout is a terminal and NO_COLOR is unset), always, never.
-    #[arg(long, env = "CHAT_COLOR", default_value = "auto", value_parser = ["auto", "always", "never"])]
+    #[arg(long, env = "CHAT_COLOR", default_value = "auto", value_parser = ["auto", "always", "never"], global = true)]
     color: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The messages (the default).
+    Messages,
+    /// Who connected from where, when, for how long, and why they left (data.csv).
+    Connections {
+        /// Only this name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Only this address or network (203.0.113.0/24).
+        #[arg(long)]
+        ip: Option<String>,
+    },
+    /// Messages per room, per sender and per hour of day, with bars (filters apply).
+    Stats,
 }
 
 fn main() -> ExitCode {
@@ -97,6 +116,35 @@ fn run(args: Args) -> chatroom::Result<()> {
         },
     };
     let color = args.format == Format::Table && chatroom::term::color_enabled(&args.color);
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    match &args.command {
+        Some(Command::Connections { name, ip }) => {
+            let ip = ip
+                .as_deref()
+                .map(chatroom::bans::Target::parse)
+                .transpose()
+                .map_err(|e| chatroom::Error::Config(format!("--ip: {e}")))?;
+            let conn_filter = viewer::ConnFilter {
+                name: name.clone(),
+                ip,
+                since: filter.since,
+                until: filter.until,
+            };
+            let path = args.data_dir.join(chatroom::storage::CONNECTIONS_FILE);
+            return viewer::connections(
+                &path,
+                &mut out,
+                &conn_filter,
+                args.format,
+                ViewOptions { color },
+            );
+        }
+        Some(Command::Stats) => {
+            let path = args.data_dir.join(MESSAGES_FILE);
+            return viewer::stats(&path, &mut out, &filter);
+        }
+        Some(Command::Messages) | None => {}
+    }
     let options = ShowOptions {
         view: ViewOptions { color },
         format: args.format,
@@ -105,6 +153,5 @@ fn run(args: Args) -> chatroom::Result<()> {
         follow: args.follow,
     };
     let path = args.data_dir.join(MESSAGES_FILE);
-    let mut out = io::BufWriter::new(io::stdout().lock());
     viewer::show(&path, &mut out, &options)
 }

@@ -160,3 +160,94 @@ fn follow_survives_appends_truncation_and_replacement() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+const DATA_FIXTURE: &str = "timestamp,event,conn,ip,port,thread,name,detail
+2026-11-23T10:00:00.000Z,start,,,,,,chatroom 0.1.0 on 0.0.0.0:5555
+2026-11-23T10:00:01.000Z,connect,1,203.0.113.7,40000,conn-1,,
+2026-11-23T10:00:02.000Z,named,1,203.0.113.7,40000,conn-1,alice,member
+2026-11-23T10:00:03.000Z,connect,2,198.51.100.9,40001,conn-2,,
+2026-11-23T10:00:04.000Z,named,2,198.51.100.9,40001,conn-2,bob,guest
+2026-11-23T11:30:05.000Z,disconnect,1,203.0.113.7,40000,conn-1,alice,quit: lunch
+2026-11-23T12:00:00.000Z,disconnect,2,198.51.100.9,40001,conn-2,bob,connection reset
+";
+
+#[test]
+fn connections_show_who_from_where_how_long_and_why() {
+    let dir = fixture("");
+    std::fs::write(dir.path().join("data.csv"), DATA_FIXTURE).unwrap();
+    let (ok, out, err) = chat_log(dir.path(), &["connections", "--color", "never"]);
+    assert!(ok, "{err}");
+    let alice_left = out
+        .lines()
+        .find(|l| l.contains("disconnect") && l.contains("alice"))
+        .unwrap();
+    assert!(alice_left.contains("203.0.113.7:40000"), "{alice_left}");
+    assert!(
+        alice_left.ends_with("after 1h 30m: quit: lunch"),
+        "{alice_left}"
+    );
+    let (ok, out, _) = chat_log(
+        dir.path(),
+        &["connections", "--name", "BOB", "--format", "csv"],
+    );
+    assert!(ok);
+    let rows = csv_rows(&out);
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r[6] == "bob"));
+    let (ok, out, _) = chat_log(
+        dir.path(),
+        &["connections", "--ip", "203.0.113.0/24", "--format", "csv"],
+    );
+    assert!(ok);
+    assert_eq!(csv_rows(&out).len(), 3);
+    let (ok, out, _) = chat_log(
+        dir.path(),
+        &[
+            "connections",
+            "--since",
+            "2026-11-23T11:00:00Z",
+            "--format",
+            "jsonl",
+        ],
+    );
+    assert!(ok);
+    let events: Vec<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(events, ["disconnect", "disconnect"]);
+}
+
+#[test]
+fn stats_count_per_room_sender_and_hour_with_bars() {
+    let dir = fixture("");
+    let (ok, out, err) = chat_log(dir.path(), &["stats"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("6 messages\n"), "{out}");
+    assert!(
+        out.contains(
+            "#lobby                           3  ████████████████████████████████████████"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("#ops                             2  "),
+        "{out}"
+    );
+    assert!(
+        out.contains("(direct)                         1  "),
+        "{out}"
+    );
+    assert!(out.contains("  12:00         1  "), "{out}");
+    // Filters apply to the statistics too.
+    let (ok, out, _) = chat_log(dir.path(), &["stats", "--from", "alice"]);
+    assert!(ok);
+    assert!(out.starts_with("2 messages\n"), "{out}");
+    // Escapes in names are shown, not obeyed.
+    assert!(!out.contains('\u{1b}'));
+}
