@@ -135,6 +135,10 @@ impl<'a, W: Write> Printer<'a, W> {
     }
 }
 
+fn is_header_bytes(rec: &csv::ByteRecord) -> bool {
+    rec.get(0) == Some(b"id") && rec.get(1) == Some(b"timestamp")
+}
+
 fn is_header(rec: &csv::StringRecord) -> bool {
     rec.get(0) == Some("id") && rec.get(1) == Some("timestamp")
 }
@@ -256,10 +260,10 @@ pub fn show(path: &Path, out: &mut impl Write, o: &ShowOptions) -> Result<()> {
                 .flexible(true)
                 .buffer_capacity(256 * 1024)
                 .from_reader(io::Read::take(&mut file, complete));
-            let mut rec = csv::StringRecord::new();
+            let mut rec = csv::ByteRecord::new();
             loop {
                 let line = rdr.position().line();
-                match rdr.read_record(&mut rec) {
+                match rdr.read_byte_record(&mut rec) {
                     Ok(true) => {}
                     Ok(false) => break,
                     Err(e) => {
@@ -267,7 +271,7 @@ pub fn show(path: &Path, out: &mut impl Write, o: &ShowOptions) -> Result<()> {
                         continue;
                     }
                 }
-                if is_header(&rec) || !o.filter.matches_row(&rec) {
+                if is_header_bytes(&rec) || !o.filter.matches_row(&rec) {
                     continue;
                 }
                 match rec.deserialize::<MessageRecord>(None) {
@@ -408,31 +412,39 @@ fn same_name(a: &str, b: &str) -> bool {
 
 impl Filter {
     /// Whether the raw row `rec` (the columns of `messages.csv`) passes every condition,
-    /// without building a [`MessageRecord`]: this is the per-row cost of `chat-log`.
-    pub fn matches_row(&self, rec: &csv::StringRecord) -> bool {
-        let field = |i: usize| rec.get(i).unwrap_or("");
+    /// without building a [`MessageRecord`] or even checking UTF-8 of the fields it does not
+    /// look at: this is the per-row cost of `chat-log`.
+    pub fn matches_row(&self, rec: &csv::ByteRecord) -> bool {
+        let field = |i: usize| rec.get(i).unwrap_or(b"");
+        let same = |a: &[u8], b: &str| {
+            a.eq_ignore_ascii_case(b.as_bytes())
+                || (!a.is_ascii() && std::str::from_utf8(a).is_ok_and(|a| same_name(a, b)))
+        };
         if let Some(room) = &self.room
-            && !same_name(field(2), protocol::room_display(room))
+            && !same(field(2), protocol::room_display(room))
         {
             return false;
         }
         if let Some(from) = &self.from
-            && !same_name(field(3), from)
+            && !same(field(3), from)
         {
             return false;
         }
         if let Some(to) = &self.to
-            && !same_name(field(4), to)
+            && !same(field(4), to)
         {
             return false;
         }
         if let Some(dm) = self.dm
-            && dm != (field(5) == "direct")
+            && dm != (field(5) == b"direct")
         {
             return false;
         }
         if self.since.is_some() || self.until.is_some() {
-            let Ok(ts) = DateTime::parse_from_rfc3339(field(1)) else {
+            let Some(ts) = std::str::from_utf8(field(1))
+                .ok()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            else {
                 return false;
             };
             let ts = ts.with_timezone(&Utc);
@@ -441,7 +453,7 @@ impl Filter {
             }
         }
         if let Some(re) = &self.grep
-            && !re.is_match(field(6))
+            && !std::str::from_utf8(field(6)).is_ok_and(|t| re.is_match(t))
         {
             return false;
         }
@@ -714,8 +726,8 @@ pub fn stats(path: &Path, out: &mut impl Write, filter: &Filter) -> Result<()> {
     let mut senders: std::collections::HashMap<String, u64> = Default::default();
     let mut hours = [0u64; 24];
     let mut total = 0u64;
-    let mut rec = csv::StringRecord::new();
-    while rdr.read_record(&mut rec).map_err(|e| Error::Csv {
+    let mut rec = csv::ByteRecord::new();
+    while rdr.read_byte_record(&mut rec).map_err(|e| Error::Csv {
         context: format!("cannot read {}", path.display()),
         source: e,
     })? {
@@ -723,17 +735,17 @@ pub fn stats(path: &Path, out: &mut impl Write, filter: &Filter) -> Result<()> {
             continue;
         }
         total += 1;
+        let text = |i: usize| String::from_utf8_lossy(rec.get(i).unwrap_or(b"")).into_owned();
         let room = match rec.get(2) {
-            Some("") | None => "(direct)".to_string(),
-            Some(r) => format!("#{}", r.to_lowercase()),
+            Some(b"") | None => "(direct)".to_string(),
+            Some(_) => format!("#{}", text(2).to_lowercase()),
         };
         *rooms.entry(room).or_default() += 1;
-        *senders
-            .entry(rec.get(3).unwrap_or("").to_string())
-            .or_default() += 1;
+        *senders.entry(text(3)).or_default() += 1;
         if let Some(h) = rec
             .get(1)
             .and_then(|t| t.get(11..13))
+            .and_then(|h| std::str::from_utf8(h).ok())
             .and_then(|h| h.parse::<usize>().ok())
             && h < 24
         {
