@@ -22,6 +22,13 @@ mkdir -p target
 target/release/chat-bench suite --runs "$runs" --markdown "$figures" | tee target/bench-runs.jsonl
 
 {
+  echo "### chat-log against pandas"
+  echo
+  scripts/bench-chat-log.sh
+  echo
+} >> "$figures"
+
+{
   echo "Measured $(date -u +%Y-%m-%d) by \`scripts/bench.sh\` (\`chat-bench suite --runs $runs\`), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
   echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/{print $2}') GiB, Linux $(uname -r); the load generator runs on the same machine."
   echo "Each figure is the median of $runs runs, with the min and max."
