@@ -358,6 +358,10 @@ impl Auth {
     }
 }
 
+/// Above this many names and addresses with failures, those whose window has passed are
+/// forgotten, so failures under many names cannot grow the table without bound.
+const FORGET_ABOVE: usize = 100_000;
+
 /// Failed logins, per address and per name: each failure makes the next answer wait longer
 /// (doubling from `base`, at most 30 s), and `lockout_after` failures within `window` lock the
 /// name or address out for the rest of the window.
@@ -387,30 +391,40 @@ impl Throttle {
 
     /// `Some(time left)` when this address or name is locked out now.
     pub fn locked(&self, ip: IpAddr, name: &str) -> Option<Duration> {
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        Self::keys(ip, name)
-            .iter()
-            .filter_map(|k| map.get(k))
-            .filter(|(n, at)| *n >= self.lockout_after && at.elapsed() < self.window)
-            .map(|(_, at)| self.window - at.elapsed())
-            .max()
+        self.locked_at(ip, name, Instant::now())
     }
 
     /// Records a failure; returns how long to wait before answering.
     pub fn failed(&self, ip: IpAddr, name: &str) -> Duration {
+        self.failed_at(ip, name, Instant::now())
+    }
+
+    /// [`Throttle::locked`] at the time `now` (a parameter, so tests need not wait).
+    fn locked_at(&self, ip: IpAddr, name: &str, now: Instant) -> Option<Duration> {
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        Self::keys(ip, name)
+            .iter()
+            .filter_map(|k| map.get(k))
+            .filter(|(n, at)| *n >= self.lockout_after && now - *at < self.window)
+            .map(|(_, at)| self.window - (now - *at))
+            .max()
+    }
+
+    /// [`Throttle::failed`] at the time `now`.
+    fn failed_at(&self, ip: IpAddr, name: &str, now: Instant) -> Duration {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 100_000 {
+        if map.len() > FORGET_ABOVE {
             let window = self.window;
-            map.retain(|_, (_, at)| at.elapsed() < window);
+            map.retain(|_, (_, at)| now - *at < window);
         }
         let mut worst = 0;
         for k in Self::keys(ip, name) {
-            let entry = map.entry(k).or_insert((0, Instant::now()));
-            if entry.1.elapsed() >= self.window {
-                *entry = (0, Instant::now());
+            let entry = map.entry(k).or_insert((0, now));
+            if now - entry.1 >= self.window {
+                *entry = (0, now);
             }
             entry.0 += 1;
-            entry.1 = Instant::now();
+            entry.1 = now;
             worst = worst.max(entry.0);
         }
         (self.base * 2u32.saturating_pow(worst.saturating_sub(1).min(16)))
@@ -480,5 +494,211 @@ mod tests {
         let other: IpAddr = "198.51.100.10".parse().unwrap();
         assert!(t.locked(other, "BOB").is_some());
         assert!(t.locked(other, "carol").is_none());
+    }
+    /// A symbolic link to itself: opening it fails with an error other than "not found".
+    fn unreadable(dir: &Path, file: &str) -> PathBuf {
+        let path = dir.join(file);
+        std::os::unix::fs::symlink(&path, &path).unwrap();
+        path
+    }
+
+    #[test]
+    fn an_unreadable_users_file_is_an_error_not_no_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = unreadable(dir.path(), USERS_FILE);
+        let err = Accounts::load(&path).unwrap_err().to_string();
+        assert!(err.contains("cannot open"), "{err}");
+        assert!(Directory::open(path).is_err());
+    }
+
+    #[test]
+    fn roles_map_to_standings() {
+        assert_eq!(Standing::from(Role::Admin), Standing::Admin);
+        assert_eq!(Standing::from(Role::Member), Standing::Member);
+    }
+
+    #[test]
+    fn passwords_roles_and_removal_change_the_account() {
+        let mut accounts = Accounts::default();
+        accounts.add("carol", "old", Role::Member).unwrap();
+        accounts.set_password("CAROL", "new").unwrap();
+        let hash = &accounts.get("carol").unwrap().password_hash;
+        assert!(verify_password("new", hash) && !verify_password("old", hash));
+        accounts.set_role("carol", Role::Admin).unwrap();
+        assert_eq!(accounts.get("carol").unwrap().role, Role::Admin);
+        assert!(accounts.set_role("nobody", Role::Admin).is_err());
+        assert!(accounts.set_password("nobody", "x").is_err());
+        assert_eq!(accounts.remove("Carol").unwrap().name, "carol");
+        assert!(accounts.get("carol").is_none() && accounts.is_empty());
+        assert!(accounts.remove("carol").is_err());
+    }
+
+    #[test]
+    fn the_directory_rereads_the_file_when_it_changes_and_writes_roles() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(USERS_FILE);
+        let directory = Directory::open(path.clone()).unwrap();
+        assert!(!directory.any());
+        assert!(directory.lookup("dave").is_none());
+        // Another process (`chat-server users add`) writes the file.
+        let mut accounts = Accounts::default();
+        accounts.add("dave", "pw", Role::Member).unwrap();
+        accounts.save(&path).unwrap();
+        assert_eq!(directory.lookup("DAVE").unwrap().name, "dave");
+        assert!(directory.any());
+        directory.set_role("dave", Role::Admin).unwrap();
+        assert_eq!(directory.lookup("dave").unwrap().role, Role::Admin);
+        assert_eq!(
+            Accounts::load(&path).unwrap().get("dave").unwrap().role,
+            Role::Admin
+        );
+        assert!(directory.set_role("nobody", Role::Admin).is_err());
+    }
+
+    #[test]
+    fn auth_checks_passwords_and_says_who_must_give_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(USERS_FILE);
+        let mut accounts = Accounts::default();
+        accounts.add("erin", "secret", Role::Admin).unwrap();
+        accounts.add("frank", "secret", Role::Member).unwrap();
+        accounts.save(&path).unwrap();
+        let auth = |private| Auth {
+            directory: Directory::open(path.clone()).unwrap(),
+            throttle: Throttle::new(Duration::ZERO, Duration::from_secs(60), 3),
+            private,
+        };
+        let open = auth(false);
+        assert_eq!(open.check("erin", "secret"), Some(Standing::Admin));
+        assert_eq!(open.check("Frank", "secret"), Some(Standing::Member));
+        assert_eq!(open.check("erin", "wrong"), None);
+        assert_eq!(open.check("nobody", "secret"), None);
+        assert!(open.needs_password("erin"));
+        assert!(!open.needs_password("guest"));
+        let private = auth(true);
+        assert!(private.needs_password("erin") && private.needs_password("guest"));
+    }
+
+    #[test]
+    fn the_users_command_adds_changes_lists_and_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |command: UsersCommand, pw: &str| {
+            let pw = pw.to_string();
+            users_command(dir.path(), &command, |_| Ok(pw.clone()))
+        };
+        let add = |name: &str, admin| UsersCommand::Add {
+            name: name.into(),
+            admin,
+        };
+        assert_eq!(run(add("gina", true), "pw1").unwrap(), "added gina (admin)");
+        assert_eq!(run(add("hal", false), "pw2").unwrap(), "added hal (member)");
+        assert!(run(add("GINA", false), "x").is_err());
+        assert!(run(add("ivan", false), "").is_err(), "an empty password");
+        let list = run(UsersCommand::List, "").unwrap();
+        let lines: Vec<&str> = list.lines().collect();
+        assert_eq!(lines.len(), 2, "{list}");
+        assert!(
+            lines[0].starts_with("gina") && lines[0].contains("admin"),
+            "{list}"
+        );
+        assert!(
+            lines[1].starts_with("hal") && lines[1].contains("member"),
+            "{list}"
+        );
+        assert!(!list.contains("argon2"));
+        let passwd = UsersCommand::Passwd { name: "hal".into() };
+        assert_eq!(run(passwd, "pw3").unwrap(), "changed the password of hal");
+        let accounts = Accounts::load(&dir.path().join(USERS_FILE)).unwrap();
+        assert!(verify_password(
+            "pw3",
+            &accounts.get("hal").unwrap().password_hash
+        ));
+        let passwd = UsersCommand::Passwd {
+            name: "nobody".into(),
+        };
+        assert!(run(passwd, "x").is_err());
+        let remove = UsersCommand::Remove { name: "HAL".into() };
+        assert_eq!(run(remove, "").unwrap(), "removed hal");
+        assert!(
+            Accounts::load(&dir.path().join(USERS_FILE))
+                .unwrap()
+                .get("hal")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_success_forgets_the_names_failures_not_the_addresses() {
+        let t = Throttle::new(Duration::from_millis(10), Duration::from_secs(60), 5);
+        let ip: IpAddr = "198.51.100.9".parse().unwrap();
+        let other: IpAddr = "198.51.100.10".parse().unwrap();
+        t.failed(ip, "bob");
+        t.failed(ip, "bob");
+        t.succeeded("bob");
+        // From another address the name starts again; this address keeps its count.
+        assert_eq!(t.failed(other, "bob"), Duration::from_millis(10));
+        assert_eq!(t.failed(ip, "carol"), Duration::from_millis(40));
+    }
+
+    #[test]
+    fn failures_expire_with_the_window_and_the_lockout_counts_down() {
+        let window = Duration::from_secs(60);
+        let t = Throttle::new(Duration::from_millis(10), window, 2);
+        let ip: IpAddr = "198.51.100.9".parse().unwrap();
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        t.failed_at(ip, "bob", at(0));
+        t.failed_at(ip, "bob", at(10));
+        assert_eq!(t.locked_at(ip, "bob", at(10)), Some(window));
+        assert_eq!(
+            t.locked_at(ip, "bob", at(40)),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(t.locked_at(ip, "bob", at(69)), Some(Duration::from_secs(1)));
+        assert_eq!(
+            t.locked_at(ip, "bob", at(70)),
+            None,
+            "the window has passed"
+        );
+        // A failure after the window starts the count again.
+        assert_eq!(t.failed_at(ip, "bob", at(70)), Duration::from_millis(10));
+        assert_eq!(t.locked_at(ip, "bob", at(70)), None);
+    }
+
+    #[test]
+    fn old_failures_are_forgotten_once_the_table_is_large() {
+        let window = Duration::from_secs(60);
+        let t = Throttle::new(Duration::ZERO, window, 3);
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        let ip = |n: u32| IpAddr::V4(std::net::Ipv4Addr::from(n));
+        // Each failure is two keys: its address and its name.
+        for n in 0..(FORGET_ABOVE / 2) as u32 - 2 {
+            t.failed_at(ip(n), &format!("n{n}"), at(0));
+        }
+        t.failed_at(ip(1 << 29), "edge", at(1));
+        t.failed_at(ip(1 << 30), "late", at(2));
+        assert_eq!(t.failures.lock().unwrap().len(), FORGET_ABOVE);
+        t.failed_at(ip(1 << 31), "later", at(60));
+        assert_eq!(
+            t.failures.lock().unwrap().len(),
+            FORGET_ABOVE + 2,
+            "not above yet"
+        );
+        // At 61 s the failures of 0 s and 1 s are a window old, those of 2 s are not.
+        t.failed_at(ip(3 << 30), "last", at(61));
+        let mut kept: Vec<String> = t.failures.lock().unwrap().keys().cloned().collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            [
+                "ip:128.0.0.0",
+                "ip:192.0.0.0",
+                "ip:64.0.0.0",
+                "name:last",
+                "name:late",
+                "name:later"
+            ]
+        );
     }
 }

@@ -113,9 +113,9 @@ pub struct BanRecord {
 }
 
 impl BanRecord {
-    fn target(&self) -> Option<Target> {
+    /// The address or network this ban covers; a name ban covers none.
+    fn network(&self) -> Option<Target> {
         match self.kind.as_str() {
-            "name" => Some(Target::Name(self.target.clone())),
             "ip" | "cidr" => Target::parse(&self.target).ok(),
             _ => None,
         }
@@ -173,7 +173,7 @@ impl Bans {
         self.list
             .iter()
             .filter(|b| b.active(now))
-            .find(|b| b.target().is_some_and(|t| t.covers(ip)))
+            .find(|b| b.network().is_some_and(|t| t.covers(ip)))
     }
 
     /// The active ban on `name`, if any (case-insensitive).
@@ -326,5 +326,112 @@ mod tests {
         assert!(expired.for_ip("198.51.100.9".parse().unwrap()).is_none());
         assert_eq!(expired.remove("MALLORY").unwrap(), 1);
         assert!(Bans::open(dir.path()).unwrap().active().is_empty());
+    }
+    #[test]
+    fn a_single_address_ban_covers_that_address_only() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let one = Target::parse("203.0.113.5").unwrap();
+        assert_eq!(one, Target::Ip(ip("203.0.113.5")));
+        assert!(one.covers(ip("203.0.113.5")));
+        assert!(!one.covers(ip("203.0.113.6")) && !one.covers(ip("::1")));
+        let six = Target::parse("2001:db8::7").unwrap();
+        assert!(six.covers(ip("2001:db8::7")));
+        assert!(!six.covers(ip("2001:db8::8")));
+    }
+
+    #[test]
+    fn ipv6_networks_cover_their_prefix_only() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let net = Target::parse("2001:db8::/32").unwrap();
+        assert!(net.covers(ip("2001:db8:ffff:ffff::1")));
+        assert!(!net.covers(ip("2001:db9::1")));
+        assert!(!net.covers(ip("2001:db7:ffff::1")));
+        let host = Target::parse("2001:db8::1/128").unwrap();
+        assert!(host.covers(ip("2001:db8::1")) && !host.covers(ip("2001:db8::2")));
+        assert!(Target::parse("::/0").unwrap().covers(ip("2001:db9::1")));
+        assert!(Target::parse("::/129").is_err());
+    }
+
+    #[test]
+    fn durations_in_every_unit() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2w"), Some(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_duration("1y"), None);
+        assert_eq!(parse_duration("m"), None);
+    }
+
+    #[test]
+    fn a_ban_ends_at_its_time() {
+        let until = "2030-01-01T00:00:00Z";
+        let ban = BanRecord {
+            created: String::new(),
+            kind: "ip".into(),
+            target: "203.0.113.5".into(),
+            until: until.into(),
+            by: "boss".into(),
+            reason: String::new(),
+        };
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert!(ban.active(at("2029-12-31T23:59:59Z")));
+        assert!(!ban.active(at(until)), "over at its time");
+        assert!(!ban.active(at("2030-01-01T00:00:01Z")));
+        let permanent = BanRecord {
+            until: String::new(),
+            ..ban
+        };
+        assert!(permanent.active(at("2999-01-01T00:00:00Z")));
+        assert_eq!(permanent.describe(), "permanently");
+    }
+
+    #[test]
+    fn name_bans_match_names_only_while_active() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bans = Bans::open(dir.path()).unwrap();
+        bans.add(&Target::parse("10.1.2.3").unwrap(), None, "boss", "")
+            .unwrap();
+        bans.add(&Target::parse("troll").unwrap(), None, "boss", "")
+            .unwrap();
+        assert!(bans.for_name("TROLL").is_some());
+        assert!(
+            bans.for_name("10.1.2.3").is_none(),
+            "an address is not a name"
+        );
+        assert!(bans.for_ip("10.1.2.3".parse().unwrap()).is_some());
+        assert!(bans.for_ip("10.1.2.4".parse().unwrap()).is_none());
+        bans.list[1].until = "2020-01-01T00:00:00Z".into();
+        assert!(bans.for_name("troll").is_none(), "expired");
+        assert_eq!(bans.active().len(), 1);
+    }
+
+    #[test]
+    fn removing_nothing_leaves_the_file_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bans = Bans::open(dir.path()).unwrap();
+        bans.add(&Target::parse("troll").unwrap(), None, "boss", "")
+            .unwrap();
+        bans.add(&Target::parse("mallory").unwrap(), None, "boss", "")
+            .unwrap();
+        // An expired ban still in the file: only a real change rewrites it.
+        let path = dir.path().join(BANS_FILE);
+        let text =
+            fs::read_to_string(&path)
+                .unwrap()
+                .replacen(",,boss", ",2020-01-01T00:00:00Z,boss", 1);
+        fs::write(&path, &text).unwrap();
+        let mut bans = Bans::open(dir.path()).unwrap();
+        assert_eq!(bans.remove("nobody").unwrap(), 0);
+        assert_eq!(fs::read_to_string(&path).unwrap(), text);
+        assert_eq!(bans.remove("mallory").unwrap(), 1);
+        assert!(Bans::open(dir.path()).unwrap().list.is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_bans_file_is_an_error_not_no_bans() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(BANS_FILE);
+        // A symbolic link to itself: opening it fails with an error other than "not found".
+        std::os::unix::fs::symlink(&path, &path).unwrap();
+        let err = Bans::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("cannot open"), "{err}");
     }
 }

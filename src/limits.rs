@@ -80,6 +80,10 @@ impl Refusal {
     }
 }
 
+/// Above this many addresses in the connection-rate table, addresses quiet for a minute are
+/// forgotten, so a scan from many addresses cannot grow it without bound.
+const FORGET_ABOVE: usize = 100_000;
+
 /// Connections being served, per (limited) address.
 type PerAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
@@ -132,6 +136,12 @@ impl Admission {
 
     /// Admits a connection from `ip`, or says why not.
     pub fn admit(&mut self, ip: IpAddr) -> Result<Ticket, Refusal> {
+        self.admit_at(ip, Instant::now())
+    }
+
+    /// [`Admission::admit`] at the time `now`: the clock is a parameter so that tests can
+    /// check the refill rate without waiting for it.
+    fn admit_at(&mut self, ip: IpAddr, now: Instant) -> Result<Ticket, Refusal> {
         if self.live.load(Ordering::Acquire) >= self.rules.max_clients {
             return Err(Refusal::Full {
                 max: self.rules.max_clients,
@@ -139,7 +149,7 @@ impl Admission {
         }
         let limited = self.rules.limit_loopback || !ip.is_loopback();
         if limited && self.rules.per_ip_per_minute > 0 {
-            self.take_connection_token(ip)?;
+            self.take_connection_token(ip, now)?;
         }
         let mut per_ip = None;
         if limited && self.rules.max_per_ip > 0 {
@@ -160,11 +170,10 @@ impl Admission {
         })
     }
 
-    fn take_connection_token(&mut self, ip: IpAddr) -> Result<(), Refusal> {
+    fn take_connection_token(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
         let per_minute = self.rules.per_ip_per_minute;
         let capacity = per_minute as f64;
-        let now = Instant::now();
-        if self.recent.len() > 100_000 {
+        if self.recent.len() > FORGET_ABOVE {
             // Forget addresses whose bucket is full again: they have been quiet for a minute.
             self.recent.retain(|_, (tokens, at)| {
                 *tokens + now.duration_since(*at).as_secs_f64() * capacity / 60.0 < capacity
@@ -237,5 +246,147 @@ mod tests {
             lines.contains(r#"{"type":"error","code":"server_full""#),
             "{lines}"
         );
+    }
+    fn limited(max_per_ip: usize, per_ip_per_minute: usize) -> Admission {
+        Admission::new(Rules {
+            max_clients: 1_000_000,
+            max_per_ip,
+            per_ip_per_minute,
+            limit_loopback: false,
+        })
+    }
+
+    fn v4(n: u32) -> IpAddr {
+        IpAddr::V4(std::net::Ipv4Addr::from(n))
+    }
+
+    #[test]
+    fn a_closed_connection_frees_its_place_and_only_its_own() {
+        // No rate limit (0), so only the per-address cap decides.
+        let mut a = limited(2, 0);
+        let office: IpAddr = "203.0.113.7".parse().unwrap();
+        let home: IpAddr = "198.51.100.1".parse().unwrap();
+        let t1 = a.admit(office).unwrap();
+        let t2 = a.admit(office).unwrap();
+        let h = a.admit(home).unwrap();
+        assert!(a.admit(office).is_err());
+        drop(t1);
+        let t3 = a.admit(office).unwrap();
+        assert_eq!(
+            a.admit(office).err(),
+            Some(Refusal::TooManyFromAddress { max: 2 }),
+            "one place was freed, not two"
+        );
+        assert_eq!(a.live(), 3);
+        drop((t2, t3, h));
+        assert_eq!(a.live(), 0);
+        assert!(
+            a.per_ip.lock().unwrap().is_empty(),
+            "no address left behind"
+        );
+    }
+
+    #[test]
+    fn zero_means_no_limit() {
+        let mut a = limited(0, 0);
+        let office: IpAddr = "203.0.113.7".parse().unwrap();
+        let held: Vec<Ticket> = (0..1000).map(|_| a.admit(office).unwrap()).collect();
+        assert_eq!(a.live(), 1000);
+        assert!(a.recent.is_empty() && a.per_ip.lock().unwrap().is_empty());
+        drop(held);
+    }
+
+    #[test]
+    fn connection_tokens_refill_at_the_configured_rate() {
+        let mut a = limited(0, 60);
+        let ip: IpAddr = "203.0.113.7".parse().unwrap();
+        let t0 = Instant::now();
+        let at = |secs: f64| t0 + std::time::Duration::from_secs_f64(secs);
+        let admitted = |a: &mut Admission, when: f64| {
+            let mut n = 0;
+            while a.admit_at(ip, at(when)).is_ok() {
+                n += 1;
+                assert!(n <= 1000, "no limit at all");
+            }
+            n
+        };
+        // A full bucket at first, then one connection a second.
+        assert_eq!(admitted(&mut a, 0.0), 60);
+        assert_eq!(admitted(&mut a, 0.5), 0);
+        assert_eq!(admitted(&mut a, 1.0), 1);
+        assert_eq!(admitted(&mut a, 11.0), 10);
+        // Never more than a minute's worth, however long the address was quiet.
+        assert_eq!(admitted(&mut a, 3600.0), 60);
+        assert_eq!(
+            a.admit_at(ip, at(3600.0)).err(),
+            Some(Refusal::TooFast { per_minute: 60 })
+        );
+    }
+
+    #[test]
+    fn quiet_addresses_are_forgotten_once_the_table_is_large() {
+        let mut a = limited(0, 3);
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + std::time::Duration::from_secs(secs);
+        for n in 0..FORGET_ABOVE as u32 - 1 {
+            a.admit_at(v4(0x0a00_0000 + n), at(0)).unwrap();
+        }
+        // 3 a minute: one token back every 20 s. After 20 s this bucket is exactly full.
+        let exactly_full = v4(1);
+        a.admit_at(exactly_full, at(41)).unwrap();
+        assert_eq!(a.recent.len(), FORGET_ABOVE);
+        let recent = v4(2);
+        a.admit_at(recent, at(60)).unwrap();
+        assert_eq!(
+            a.recent.len(),
+            FORGET_ABOVE + 1,
+            "not above the threshold yet"
+        );
+        let newcomer = v4(3);
+        a.admit_at(newcomer, at(61)).unwrap();
+        let mut kept: Vec<IpAddr> = a.recent.keys().copied().collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            [recent, newcomer],
+            "only buckets not yet full are kept"
+        );
+    }
+
+    #[test]
+    fn each_refusal_has_its_code_and_words() {
+        let cases = [
+            (
+                Refusal::Full { max: 5 },
+                ErrorCode::ServerFull,
+                "the server is full (5",
+            ),
+            (
+                Refusal::TooManyFromAddress { max: 7 },
+                ErrorCode::TooManyConnections,
+                "too many connections from your address (at most 7)",
+            ),
+            (
+                Refusal::TooFast { per_minute: 9 },
+                ErrorCode::ConnectionRate,
+                "at most 9 a minute",
+            ),
+            (
+                Refusal::Banned {
+                    ban: "permanently (spam)".into(),
+                },
+                ErrorCode::Banned,
+                "your address is banned permanently (spam)",
+            ),
+        ];
+        for (refusal, code, words) in cases {
+            assert_eq!(refusal.code(), code);
+            assert!(refusal.reason().contains(words), "{}", refusal.reason());
+            let lines = String::from_utf8(refusal.lines()).unwrap();
+            assert!(
+                lines.starts_with(&format!("! {}\n{{", refusal.reason())),
+                "{lines}"
+            );
+        }
     }
 }

@@ -172,13 +172,41 @@ mod tests {
         assert_eq!(r.read_line().unwrap(), Line::Eof);
     }
 
+    /// A read interrupted by a signal (EINTR) is retried, not reported.
+    #[test]
+    fn an_interrupted_read_is_retried() {
+        struct Interrupting(Vec<Option<&'static [u8]>>);
+        impl Read for Interrupting {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                match self.0.pop() {
+                    None => Ok(0),
+                    Some(Some(b)) => {
+                        buf[..b.len()].copy_from_slice(b);
+                        Ok(b.len())
+                    }
+                    Some(None) => Err(io::ErrorKind::Interrupted.into()),
+                }
+            }
+        }
+        let parts = vec![Some(&b"ld\n"[..]), None, Some(&b"wor"[..]), None];
+        let mut r = LineReader::new(BufReader::new(Interrupting(parts)), 100);
+        assert_eq!(r.read_line().unwrap(), Line::Complete(b"world"));
+        assert_eq!(r.read_line().unwrap(), Line::Eof);
+    }
+
     /// A gigabyte-scale line costs no more memory than the limit.
     #[test]
     fn memory_is_bounded_by_the_limit() {
         let endless = io::repeat(b'z').take(50 * 1024 * 1024);
-        let mut r = LineReader::new(BufReader::new(endless.chain(&b"\nok\n"[..])), 4096);
+        // A source buffer much larger than the limit: no chunk of it is kept whole.
+        let source = BufReader::with_capacity(64 * 1024, endless.chain(&b"\nok\n"[..]));
+        let mut r = LineReader::new(source, 100);
         assert_eq!(r.read_line().unwrap(), Line::TooLong);
-        assert!(r.line.capacity() <= 8192, "capacity {}", r.line.capacity());
+        assert!(
+            r.line.capacity() <= 2 * 101,
+            "capacity {}",
+            r.line.capacity()
+        );
         assert_eq!(r.read_line().unwrap(), Line::Complete(b"ok"));
     }
 }

@@ -105,8 +105,15 @@ impl Outbox {
             // The rest goes through the queue; we still hold the lock, so nothing can get
             // between the part written and the part queued.
             Ok(n) => self.push(Arc::from(&bytes[n..])),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.push(bytes.clone()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => self.push(bytes.clone()),
+            // The socket is full (or the call was interrupted): queue it all.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                self.push(bytes.clone())
+            }
             // A dead socket: the connection's reader reports the end.
             Err(_) => Err(PushError::Closed),
         }
@@ -208,5 +215,90 @@ mod tests {
         let mut got = [0u8; 4];
         std::io::Read::read_exact(&mut &client, &mut got).unwrap();
         assert_eq!(&got, b"one\n");
+    }
+    /// A connected pair: (the server's side, the client's side), with read timeouts.
+    fn sockets() -> (Arc<TcpStream>, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        (Arc::new(server), client)
+    }
+
+    /// Runs `deliver` on another thread and fails if it blocks: the broadcaster must never
+    /// wait for a client.
+    fn deliver_without_blocking(
+        tx: &Outbox,
+        bytes: &Bytes,
+        server: &Arc<TcpStream>,
+    ) -> Result<(), PushError> {
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let (tx, bytes, stream) = (tx.clone(), bytes.clone(), server.clone());
+        std::thread::spawn(move || {
+            let _ = done_tx.send(tx.deliver(&bytes, &stream));
+        });
+        match done.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok(result) => result,
+            Err(_) => {
+                // Unblock the stuck send so the thread can end, then fail.
+                let _ = server.shutdown(std::net::Shutdown::Both);
+                panic!("deliver blocked on a client that does not read");
+            }
+        }
+    }
+
+    #[test]
+    fn a_partial_send_queues_exactly_the_rest() {
+        let (server, client) = sockets();
+        let big: Bytes = (0..16 * 1024 * 1024u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>()
+            .into();
+        let (tx, rx) = outbox(64 * 1024 * 1024);
+        deliver_without_blocking(&tx, &big, &server).unwrap();
+        let rest = rx
+            .try_recv()
+            .expect("what the socket did not take is queued");
+        assert!(!rest.is_empty() && rest.len() < big.len(), "{}", rest.len());
+        assert_eq!(tx.shared.queued.load(Ordering::Acquire), rest.len());
+        assert!(rx.try_recv().is_err());
+        // The writer's share and the fast path's share make up the message, in order.
+        let writer = std::thread::spawn(move || {
+            let _lock = rx.lock();
+            std::io::Write::write_all(&mut &*server, &rest).unwrap();
+            rx.written(rest.len());
+        });
+        let mut got = vec![0u8; big.len()];
+        std::io::Read::read_exact(&mut &client, &mut got).unwrap();
+        writer.join().unwrap();
+        assert!(got[..] == big[..], "the bytes differ");
+    }
+
+    #[test]
+    fn a_full_socket_queues_the_whole_message() {
+        let (server, _client) = sockets();
+        // Fill the socket until it takes nothing more.
+        let chunk = vec![b'f'; 64 * 1024];
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        while SockRef::from(&*server)
+            .send_with_flags(&chunk, flags)
+            .is_ok()
+        {}
+        let (tx, rx) = outbox(1024);
+        deliver_without_blocking(&tx, &b("whole\n"), &server).unwrap();
+        assert_eq!(&*rx.try_recv().unwrap(), b"whole\n");
+        assert_eq!(tx.shared.queued.load(Ordering::Acquire), 6);
+    }
+
+    #[test]
+    fn a_dead_socket_is_reported_closed_and_nothing_is_queued() {
+        let (server, _client) = sockets();
+        server.shutdown(std::net::Shutdown::Write).unwrap();
+        let (tx, rx) = outbox(1024);
+        assert_eq!(tx.deliver(&b("lost\n"), &server), Err(PushError::Closed));
+        assert!(rx.try_recv().is_err());
+        assert_eq!(tx.shared.queued.load(Ordering::Acquire), 0);
     }
 }

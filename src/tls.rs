@@ -69,8 +69,17 @@ impl Write for &Transport {
 pub struct TlsStream {
     conn: Mutex<Connection>,
     sock: Arc<TcpStream>,
-    /// Raw bytes read from the socket; only the reading thread uses it.
-    raw: Mutex<Vec<u8>>,
+    /// Raw bytes read from the socket and not yet given to rustls; only the reading thread
+    /// uses it. rustls refuses more input while its plaintext buffer is full, so bytes are
+    /// fed only once the plaintext before them has been read out, and the rest waits here.
+    raw: Mutex<RawBuf>,
+}
+
+/// Bytes read from the socket: `buf[start..end]` are still to be fed to rustls.
+struct RawBuf {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
 }
 
 impl TlsStream {
@@ -94,7 +103,11 @@ impl TlsStream {
         TlsStream {
             conn: Mutex::new(conn),
             sock,
-            raw: Mutex::new(vec![0u8; 16 * 1024]),
+            raw: Mutex::new(RawBuf {
+                buf: vec![0u8; 16 * 1024],
+                start: 0,
+                end: 0,
+            }),
         }
     }
 
@@ -115,29 +128,39 @@ impl TlsStream {
         loop {
             {
                 let mut conn = self.lock();
+                // Plaintext first: only an empty plaintext buffer may take more input.
                 match conn.reader().read(buf) {
                     Ok(n) => return Ok(n),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
                 }
+                if raw.start < raw.end {
+                    let RawBuf {
+                        buf: bytes,
+                        start,
+                        end,
+                    } = &mut *raw;
+                    let mut fed = &bytes[*start..*end];
+                    let taken = conn.read_tls(&mut fed);
+                    *start = *end - fed.len();
+                    taken?;
+                    if let Err(e) = conn.process_new_packets() {
+                        // Tell the peer why (an alert), then give up on the connection.
+                        let _ = Self::send_pending(&mut conn, &self.sock);
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                    }
+                    Self::send_pending(&mut conn, &self.sock)?;
+                    continue;
+                }
                 Self::send_pending(&mut conn, &self.sock)?;
             }
             // Unlocked: the writer may encrypt and send meanwhile.
-            let n = (&*self.sock).read(&mut raw)?;
+            let n = (&*self.sock).read(&mut raw.buf)?;
             if n == 0 {
                 return Ok(0);
             }
-            let mut conn = self.lock();
-            let mut fed = &raw[..n];
-            while !fed.is_empty() {
-                conn.read_tls(&mut fed)?;
-                if let Err(e) = conn.process_new_packets() {
-                    // Tell the peer why (an alert), then give up on the connection.
-                    let _ = Self::send_pending(&mut conn, &self.sock);
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-                }
-            }
-            Self::send_pending(&mut conn, &self.sock)?;
+            raw.start = 0;
+            raw.end = n;
         }
     }
 
@@ -247,3 +270,74 @@ pub const TLS_HANDSHAKE: u8 = 0x16;
 
 /// A buffered reader over a transport, as the connection threads use it.
 pub type TransportReader<'a> = BufReader<&'a Transport>;
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A server and a client `Transport` over one loopback connection.
+    fn pair() -> (Transport, Transport) {
+        let dir = tempfile::tempdir().unwrap();
+        make_dev_cert(dir.path(), &["localhost".into()]).unwrap();
+        let server_config =
+            server_config(&dir.path().join("cert.pem"), &dir.path().join("key.pem")).unwrap();
+        let client_config = client_config(Some(&dir.path().join("cert.pem"))).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepting = std::thread::spawn(move || listener.accept().unwrap().0);
+        let client = TcpStream::connect(addr).unwrap();
+        let server = Arc::new(accepting.join().unwrap());
+        for s in [&client, &*server] {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        }
+        let name = ServerName::try_from("localhost").unwrap();
+        let client = TlsStream::client(client_config, name, Arc::new(client)).unwrap();
+        let server = TlsStream::server(server_config, server).unwrap();
+        (
+            Transport::Tls(Box::new(server)),
+            Transport::Tls(Box::new(client)),
+        )
+    }
+
+    /// Full-size records followed by small ones, read through a small buffer: the reader
+    /// must never give rustls more input while a record's worth of plaintext waits in it
+    /// (rustls then fails with "received plaintext buffer full").
+    #[test]
+    fn large_and_small_records_arrive_whole_through_a_small_buffer() {
+        let (server, client) = pair();
+        let mut sent = Vec::new();
+        for i in 0..40u8 {
+            sent.extend(std::iter::repeat_n(b'a' + i % 26, 16 * 1024));
+            for j in 0..8u8 {
+                sent.extend_from_slice(&[b'0' + j; 10]);
+            }
+        }
+        let expected = sent.len();
+        // The client reads in its own thread, which also drives its side of the handshake.
+        (&client).write_all(b"hi").unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 100];
+            while got.len() < expected {
+                let n = (&client).read(&mut buf).unwrap();
+                assert!(n > 0, "the stream ended after {} bytes", got.len());
+                got.extend_from_slice(&buf[..n]);
+            }
+            got
+        });
+        // Before the handshake ends rustls takes only so much plaintext: wait for it.
+        let mut hi = [0u8; 2];
+        (&server).read_exact(&mut hi).unwrap();
+        let mut w = &server;
+        for chunk in sent.chunks(16 * 1024 + 80) {
+            w.write_all(&chunk[..16 * 1024]).unwrap();
+            for small in chunk[16 * 1024..].chunks(10) {
+                w.write_all(small).unwrap();
+            }
+        }
+        assert!(reader.join().unwrap() == sent, "the bytes differ");
+    }
+}

@@ -218,6 +218,8 @@ impl Client {
                 Ok(0) => break,
                 Ok(n) => rest.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                // A signal interrupted the read (EINTR): nothing was lost, read again.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => self.fail(&format!("read failed while waiting for close: {e}")),
             }
         }

@@ -46,8 +46,12 @@ impl TlsClient {
                 }
                 None => {
                     let mut chunk = [0u8; 4096];
-                    let n = std::io::Read::read(&mut &*self.transport, &mut chunk)
-                        .unwrap_or_else(|e| panic!("read failed: {e}\n{:#?}", self.transcript));
+                    let n = match std::io::Read::read(&mut &*self.transport, &mut chunk) {
+                        Ok(n) => n,
+                        // A signal interrupted the read (EINTR): nothing was lost.
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => panic!("read failed: {e}\n{:#?}", self.transcript),
+                    };
                     assert!(n > 0, "closed; transcript {:#?}", self.transcript);
                     self.buf.extend_from_slice(&chunk[..n]);
                     continue;
