@@ -330,31 +330,97 @@ pub fn users_command(
 pub struct Auth {
     pub directory: Directory,
     pub throttle: Throttle,
+    /// Runs the password checks, a few at a time.
+    pub checker: Checker,
     /// Only accounts may connect.
     pub private: bool,
 }
 
+/// What a password check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The password is right: the account it opens.
+    Granted(Account),
+    /// Wrong password, or no such account.
+    Refused,
+    /// Every checker is busy and the queue is full, or the deadline passed first: nothing was
+    /// decided (and no failure counted).
+    Busy,
+}
+
 impl Auth {
-    /// Checks `password` for `name`: `Some(standing)` when it is right. An unknown name is
-    /// checked against a dummy hash, so the time taken does not tell whether the name exists.
-    pub fn check(&self, name: &str, password: &str) -> Option<Standing> {
+    /// Checks `password` for `name` on the checker pool, waiting at most until `deadline`. An
+    /// unknown name is checked against a dummy hash, so the time taken does not tell whether
+    /// the name exists.
+    pub fn check(&self, name: &str, password: &str, deadline: Instant) -> Verdict {
         static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        match self.directory.lookup(name) {
-            Some(account) => {
-                verify_password(password, &account.password_hash).then(|| account.role.into())
-            }
-            None => {
-                let dummy =
-                    DUMMY.get_or_init(|| hash_password("no such account").unwrap_or_default());
-                let _ = verify_password(password, dummy);
-                None
-            }
+        let account = self.directory.lookup(name);
+        let hash = match &account {
+            Some(a) => a.password_hash.clone(),
+            None => DUMMY
+                .get_or_init(|| hash_password("no such account").unwrap_or_default())
+                .clone(),
+        };
+        match self.checker.verify(password, hash, deadline) {
+            Some(true) => account.map_or(Verdict::Refused, Verdict::Granted),
+            Some(false) => Verdict::Refused,
+            None => Verdict::Busy,
         }
     }
 
-    /// Whether `name` must give a password.
-    pub fn needs_password(&self, name: &str) -> bool {
-        self.private || self.directory.lookup(name).is_some()
+    /// Whether `name` is an account's (and so must give its password).
+    pub fn is_registered(&self, name: &str) -> bool {
+        self.directory.lookup(name).is_some()
+    }
+}
+
+/// Password checks on a small fixed pool of threads.
+///
+/// Argon2id takes tens of milliseconds and 19 MiB by design. Run on each connection's own
+/// thread, sixty logins at once cost sixty times that, and the allocator keeps each thread's
+/// share afterwards (1.7 GiB was seen). Here at most `threads` checks run at once, on threads
+/// that reuse their memory; at most `queue` more wait, and past that a login is told the server
+/// is busy. The connection thread waits for its answer; the broadcaster never does.
+pub struct Checker {
+    jobs: crossbeam_channel::Sender<Job>,
+}
+
+/// One password to check, and where the answer goes.
+struct Job {
+    password: String,
+    hash: String,
+    answer: crossbeam_channel::Sender<bool>,
+}
+
+impl Checker {
+    /// Starts `threads` checker threads with room for `queue` waiting checks.
+    pub fn new(threads: usize, queue: usize) -> Result<Checker> {
+        let (jobs, rx) = crossbeam_channel::bounded::<Job>(queue);
+        for i in 0..threads {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("password-{i}"))
+                .spawn(move || {
+                    for job in rx {
+                        let ok = verify_password(&job.password, &job.hash);
+                        let _ = job.answer.send(ok);
+                    }
+                })
+                .map_err(|e| Error::io("cannot start a password checker thread", e))?;
+        }
+        Ok(Checker { jobs })
+    }
+
+    /// `Some(matches)`, or `None` when the queue is full or `deadline` passes first.
+    pub fn verify(&self, password: &str, hash: String, deadline: Instant) -> Option<bool> {
+        let (answer, rx) = crossbeam_channel::bounded(1);
+        let job = Job {
+            password: password.to_string(),
+            hash,
+            answer,
+        };
+        self.jobs.try_send(job).ok()?;
+        rx.recv_deadline(deadline).ok()
     }
 }
 
@@ -365,6 +431,10 @@ const FORGET_ABOVE: usize = 100_000;
 /// Failed logins, per address and per name: each failure makes the next answer wait longer
 /// (doubling from `base`, at most 30 s), and `lockout_after` failures within `window` lock the
 /// name or address out for the rest of the window.
+///
+/// An attempt counts as a failure from the moment it starts ([`Throttle::attempt`]) and is
+/// taken back only when it succeeds, so attempts that arrive together cannot all slip under
+/// the lockout: the eleventh of sixty simultaneous guesses is already locked out.
 pub struct Throttle {
     base: Duration,
     window: Duration,
@@ -389,36 +459,64 @@ impl Throttle {
         ]
     }
 
-    /// `Some(time left)` when this address or name is locked out now.
-    pub fn locked(&self, ip: IpAddr, name: &str) -> Option<Duration> {
-        self.locked_at(ip, name, Instant::now())
+    /// Starts a login attempt for `name` from `ip`: `Err(time left)` when either is locked
+    /// out; otherwise the attempt is counted as a failure now and `Ok(wait)` says how long to
+    /// wait before answering if it does fail.
+    pub fn attempt(&self, ip: IpAddr, name: &str) -> std::result::Result<Duration, Duration> {
+        self.attempt_at(ip, name, Instant::now())
     }
 
-    /// Records a failure; returns how long to wait before answering.
-    pub fn failed(&self, ip: IpAddr, name: &str) -> Duration {
-        self.failed_at(ip, name, Instant::now())
+    /// The attempt succeeded: forgets the failures of the name (not of the address) and takes
+    /// back the failure this attempt counted for the address.
+    pub fn succeeded(&self, ip: IpAddr, name: &str) {
+        let [ip_key, name_key] = Self::keys(ip, name);
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&name_key);
+        if let Some(entry) = map.get_mut(&ip_key) {
+            entry.0 = entry.0.saturating_sub(1);
+            if entry.0 == 0 {
+                map.remove(&ip_key);
+            }
+        }
     }
 
-    /// [`Throttle::locked`] at the time `now` (a parameter, so tests need not wait).
-    fn locked_at(&self, ip: IpAddr, name: &str, now: Instant) -> Option<Duration> {
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        Self::keys(ip, name)
+    /// The attempt was never checked (the checkers were busy): takes back what it counted.
+    pub fn withdraw(&self, ip: IpAddr, name: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        for key in Self::keys(ip, name) {
+            if let Some(entry) = map.get_mut(&key) {
+                entry.0 = entry.0.saturating_sub(1);
+                if entry.0 == 0 {
+                    map.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// [`Throttle::attempt`] at the time `now` (a parameter, so tests need not wait).
+    fn attempt_at(
+        &self,
+        ip: IpAddr,
+        name: &str,
+        now: Instant,
+    ) -> std::result::Result<Duration, Duration> {
+        let keys = Self::keys(ip, name);
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let locked = keys
             .iter()
             .filter_map(|k| map.get(k))
             .filter(|(n, at)| *n >= self.lockout_after && now - *at < self.window)
             .map(|(_, at)| self.window - (now - *at))
-            .max()
-    }
-
-    /// [`Throttle::failed`] at the time `now`.
-    fn failed_at(&self, ip: IpAddr, name: &str, now: Instant) -> Duration {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            .max();
+        if let Some(left) = locked {
+            return Err(left);
+        }
         if map.len() > FORGET_ABOVE {
             let window = self.window;
             map.retain(|_, (_, at)| now - *at < window);
         }
         let mut worst = 0;
-        for k in Self::keys(ip, name) {
+        for k in keys {
             let entry = map.entry(k).or_insert((0, now));
             if now - entry.1 >= self.window {
                 *entry = (0, now);
@@ -427,14 +525,10 @@ impl Throttle {
             entry.1 = now;
             worst = worst.max(entry.0);
         }
-        (self.base * 2u32.saturating_pow(worst.saturating_sub(1).min(16)))
-            .min(Duration::from_secs(30))
-    }
-
-    /// Forgets the failures of a name after a successful login (not of the address).
-    pub fn succeeded(&self, name: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&format!("name:{}", protocol::name_key(name)));
+        Ok(
+            (self.base * 2u32.saturating_pow(worst.saturating_sub(1).min(16)))
+                .min(Duration::from_secs(30)),
+        )
     }
 }
 
@@ -484,17 +578,37 @@ mod tests {
     fn the_throttle_grows_and_locks_out() {
         let t = Throttle::new(Duration::from_millis(10), Duration::from_secs(60), 3);
         let ip: IpAddr = "198.51.100.9".parse().unwrap();
-        assert_eq!(t.failed(ip, "bob"), Duration::from_millis(10));
-        assert_eq!(t.failed(ip, "bob"), Duration::from_millis(20));
-        assert!(t.locked(ip, "bob").is_none());
-        assert_eq!(t.failed(ip, "bob"), Duration::from_millis(40));
-        assert!(t.locked(ip, "bob").is_some());
+        assert_eq!(t.attempt(ip, "bob"), Ok(Duration::from_millis(10)));
+        assert_eq!(t.attempt(ip, "bob"), Ok(Duration::from_millis(20)));
+        assert_eq!(t.attempt(ip, "bob"), Ok(Duration::from_millis(40)));
+        assert!(t.attempt(ip, "bob").is_err(), "the fourth is locked out");
         // The address is locked out for every name; another address, for this name only.
-        assert!(t.locked(ip, "carol").is_some());
+        assert!(t.attempt(ip, "carol").is_err());
         let other: IpAddr = "198.51.100.10".parse().unwrap();
-        assert!(t.locked(other, "BOB").is_some());
-        assert!(t.locked(other, "carol").is_none());
+        assert!(t.attempt(other, "BOB").is_err());
+        assert!(t.attempt(other, "carol").is_ok());
     }
+
+    /// Attempts that start together are counted before any is checked: however many arrive
+    /// at once, no more than the lockout get a check.
+    #[test]
+    fn simultaneous_attempts_cannot_pass_the_lockout() {
+        let t = Throttle::new(Duration::ZERO, Duration::from_secs(60), 10);
+        let ip: IpAddr = "198.51.100.9".parse().unwrap();
+        let started = (0..60).filter(|_| t.attempt(ip, "alice").is_ok()).count();
+        assert_eq!(started, 10);
+        // A success takes back its own count for the address and clears the name.
+        t.succeeded(ip, "alice");
+        assert!(t.attempt(ip, "alice").is_ok());
+        assert!(t.attempt(ip, "alice").is_err());
+        // An attempt never checked is taken back whole.
+        let t = Throttle::new(Duration::ZERO, Duration::from_secs(60), 1);
+        t.attempt(ip, "bob").unwrap();
+        t.withdraw(ip, "bob");
+        assert!(t.attempt(ip, "bob").is_ok());
+        assert!(t.failures.lock().unwrap().len() == 2);
+    }
+
     /// A symbolic link to itself: opening it fails with an error other than "not found".
     fn unreadable(dir: &Path, file: &str) -> PathBuf {
         let path = dir.join(file);
@@ -556,27 +670,56 @@ mod tests {
     }
 
     #[test]
-    fn auth_checks_passwords_and_says_who_must_give_one() {
+    fn auth_checks_passwords_on_the_pool_and_knows_registered_names() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(USERS_FILE);
         let mut accounts = Accounts::default();
         accounts.add("erin", "secret", Role::Admin).unwrap();
         accounts.add("frank", "secret", Role::Member).unwrap();
         accounts.save(&path).unwrap();
-        let auth = |private| Auth {
+        let auth = Auth {
             directory: Directory::open(path.clone()).unwrap(),
             throttle: Throttle::new(Duration::ZERO, Duration::from_secs(60), 3),
-            private,
+            checker: Checker::new(1, 4).unwrap(),
+            private: false,
         };
-        let open = auth(false);
-        assert_eq!(open.check("erin", "secret"), Some(Standing::Admin));
-        assert_eq!(open.check("Frank", "secret"), Some(Standing::Member));
-        assert_eq!(open.check("erin", "wrong"), None);
-        assert_eq!(open.check("nobody", "secret"), None);
-        assert!(open.needs_password("erin"));
-        assert!(!open.needs_password("guest"));
-        let private = auth(true);
-        assert!(private.needs_password("erin") && private.needs_password("guest"));
+        let soon = || Instant::now() + Duration::from_secs(5);
+        let granted = |v: Verdict| match v {
+            Verdict::Granted(a) => (a.name, a.role),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            granted(auth.check("erin", "secret", soon())),
+            ("erin".into(), Role::Admin)
+        );
+        // The account's own name comes back, whatever case or look-alike was typed.
+        assert_eq!(
+            granted(auth.check("FRANK", "secret", soon())),
+            ("frank".into(), Role::Member)
+        );
+        assert_eq!(auth.check("erin", "wrong", soon()), Verdict::Refused);
+        assert_eq!(auth.check("nobody", "secret", soon()), Verdict::Refused);
+        // A look-alike of an account's name (Cyrillic а) is that account's name.
+        assert!(auth.is_registered("Erin") && auth.is_registered("fr\u{430}nk"));
+        assert!(!auth.is_registered("guest"));
+        // A deadline already past decides nothing.
+        assert_eq!(auth.check("erin", "secret", Instant::now()), Verdict::Busy);
+    }
+
+    #[test]
+    fn a_full_queue_is_busy_and_a_late_answer_is_no_answer() {
+        // No checker threads at all: nothing is ever taken from the queue.
+        let checker = Checker::new(0, 1).unwrap();
+        let hash = hash_password("pw").unwrap();
+        let soon = Instant::now() + Duration::from_millis(50);
+        assert_eq!(checker.verify("pw", hash.clone(), soon), None, "deadline");
+        let later = Instant::now() + Duration::from_secs(60);
+        let started = Instant::now();
+        assert_eq!(checker.verify("pw", hash, later), None, "queue full");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "refused at once"
+        );
     }
 
     #[test]
@@ -632,12 +775,13 @@ mod tests {
         let t = Throttle::new(Duration::from_millis(10), Duration::from_secs(60), 5);
         let ip: IpAddr = "198.51.100.9".parse().unwrap();
         let other: IpAddr = "198.51.100.10".parse().unwrap();
-        t.failed(ip, "bob");
-        t.failed(ip, "bob");
-        t.succeeded("bob");
-        // From another address the name starts again; this address keeps its count.
-        assert_eq!(t.failed(other, "bob"), Duration::from_millis(10));
-        assert_eq!(t.failed(ip, "carol"), Duration::from_millis(40));
+        t.attempt(ip, "bob").unwrap();
+        t.attempt(ip, "bob").unwrap();
+        t.attempt(ip, "bob").unwrap();
+        t.succeeded(ip, "bob");
+        // From another address the name starts again; this address keeps its two failures.
+        assert_eq!(t.attempt(other, "bob"), Ok(Duration::from_millis(10)));
+        assert_eq!(t.attempt(ip, "carol"), Ok(Duration::from_millis(40)));
     }
 
     #[test]
@@ -647,22 +791,30 @@ mod tests {
         let ip: IpAddr = "198.51.100.9".parse().unwrap();
         let t0 = Instant::now();
         let at = |secs: u64| t0 + Duration::from_secs(secs);
-        t.failed_at(ip, "bob", at(0));
-        t.failed_at(ip, "bob", at(10));
-        assert_eq!(t.locked_at(ip, "bob", at(10)), Some(window));
         assert_eq!(
-            t.locked_at(ip, "bob", at(40)),
-            Some(Duration::from_secs(30))
+            t.attempt_at(ip, "bob", at(0)),
+            Ok(Duration::from_millis(10))
         );
-        assert_eq!(t.locked_at(ip, "bob", at(69)), Some(Duration::from_secs(1)));
         assert_eq!(
-            t.locked_at(ip, "bob", at(70)),
-            None,
-            "the window has passed"
+            t.attempt_at(ip, "bob", at(10)),
+            Ok(Duration::from_millis(20))
         );
-        // A failure after the window starts the count again.
-        assert_eq!(t.failed_at(ip, "bob", at(70)), Duration::from_millis(10));
-        assert_eq!(t.locked_at(ip, "bob", at(70)), None);
+        assert_eq!(t.attempt_at(ip, "bob", at(10)), Err(window));
+        assert_eq!(
+            t.attempt_at(ip, "bob", at(40)),
+            Err(Duration::from_secs(30))
+        );
+        assert_eq!(t.attempt_at(ip, "bob", at(69)), Err(Duration::from_secs(1)));
+        // The window has passed: the count starts again.
+        assert_eq!(
+            t.attempt_at(ip, "bob", at(70)),
+            Ok(Duration::from_millis(10))
+        );
+        assert_eq!(
+            t.attempt_at(ip, "bob", at(70)),
+            Ok(Duration::from_millis(20))
+        );
+        assert_eq!(t.attempt_at(ip, "bob", at(70)), Err(window));
     }
 
     #[test]
@@ -674,19 +826,19 @@ mod tests {
         let ip = |n: u32| IpAddr::V4(std::net::Ipv4Addr::from(n));
         // Each failure is two keys: its address and its name.
         for n in 0..(FORGET_ABOVE / 2) as u32 - 2 {
-            t.failed_at(ip(n), &format!("n{n}"), at(0));
+            t.attempt_at(ip(n), &format!("n{n}"), at(0)).unwrap();
         }
-        t.failed_at(ip(1 << 29), "edge", at(1));
-        t.failed_at(ip(1 << 30), "late", at(2));
+        t.attempt_at(ip(1 << 29), "edge", at(1)).unwrap();
+        t.attempt_at(ip(1 << 30), "late", at(2)).unwrap();
         assert_eq!(t.failures.lock().unwrap().len(), FORGET_ABOVE);
-        t.failed_at(ip(1 << 31), "later", at(60));
+        t.attempt_at(ip(1 << 31), "later", at(60)).unwrap();
         assert_eq!(
             t.failures.lock().unwrap().len(),
             FORGET_ABOVE + 2,
             "not above yet"
         );
         // At 61 s the failures of 0 s and 1 s are a window old, those of 2 s are not.
-        t.failed_at(ip(3 << 30), "last", at(61));
+        t.attempt_at(ip(3 << 30), "last", at(61)).unwrap();
         let mut kept: Vec<String> = t.failures.lock().unwrap().keys().cloned().collect();
         kept.sort();
         assert_eq!(

@@ -5,6 +5,7 @@
 //! outbox; everything else goes through the broadcaster. The writer coalesces whatever is
 //! queued into one `write`, so a burst costs one syscall rather than one per message.
 
+use std::cell::Cell;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
@@ -13,13 +14,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use log::debug;
 
-use crate::accounts::Auth;
+use crate::accounts::{Auth, Verdict};
 use crate::error::is_hangup;
 use crate::hub::Event;
 use crate::lines::{Line, LineReader};
-use crate::outbox::{Outbox, OutboxReceiver};
+use crate::outbox::{Outbox, OutboxReceiver, PushError};
 use crate::protocol::{self, ErrorCode, Hello, Mode, ProtocolError, Request, ServerMsg, Standing};
-use crate::tls::Transport;
+use crate::tls::{DeadlineReader, Transport, TransportReader};
 
 /// The reader's buffer. Chat lines are short; a small buffer keeps an idle connection small
 /// (a longer line simply takes several reads; `LineReader` bounds the line itself).
@@ -53,11 +54,15 @@ pub struct Reader {
     pub ping_timeout: Duration,
     /// A silent human-mode client is dropped after this long.
     pub idle_timeout: Duration,
+    /// Set when an answer did not fit in the outbox: the client does not read what it asks
+    /// for, so the connection is ended as a slow consumer.
+    pub overflowed: Cell<bool>,
 }
 
 /// The outcome of a login.
 enum Login {
-    Granted(Standing),
+    /// In, as a guest (`None`) or to an account (its name as registered, and its role).
+    Granted(Option<(String, Standing)>),
     /// Refused; the client was told and may try again.
     Refused,
     /// The connection ended (closed, or the handshake ran out of time).
@@ -76,6 +81,7 @@ impl Reader {
     /// Serves the connection until it ends, then tells the broadcaster why.
     pub fn run(self) {
         let reason = match self.serve() {
+            _ if self.overflowed.get() => crate::hub::SLOW_CONSUMER.to_string(),
             Ok(reason) => reason,
             Err(e) if is_hangup(&e) => "connection reset".to_string(),
             Err(e) => format!("read error: {e}"),
@@ -89,19 +95,26 @@ impl Reader {
 
     /// Returns the reason the connection ended, for `data.csv`.
     fn serve(&self) -> io::Result<String> {
+        // The whole handshake (TLS, name, password) has one deadline, however slowly the
+        // peer trickles its bytes.
+        let deadline = Instant::now() + self.handshake_timeout;
         if self.transport.is_tls()
-            && let Some(reason) = self.refuse_plain_text()?
+            && let Some(reason) = self.refuse_plain_text(deadline)?
         {
             return Ok(reason);
         }
         let mut lines = LineReader::new(
-            BufReader::with_capacity(READ_BUFFER, &*self.transport),
+            BufReader::with_capacity(
+                READ_BUFFER,
+                DeadlineReader::new(&self.transport, Some(deadline)),
+            ),
             self.max_line,
         );
-        let mode = match self.handshake(&mut lines)? {
+        let mode = match self.handshake(&mut lines, deadline)? {
             Ok(mode) => mode,
             Err(reason) => return Ok(reason),
         };
+        lines.get_mut().get_mut().deadline = None;
         self.transport.socket().set_read_timeout(None)?;
         self.chat(&mut lines, mode)
     }
@@ -112,16 +125,11 @@ impl Reader {
     #[inline(never)]
     fn handshake(
         &self,
-        lines: &mut LineReader<BufReader<&Transport>>,
+        lines: &mut LineReader<TransportReader<'_>>,
+        deadline: Instant,
     ) -> io::Result<Result<Mode, String>> {
         self.send_raw(protocol::GREETING.as_bytes());
-        let deadline = Instant::now() + self.handshake_timeout;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(Err(self.handshake_timed_out()));
-            }
-            self.transport.socket().set_read_timeout(Some(left))?;
             let line = match lines.read_line() {
                 Ok(line) => line,
                 Err(e) if is_timeout(&e) => return Ok(Err(self.handshake_timed_out())),
@@ -155,7 +163,13 @@ impl Reader {
                 }
             };
             match self.log_in(lines, &hello, deadline)? {
-                Login::Granted(standing) => hello.standing = standing,
+                Login::Granted(account) => {
+                    if let Some((name, standing)) = account {
+                        hello.name = name.clone();
+                        hello.account = Some(name);
+                        hello.standing = standing;
+                    }
+                }
                 Login::Refused => {
                     self.prompt_again(hello.mode);
                     continue;
@@ -181,33 +195,26 @@ impl Reader {
         }
     }
 
-    /// Checks the password when the name needs one (a registered name, or any name on a
-    /// private server). Wrong passwords wait longer each time and are logged; the answer is
-    /// the same whether or not the name exists.
+    /// Checks the password when there is one to check. A registered name (or any name on a
+    /// private server) must give its password. In human mode, once the server has accounts,
+    /// every name is asked (an empty answer joins as a guest): so a mistyped name never turns
+    /// the password typed next into a chat line, and the prompt does not tell which names are
+    /// registered. Each attempt counts against the throttle before it is checked; wrong
+    /// passwords wait longer each time and are logged.
     #[inline(never)]
     fn log_in(
         &self,
-        lines: &mut LineReader<BufReader<&Transport>>,
+        lines: &mut LineReader<TransportReader<'_>>,
         hello: &Hello,
         deadline: Instant,
     ) -> io::Result<Login> {
         let mode = hello.mode;
-        if !self.auth.needs_password(&hello.name) {
-            return Ok(Login::Granted(Standing::Guest));
-        }
-        let ip = self.peer.ip();
-        if let Some(left) = self.auth.throttle.locked(ip, &hello.name) {
-            let msg = format!(
-                "too many failed logins; try again in {} s",
-                left.as_secs() + 1
-            );
-            self.send(mode, &ServerMsg::failure(ErrorCode::LoginLocked, msg));
-            return Ok(Login::Refused);
-        }
+        let private = self.auth.private;
+        let registered = self.auth.is_registered(&hello.name);
         let password = match mode {
             Mode::Json => match &hello.password {
                 Some(p) => p.clone(),
-                None => {
+                None if registered || private => {
                     let msg = format!(
                         "{} needs a password: send {{\"type\":\"hello\",\"name\":...,\"password\":...}}",
                         hello.name
@@ -215,17 +222,21 @@ impl Reader {
                     self.send(mode, &ServerMsg::failure(ErrorCode::PasswordRequired, msg));
                     return Ok(Login::Refused);
                 }
+                None => return Ok(Login::Granted(None)),
             },
             Mode::Human => {
-                self.send_raw(format!("Password for {}:\n", hello.name).as_bytes());
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Ok(Login::Ended(self.handshake_timed_out()));
+                if !private && !self.auth.directory.any() {
+                    return Ok(Login::Granted(None));
                 }
-                self.transport.socket().set_read_timeout(Some(left))?;
+                let prompt = if private {
+                    format!("Password for {}:\n", hello.name)
+                } else {
+                    format!("Password for {} (empty: join as a guest):\n", hello.name)
+                };
+                self.send_raw(prompt.as_bytes());
                 match lines.read_line() {
                     Ok(Line::Complete(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
-                    Ok(Line::TooLong) => String::new(),
+                    Ok(Line::TooLong) => "\u{0}too long".to_string(),
                     Ok(Line::Eof | Line::EofMidLine) => {
                         return Ok(Login::Ended("closed during handshake".into()));
                     }
@@ -236,17 +247,40 @@ impl Reader {
                 }
             }
         };
-        if let Some(standing) = self.auth.check(&hello.name, &password) {
-            self.auth.throttle.succeeded(&hello.name);
-            return Ok(Login::Granted(standing));
+        if password.is_empty() && !registered && !private {
+            return Ok(Login::Granted(None));
         }
-        let wait = self.auth.throttle.failed(ip, &hello.name);
+        let ip = self.peer.ip();
+        let wait = match self.auth.throttle.attempt(ip, &hello.name) {
+            Ok(wait) => wait,
+            Err(left) => {
+                let msg = format!(
+                    "too many failed logins; try again in {} s",
+                    left.as_secs() + 1
+                );
+                self.send(mode, &ServerMsg::failure(ErrorCode::LoginLocked, msg));
+                return Ok(Login::Refused);
+            }
+        };
+        match self.auth.check(&hello.name, &password, deadline) {
+            Verdict::Granted(account) => {
+                self.auth.throttle.succeeded(ip, &hello.name);
+                return Ok(Login::Granted(Some((account.name, account.role.into()))));
+            }
+            Verdict::Busy => {
+                self.auth.throttle.withdraw(ip, &hello.name);
+                let msg = "the server is busy checking passwords; try again in a moment";
+                self.send(mode, &ServerMsg::failure(ErrorCode::LoginBusy, msg.into()));
+                return Ok(Login::Refused);
+            }
+            Verdict::Refused => {}
+        }
         let _ = self.events.send(Event::LoginFailed {
             conn: self.conn,
             name: hello.name.clone(),
             why: "wrong password or no such account".into(),
         });
-        std::thread::sleep(wait);
+        std::thread::sleep(wait.min(deadline.saturating_duration_since(Instant::now())));
         let msg = "invalid name or password".to_string();
         self.send(mode, &ServerMsg::failure(ErrorCode::LoginFailed, msg));
         Ok(Login::Refused)
@@ -254,11 +288,7 @@ impl Reader {
 
     /// Reads requests until the connection ends; returns why it ended.
     #[inline(never)]
-    fn chat(
-        &self,
-        lines: &mut LineReader<BufReader<&Transport>>,
-        mode: Mode,
-    ) -> io::Result<String> {
+    fn chat(&self, lines: &mut LineReader<TransportReader<'_>>, mode: Mode) -> io::Result<String> {
         let mut paste: Option<Paste> = None;
         // When the server pinged this (JSON) client and is waiting for any line back.
         let mut pinged = false;
@@ -428,9 +458,10 @@ impl Reader {
     /// TLS connection starts with a handshake record.
     #[cold]
     #[inline(never)]
-    fn refuse_plain_text(&self) -> io::Result<Option<String>> {
+    fn refuse_plain_text(&self, deadline: Instant) -> io::Result<Option<String>> {
         let sock = self.transport.socket();
-        sock.set_read_timeout(Some(self.handshake_timeout))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
         let mut first = [0u8; 1];
         match sock.peek(&mut first) {
             Ok(0) => return Ok(Some("closed during handshake".into())),
@@ -488,10 +519,17 @@ impl Reader {
         self.send_raw(&protocol::encode(msg, mode));
     }
 
-    /// Queues bytes for this connection's writer. A full outbox means the client is not
-    /// reading; the broadcaster disconnects such clients, so the line is dropped here.
+    /// Queues bytes for this connection's writer. A full outbox means the client does not
+    /// read what it asks for: like any slow consumer it is disconnected (the socket is shut,
+    /// so the next read ends the connection), and nothing more is queued.
     fn send_raw(&self, bytes: &[u8]) {
-        let _ = self.outbox.push(Arc::from(bytes));
+        if self.overflowed.get() {
+            return;
+        }
+        if self.outbox.push(Arc::from(bytes)) == Err(PushError::Full) {
+            self.overflowed.set(true);
+            let _ = self.transport.socket().shutdown(Shutdown::Both);
+        }
     }
 }
 
@@ -519,18 +557,18 @@ pub fn write_loop(conn: u64, transport: Arc<Transport>, outbox: OutboxReceiver) 
         // Hold the write lock from here, so the broadcaster's fast path cannot slip a later
         // message onto the socket before these.
         let _writing = outbox.lock();
-        let mut taken = first.len();
+        let mut taken = crate::outbox::charge(&first);
         let result = match outbox.try_recv() {
             Err(_) => (&*transport).write_all(&first),
             Ok(second) => {
-                taken += second.len();
+                taken += crate::outbox::charge(&second);
                 buf.clear();
                 buf.extend_from_slice(&first);
                 buf.extend_from_slice(&second);
                 while buf.len() < MAX_COALESCE {
                     match outbox.try_recv() {
                         Ok(more) => {
-                            taken += more.len();
+                            taken += crate::outbox::charge(&more);
                             buf.extend_from_slice(&more);
                         }
                         Err(_) => break,

@@ -11,6 +11,7 @@
 //! - [`protocol`]: the wire format as pure functions: parsing client lines, encoding server
 //!   events in human or JSON mode, and the rules for names and message text. No I/O.
 //! - [`lines`]: a line reader with a hard length limit, over any `BufRead`.
+//! - [`names`]: what a name may be, and when two names are the same (confusable skeletons).
 //! - [`storage`]: the CSV formats of `messages.csv` and `data.csv`, staged writes, and reading
 //!   records backwards from the end of a file.
 //! - [`hub`]: the broadcaster thread; owns membership and is the only appender of both logs.
@@ -37,6 +38,7 @@ pub mod error;
 pub mod hub;
 pub mod limits;
 pub mod lines;
+pub mod names;
 pub mod outbox;
 pub mod protocol;
 pub mod rooms;

@@ -46,6 +46,11 @@ impl<R: BufRead> LineReader<R> {
         }
     }
 
+    /// The source, to change how it reads (a deadline) between lines.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// The next line. A read timeout surfaces as an `io::Error` (`WouldBlock` or `TimedOut`);
     /// the partial line is kept, so reading again after a timeout loses nothing.
     pub fn read_line(&mut self) -> io::Result<Line<'_>> {

@@ -5,7 +5,10 @@
 //! client even when empty, which is most of a connection's memory. This is an `unbounded`
 //! channel (it allocates small blocks as messages arrive and frees them as they leave) plus an
 //! atomic count of the bytes not yet written. The bound is in bytes, not messages, because
-//! one push may carry a whole batch of messages: bytes are what a slow client costs.
+//! one push may carry a whole batch of messages: bytes are what a slow client costs. Each push
+//! is charged its bytes plus [`PUSH_OVERHEAD`], what its allocation and queue slot cost, so a
+//! client that never reads while the server queues it one short error line after another is
+//! held to the same bound in memory as one that falls behind a busy room.
 //!
 //! [`Outbox::deliver`] is the broadcaster's fast path: when nothing is queued and the writer is
 //! idle, it sends with `MSG_DONTWAIT` itself, which never blocks, and queues only what the
@@ -21,6 +24,15 @@ use crossbeam_channel::{Receiver, RecvError, Sender, TryRecvError};
 use socket2::SockRef;
 
 use crate::hub::Bytes;
+
+/// What one push costs beyond its bytes: the shared allocation's header and the allocator's
+/// rounding, and the channel's slot.
+pub const PUSH_OVERHEAD: usize = 64;
+
+/// What `bytes` count against the bound.
+pub fn charge(bytes: &[u8]) -> usize {
+    bytes.len() + PUSH_OVERHEAD
+}
 
 /// Why a push failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +90,7 @@ impl Outbox {
     /// any push, however large, so one big batch alone never makes a client slow.
     pub fn push(&self, bytes: Bytes) -> Result<(), PushError> {
         let queued = &self.shared.queued;
-        let n = bytes.len();
+        let n = charge(&bytes);
         let before = queued.fetch_add(n, Ordering::AcqRel);
         if before > 0 && before + n > self.limit {
             queued.fetch_sub(n, Ordering::AcqRel);
@@ -140,7 +152,7 @@ impl OutboxReceiver {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Records that `n` bytes of received messages are now written.
+    /// Records that received messages are now written: `n` is the sum of their [`charge`].
     pub fn written(&self, n: usize) {
         self.shared.queued.fetch_sub(n, Ordering::AcqRel);
     }
@@ -156,18 +168,19 @@ mod tests {
 
     #[test]
     fn the_bound_counts_waiting_messages() {
-        let (tx, rx) = outbox(2);
+        let one = charge(b"a");
+        let (tx, rx) = outbox(2 * one);
         assert_eq!(tx.push(b("a")), Ok(()));
         assert_eq!(tx.push(b("b")), Ok(()));
         assert_eq!(tx.push(b("c")), Err(PushError::Full));
         assert_eq!(&*rx.recv().unwrap(), b"a");
         // Taken but not yet written still counts.
         assert_eq!(tx.push(b("d")), Err(PushError::Full));
-        rx.written(1);
+        rx.written(one);
         assert_eq!(tx.push(b("d")), Ok(()));
         assert_eq!(&*rx.try_recv().unwrap(), b"b");
         assert_eq!(&*rx.try_recv().unwrap(), b"d");
-        rx.written(2);
+        rx.written(2 * one);
         assert!(rx.try_recv().is_err());
         // An empty outbox takes a push bigger than the limit; a second one is refused.
         assert_eq!(tx.push(b("a big batch")), Ok(()));
@@ -195,7 +208,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
-        let (tx, rx) = outbox(64);
+        let (tx, rx) = outbox(1024);
         tx.deliver(&b("one\n"), &server).unwrap();
         assert!(rx.try_recv().is_err(), "an idle outbox is bypassed");
         // With something queued, later deliveries queue behind it, in order.
@@ -204,7 +217,7 @@ mod tests {
         assert_eq!(&*rx.try_recv().unwrap(), b"two\n");
         assert_eq!(&*rx.try_recv().unwrap(), b"three\n");
         // While the writer holds the lock, the broadcaster queues instead of writing.
-        rx.written(10);
+        rx.written(charge(b"two\n") + charge(b"three\n"));
         let guard = rx.lock();
         tx.deliver(&b("four\n"), &server).unwrap();
         drop(guard);
@@ -262,13 +275,13 @@ mod tests {
             .try_recv()
             .expect("what the socket did not take is queued");
         assert!(!rest.is_empty() && rest.len() < big.len(), "{}", rest.len());
-        assert_eq!(tx.shared.queued.load(Ordering::Acquire), rest.len());
+        assert_eq!(tx.shared.queued.load(Ordering::Acquire), charge(&rest));
         assert!(rx.try_recv().is_err());
         // The writer's share and the fast path's share make up the message, in order.
         let writer = std::thread::spawn(move || {
             let _lock = rx.lock();
             std::io::Write::write_all(&mut &*server, &rest).unwrap();
-            rx.written(rest.len());
+            rx.written(charge(&rest));
         });
         let mut got = vec![0u8; big.len()];
         std::io::Read::read_exact(&mut &client, &mut got).unwrap();
@@ -289,7 +302,7 @@ mod tests {
         let (tx, rx) = outbox(1024);
         deliver_without_blocking(&tx, &b("whole\n"), &server).unwrap();
         assert_eq!(&*rx.try_recv().unwrap(), b"whole\n");
-        assert_eq!(tx.shared.queued.load(Ordering::Acquire), 6);
+        assert_eq!(tx.shared.queued.load(Ordering::Acquire), charge(b"whole\n"));
     }
 
     #[test]
@@ -300,5 +313,16 @@ mod tests {
         assert_eq!(tx.deliver(&b("lost\n"), &server), Err(PushError::Closed));
         assert!(rx.try_recv().is_err());
         assert_eq!(tx.shared.queued.load(Ordering::Acquire), 0);
+    }
+
+    /// Many small pushes cost more than their bytes: the bound counts what they hold.
+    #[test]
+    fn small_pushes_are_charged_their_overhead() {
+        let (tx, _rx) = outbox(100 * charge(b"!\n"));
+        let mut n = 0;
+        while tx.push(b("!\n")).is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, 100);
     }
 }

@@ -10,8 +10,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// The longest accepted name, in characters.
-pub const MAX_NAME_CHARS: usize = 32;
+pub use crate::names::MAX_NAME_CHARS;
+use crate::names::NameError;
 
 /// The room every client is in after the handshake.
 pub const LOBBY: &str = "lobby";
@@ -23,24 +23,6 @@ pub const GREETING: &str =
 
 /// The line a human-mode client gets after a refused name.
 pub const NAME_PROMPT: &str = "What is your name?\n";
-
-/// Names nobody may take, compared case-insensitively: they would let a client pass itself off
-/// as the server or its staff.
-const RESERVED_NAMES: &[&str] = &[
-    "server",
-    "admin",
-    "administrator",
-    "root",
-    "system",
-    "sysop",
-    "operator",
-    "moderator",
-    "mod",
-    "chatroom",
-    "nobody",
-    "everyone",
-    "here",
-];
 
 /// The two encodings of the event model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +42,9 @@ pub struct Hello {
     pub password: Option<String>,
     /// How the client logged in; set by the server after checking the password.
     pub standing: Standing,
+    /// The account it logged in to (its name as registered); `None` for a guest. Roles and
+    /// the name follow the account, never what was typed.
+    pub account: Option<String>,
 }
 
 impl fmt::Debug for Hello {
@@ -70,6 +55,7 @@ impl fmt::Debug for Hello {
             .field("name", &self.name)
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
             .field("standing", &self.standing)
+            .field("account", &self.account)
             .finish()
     }
 }
@@ -168,31 +154,50 @@ pub enum Request {
 /// with [`ProtocolError::code`] and the `Display` text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProtocolError {
-    NameEmpty,
-    NameTooLong { chars: usize },
-    NameInvalidChar { ch: char },
-    NameReserved { name: String },
-    NameTaken { name: String },
-    RoomInvalid { detail: String },
-    LineTooLong { limit: usize },
-    InvalidUtf8 { at: usize },
-    ControlChar { ch: char, at: usize },
+    /// A name that may not be used (its characters, its length, a reserved name).
+    Name(NameError),
+    /// Someone connected holds the name, or one that looks like it (`holder`).
+    NameTaken {
+        name: String,
+        holder: String,
+    },
+    RoomInvalid {
+        detail: String,
+    },
+    LineTooLong {
+        limit: usize,
+    },
+    InvalidUtf8 {
+        at: usize,
+    },
+    ControlChar {
+        ch: char,
+        at: usize,
+    },
     EmptyMessage,
-    TooManyLines { lines: usize },
-    BadJson { detail: String },
-    BadRequest { detail: String },
-    UnknownCommand { command: String },
-    Usage { usage: &'static str },
+    TooManyLines {
+        lines: usize,
+    },
+    BadJson {
+        detail: String,
+    },
+    BadRequest {
+        detail: String,
+    },
+    UnknownCommand {
+        command: String,
+    },
+    Usage {
+        usage: &'static str,
+    },
 }
 
 impl ProtocolError {
     /// The stable, machine-readable code of this error (the JSON `code` field).
     pub fn code(&self) -> ErrorCode {
         match self {
-            ProtocolError::NameEmpty
-            | ProtocolError::NameTooLong { .. }
-            | ProtocolError::NameInvalidChar { .. } => ErrorCode::NameInvalid,
-            ProtocolError::NameReserved { .. } => ErrorCode::NameReserved,
+            ProtocolError::Name(NameError::Reserved { .. }) => ErrorCode::NameReserved,
+            ProtocolError::Name(_) => ErrorCode::NameInvalid,
             ProtocolError::NameTaken { .. } => ErrorCode::NameTaken,
             ProtocolError::RoomInvalid { .. } => ErrorCode::RoomInvalid,
             ProtocolError::LineTooLong { .. } => ErrorCode::LineTooLong,
@@ -212,19 +217,16 @@ impl ProtocolError {
 impl fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProtocolError::NameEmpty => write!(f, "a name needs at least one character"),
-            ProtocolError::NameTooLong { chars } => write!(
-                f,
-                "a name has at most {MAX_NAME_CHARS} characters; that one has {chars}"
-            ),
-            ProtocolError::NameInvalidChar { ch } => write!(
-                f,
-                "a name may hold letters, digits, '_', '-' and '.', not {}",
-                describe_char(*ch)
-            ),
-            ProtocolError::NameReserved { name } => write!(f, "the name {name} is reserved"),
-            ProtocolError::NameTaken { name } => {
-                write!(f, "the name {name} is taken by someone connected now")
+            ProtocolError::Name(e) => write!(f, "{e}"),
+            ProtocolError::NameTaken { name, holder } => {
+                if crate::names::fold(name) == crate::names::fold(holder) {
+                    write!(f, "the name {name} is taken by someone connected now")
+                } else {
+                    write!(
+                        f,
+                        "the name {name} looks like {holder}, who is connected now"
+                    )
+                }
             }
             ProtocolError::RoomInvalid { detail } => write!(f, "bad room name: {detail}"),
             ProtocolError::LineTooLong { limit } => write!(
@@ -289,6 +291,8 @@ pub enum ErrorCode {
     PasswordRequired,
     LoginFailed,
     LoginLocked,
+    LoginBusy,
+    TooManyRooms,
     NotAllowed,
     Banned,
     Muted,
@@ -684,6 +688,7 @@ pub fn parse_hello(line: &str) -> Result<Hello, ProtocolError> {
             name: req.name,
             password: req.password,
             standing: Standing::Guest,
+            account: None,
         })
     } else {
         validate_name(trimmed)?;
@@ -692,6 +697,7 @@ pub fn parse_hello(line: &str) -> Result<Hello, ProtocolError> {
             name: trimmed.to_string(),
             password: None,
             standing: Standing::Guest,
+            account: None,
         })
     }
 }
@@ -915,10 +921,7 @@ pub fn validate_room(room: &str) -> Result<(), ProtocolError> {
             "at most {MAX_ROOM_CHARS} characters; that one has {chars}"
         ));
     }
-    if let Some(ch) = bare
-        .chars()
-        .find(|&c| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'))
-    {
+    if let Some(ch) = crate::names::invalid_char(bare) {
         return bad(format!(
             "letters, digits, '_', '-' and '.' only, not {}",
             describe_char(ch)
@@ -1077,33 +1080,14 @@ fn from_json<'a, T: Deserialize<'a>>(line: &'a str) -> Result<T, ProtocolError> 
     })
 }
 
-/// Checks a name: 1 to 32 letters, digits, `_`, `-` or `.`, and not reserved.
+/// Checks a name: see [`crate::names::validate`].
 pub fn validate_name(name: &str) -> Result<(), ProtocolError> {
-    let chars = name.chars().count();
-    if chars == 0 {
-        return Err(ProtocolError::NameEmpty);
-    }
-    if chars > MAX_NAME_CHARS {
-        return Err(ProtocolError::NameTooLong { chars });
-    }
-    if let Some(ch) = name
-        .chars()
-        .find(|&c| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'))
-    {
-        return Err(ProtocolError::NameInvalidChar { ch });
-    }
-    let folded = name_key(name);
-    if RESERVED_NAMES.contains(&folded.as_str()) {
-        return Err(ProtocolError::NameReserved {
-            name: name.to_string(),
-        });
-    }
-    Ok(())
+    crate::names::validate(name).map_err(ProtocolError::Name)
 }
 
-/// The form under which names are compared: two names that differ only in case are one name.
+/// The form under which names are the same name: see [`crate::names::key`].
 pub fn name_key(name: &str) -> String {
-    name.to_lowercase()
+    crate::names::key(name)
 }
 
 /// The most lines one message (a paste) may have.
@@ -1223,16 +1207,19 @@ mod tests {
         assert!(validate_name(&"x".repeat(32)).is_ok());
         assert_eq!(
             validate_name(&"x".repeat(33)),
-            Err(ProtocolError::NameTooLong { chars: 33 })
+            Err(ProtocolError::Name(NameError::TooLong { chars: 33 }))
         );
-        assert_eq!(validate_name(""), Err(ProtocolError::NameEmpty));
+        assert_eq!(
+            validate_name(""),
+            Err(ProtocolError::Name(NameError::Empty))
+        );
         assert_eq!(
             validate_name("a b"),
-            Err(ProtocolError::NameInvalidChar { ch: ' ' })
+            Err(ProtocolError::Name(NameError::InvalidChar { ch: ' ' }))
         );
         assert_eq!(
             validate_name("a\u{1b}"),
-            Err(ProtocolError::NameInvalidChar { ch: '\u{1b}' })
+            Err(ProtocolError::Name(NameError::InvalidChar { ch: '\u{1b}' }))
         );
         assert_eq!(
             validate_name("Admin").unwrap_err().code(),
@@ -1475,7 +1462,10 @@ mod tests {
 
     #[test]
     fn every_error_has_a_human_line() {
-        let err = ServerMsg::error(&ProtocolError::NameTaken { name: "bob".into() });
+        let err = ServerMsg::error(&ProtocolError::NameTaken {
+            name: "bob".into(),
+            holder: "Bob".into(),
+        });
         assert_eq!(
             String::from_utf8(encode(&err, Mode::Human)).unwrap(),
             "! the name bob is taken by someone connected now\n"

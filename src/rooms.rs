@@ -24,6 +24,9 @@ pub struct Room {
     pub members: HashSet<u64>,
     /// The last messages, oldest first, as logged (never marked as history here).
     pub history: VecDeque<ChatMessage>,
+    /// When the room was last used (a join, a leave, a message), on the broadcaster's own
+    /// clock of events: the longest-idle empty room is the first forgotten.
+    pub last_active: u64,
 }
 
 impl Room {
@@ -32,18 +35,24 @@ impl Room {
             name: protocol::room_display(name).to_string(),
             members: HashSet::new(),
             history: VecDeque::new(),
+            last_active: 0,
         }
     }
 
-    /// Appends a logged message to the tail, keeping at most `keep`.
-    pub fn remember(&mut self, msg: ChatMessage, keep: usize) {
+    /// Appends a logged message to the tail, keeping at most `keep`; returns how many
+    /// messages made room for it, and their [`message_bytes`].
+    pub fn remember(&mut self, msg: ChatMessage, keep: usize) -> (usize, usize) {
         if keep == 0 {
-            return;
+            return (0, 0);
         }
+        let mut dropped = (0, 0);
         while self.history.len() >= keep {
-            self.history.pop_front();
+            let old = self.history.pop_front().expect("not empty");
+            dropped.0 += 1;
+            dropped.1 += message_bytes(&old);
         }
         self.history.push_back(msg);
+        dropped
     }
 
     /// The last `n` messages, oldest first, marked as history.
@@ -53,6 +62,118 @@ impl Room {
             history: true,
             ..m.clone()
         })
+    }
+}
+
+/// The memory a message in a history tail is counted as: its text and fields, plus what
+/// its allocations cost.
+pub fn message_bytes(m: &ChatMessage) -> usize {
+    m.text.len() + m.from.len() + m.room.len() + m.ts.len() + 96
+}
+
+/// The bound on all history tails together: past `limit` bytes, the oldest messages of the
+/// whole server are forgotten first (they stay in `messages.csv`). Without it, each room's
+/// tail is bounded but the rooms are not: ten thousand rooms of two hundred long messages are
+/// gigabytes.
+#[derive(Debug)]
+pub struct HistoryBudget {
+    limit: usize,
+    /// Bytes of the messages in all tails.
+    total: usize,
+    /// Messages in all tails.
+    live: usize,
+    /// `(id, room key)` in the order remembered (ids increase). An entry whose message has
+    /// already left its tail (pushed out by the per-room limit) is skipped when reached;
+    /// when such entries outnumber the live ones, the queue is rebuilt.
+    order: VecDeque<(u64, String)>,
+}
+
+impl HistoryBudget {
+    pub fn new(limit: usize) -> HistoryBudget {
+        HistoryBudget {
+            limit,
+            total: 0,
+            live: 0,
+            order: VecDeque::new(),
+        }
+    }
+
+    /// Bytes counted now.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Counts the tails of rooms loaded at start-up.
+    pub fn adopt(&mut self, rooms: &HashMap<String, Room>) {
+        self.rebuild(rooms);
+        self.total = rooms
+            .values()
+            .flat_map(|r| r.history.iter())
+            .map(message_bytes)
+            .sum();
+        self.live = self.order.len();
+    }
+
+    /// Adds a logged message to the tail of the room `key`, then forgets the oldest messages
+    /// of any room until the total is within the limit. Returns the keys of rooms whose tails
+    /// were emptied (the caller may drop them if nobody is in them).
+    pub fn remember(
+        &mut self,
+        rooms: &mut HashMap<String, Room>,
+        key: &str,
+        msg: ChatMessage,
+        keep: usize,
+    ) -> Vec<String> {
+        let Some(room) = rooms.get_mut(key) else {
+            return Vec::new();
+        };
+        let (id, bytes) = (msg.id, message_bytes(&msg));
+        if keep == 0 {
+            return Vec::new();
+        }
+        let (count, dropped) = room.remember(msg, keep);
+        self.total -= dropped;
+        self.live -= count;
+        self.total += bytes;
+        self.live += 1;
+        self.order.push_back((id, key.to_string()));
+        let mut emptied = Vec::new();
+        while self.total > self.limit {
+            let Some((id, key)) = self.order.pop_front() else {
+                break;
+            };
+            let Some(room) = rooms.get_mut(&key) else {
+                continue;
+            };
+            if room.history.front().is_some_and(|m| m.id == id) {
+                let old = room.history.pop_front().expect("checked");
+                self.total -= message_bytes(&old);
+                self.live -= 1;
+                if room.history.is_empty() {
+                    emptied.push(key);
+                }
+            }
+        }
+        if self.order.len() > 2 * self.live + 1024 {
+            self.rebuild(rooms);
+        }
+        emptied
+    }
+
+    /// A room is dropped with its tail: its messages no longer count.
+    pub fn forget_room(&mut self, room: &Room) {
+        self.total -= room.history.iter().map(message_bytes).sum::<usize>();
+        self.live -= room.history.len();
+    }
+
+    /// The queue again from the tails themselves, oldest first.
+    fn rebuild(&mut self, rooms: &HashMap<String, Room>) {
+        let mut all: Vec<(u64, String)> = rooms
+            .iter()
+            .flat_map(|(k, r)| r.history.iter().map(move |m| (m.id, k.clone())))
+            .collect();
+        all.sort_unstable_by_key(|(id, _)| *id);
+        self.order = all.into();
     }
 }
 
@@ -176,5 +297,67 @@ mod tests {
         let recent: Vec<(u64, bool)> = room.recent(2).map(|m| (m.id, m.history)).collect();
         assert_eq!(recent, [(4, true), (5, true)]);
         assert_eq!(room.recent(10).count(), 3);
+    }
+
+    fn message(id: u64, room: &str, text: &str) -> ChatMessage {
+        ChatMessage {
+            id,
+            ts: "2026-11-23T16:04:05.123Z".into(),
+            room: room.into(),
+            from: "a".into(),
+            to: None,
+            kind: Kind::Message,
+            text: text.into(),
+            history: false,
+        }
+    }
+
+    #[test]
+    fn the_budget_forgets_the_oldest_messages_of_any_room() {
+        let mut rooms: HashMap<String, Room> = HashMap::new();
+        for r in ["a", "b"] {
+            rooms.insert(r.into(), Room::new(r));
+        }
+        let size = message_bytes(&message(1, "a", "x"));
+        let mut budget = HistoryBudget::new(3 * size);
+        assert!(
+            budget
+                .remember(&mut rooms, "a", message(1, "a", "x"), 10)
+                .is_empty()
+        );
+        budget.remember(&mut rooms, "b", message(2, "b", "x"), 10);
+        budget.remember(&mut rooms, "b", message(3, "b", "x"), 10);
+        assert_eq!(budget.total(), 3 * size);
+        // A fourth pushes out the oldest of the server, which is a's only message.
+        let emptied = budget.remember(&mut rooms, "b", message(4, "b", "x"), 10);
+        assert_eq!(emptied, ["a"]);
+        assert!(rooms["a"].history.is_empty());
+        let ids: Vec<u64> = rooms["b"].history.iter().map(|m| m.id).collect();
+        assert_eq!(ids, [2, 3, 4]);
+        assert_eq!(budget.total(), 3 * size);
+        // The per-room limit still applies, and what it drops stops counting.
+        budget.remember(&mut rooms, "b", message(5, "b", "x"), 2);
+        assert_eq!(rooms["b"].history.len(), 2);
+        assert_eq!(budget.total(), 2 * size);
+        // A dropped room's messages stop counting too.
+        let b = rooms.remove("b").unwrap();
+        budget.forget_room(&b);
+        assert_eq!(budget.total(), 0);
+    }
+
+    #[test]
+    fn entries_of_messages_gone_are_not_kept_for_ever() {
+        let mut rooms: HashMap<String, Room> = HashMap::new();
+        rooms.insert("a".into(), Room::new("a"));
+        rooms.insert("quiet".into(), Room::new("quiet"));
+        let mut budget = HistoryBudget::new(usize::MAX);
+        // The quiet room's one message stays at the front of the queue...
+        budget.remember(&mut rooms, "quiet", message(1, "quiet", "x"), 3);
+        // ... while a busy room's old messages leave by the per-room limit.
+        for id in 2..100_000 {
+            budget.remember(&mut rooms, "a", message(id, "a", "x"), 3);
+        }
+        assert!(budget.order.len() <= 2 * 4 + 1024, "{}", budget.order.len());
+        assert_eq!(budget.live, 4);
     }
 }

@@ -18,7 +18,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use log::{debug, error, info, warn};
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
-use crate::accounts::{Auth, Directory, Throttle};
+use crate::accounts::{Auth, Checker, Directory, Throttle};
 use crate::bans::Bans;
 use crate::connection::{self, Reader};
 use crate::error::{Error, Result};
@@ -85,6 +85,16 @@ pub struct Config {
     pub max_clients: Option<usize>,
     /// How long [`Server::run`] waits for connection threads after the broadcaster stops.
     pub drain_timeout: Duration,
+    /// Rooms one connection may be in at once.
+    pub max_rooms_per_client: usize,
+    /// Rooms the server keeps at once (with members, or empty with history); a new room past
+    /// this replaces the longest-idle empty room, or is refused when none is empty.
+    pub max_rooms: usize,
+    /// Bytes of room history kept in memory across all rooms; past it the oldest messages
+    /// are forgotten (they stay in messages.csv).
+    pub history_bytes: usize,
+    /// Password checks that may run at once (each costs Argon2id's 19 MiB and tens of ms).
+    pub password_checkers: usize,
 }
 
 impl Default for Config {
@@ -115,6 +125,10 @@ impl Default for Config {
             login_delay: Duration::from_secs(1),
             login_lockout: 10,
             drain_timeout: Duration::from_secs(5),
+            max_rooms_per_client: 100,
+            max_rooms: 10_000,
+            history_bytes: 64 << 20,
+            password_checkers: 2,
         }
     }
 }
@@ -257,6 +271,7 @@ impl Server {
                 Duration::from_secs(15 * 60),
                 config.login_lockout.max(1),
             ),
+            checker: Checker::new(config.password_checkers.max(1), 64)?,
             private: config.private,
         });
         let bans = Arc::new(std::sync::RwLock::new(Bans::open(&config.data_dir)?));
@@ -271,6 +286,9 @@ impl Server {
                 msg_rate: config.msg_rate,
                 msg_burst: config.msg_burst,
                 flood_limit: config.flood_limit.max(1),
+                max_rooms_per_client: config.max_rooms_per_client.max(1),
+                max_rooms: config.max_rooms.max(1),
+                history_bytes: config.history_bytes,
             },
             bans.clone(),
             auth.clone(),
@@ -445,6 +463,7 @@ impl Server {
             ping_interval: self.config.ping_interval,
             ping_timeout: self.config.ping_timeout,
             idle_timeout: self.config.idle_timeout,
+            overflowed: std::cell::Cell::new(false),
         };
         let reader_alive = alive.clone();
         let spawned = thread::Builder::new()

@@ -10,6 +10,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -44,9 +45,48 @@ impl Read for &Transport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => (&**s).read(buf),
-            Transport::Tls(t) => t.read(buf),
+            Transport::Tls(t) => t.read(buf, None),
         }
     }
+}
+
+/// Reads a transport with an optional deadline: once it has passed, a read fails with
+/// `TimedOut` however the peer trickles its bytes. A socket read timeout alone is per read,
+/// so one byte every few seconds would keep a handshake open for ever.
+pub struct DeadlineReader<'a> {
+    transport: &'a Transport,
+    /// `None`: reads wait as the socket's own timeout says.
+    pub deadline: Option<Instant>,
+}
+
+impl<'a> DeadlineReader<'a> {
+    pub fn new(transport: &'a Transport, deadline: Option<Instant>) -> DeadlineReader<'a> {
+        DeadlineReader {
+            transport,
+            deadline,
+        }
+    }
+}
+
+impl Read for DeadlineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.transport {
+            Transport::Plain(s) => read_by(s, buf, self.deadline),
+            Transport::Tls(t) => t.read(buf, self.deadline),
+        }
+    }
+}
+
+/// One read from `sock`, waiting at most until `deadline` when there is one.
+fn read_by(sock: &TcpStream, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
+    if let Some(deadline) = deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+        }
+        sock.set_read_timeout(Some(left))?;
+    }
+    (&*sock).read(buf)
 }
 
 impl Write for &Transport {
@@ -123,7 +163,9 @@ impl TlsStream {
         Ok(())
     }
 
-    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Reads plaintext; with a `deadline`, every read from the socket waits only for what is
+    /// left of it, so the TLS handshake cannot be stretched by trickling bytes.
+    fn read(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
         let mut raw = self.raw.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             {
@@ -155,7 +197,7 @@ impl TlsStream {
                 Self::send_pending(&mut conn, &self.sock)?;
             }
             // Unlocked: the writer may encrypt and send meanwhile.
-            let n = (&*self.sock).read(&mut raw.buf)?;
+            let n = read_by(&self.sock, &mut raw.buf, deadline)?;
             if n == 0 {
                 return Ok(0);
             }
@@ -269,7 +311,7 @@ pub fn make_dev_cert(dir: &Path, names: &[String]) -> Result<()> {
 pub const TLS_HANDSHAKE: u8 = 0x16;
 
 /// A buffered reader over a transport, as the connection threads use it.
-pub type TransportReader<'a> = BufReader<&'a Transport>;
+pub type TransportReader<'a> = BufReader<DeadlineReader<'a>>;
 
 #[cfg(test)]
 mod tests {

@@ -406,7 +406,7 @@ fn same_name(a: &str, b: &str) -> bool {
     if a.is_ascii() && b.is_ascii() {
         a.eq_ignore_ascii_case(b)
     } else {
-        protocol::name_key(a) == protocol::name_key(b)
+        crate::names::fold(a) == crate::names::fold(b)
     }
 }
 
@@ -462,7 +462,7 @@ impl Filter {
 
     /// Whether `rec` passes every condition.
     pub fn matches(&self, rec: &MessageRecord) -> bool {
-        let same = |a: &str, b: &str| protocol::name_key(a) == protocol::name_key(b);
+        let same = |a: &str, b: &str| crate::names::fold(a) == crate::names::fold(b);
         if let Some(room) = &self.room
             && protocol::room_key(&rec.room) != protocol::room_key(room)
         {

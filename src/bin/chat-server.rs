@@ -93,6 +93,20 @@ struct Args {
     /// Failed logins within 15 minutes (per name, and per address) that lock it out.
     #[arg(long, env = "CHAT_LOGIN_LOCKOUT", default_value_t = 10)]
     login_lockout: u32,
+    /// Rooms one connection may be in at once.
+    #[arg(long, env = "CHAT_MAX_ROOMS_PER_CLIENT", default_value_t = 100)]
+    max_rooms_per_client: usize,
+    /// Rooms kept at once (with members, or empty with history); past it the longest-idle
+    /// empty room is forgotten, or a new room refused.
+    #[arg(long, env = "CHAT_MAX_ROOMS", default_value_t = 10_000)]
+    max_rooms: usize,
+    /// MiB of room history kept in memory across all rooms (the oldest go first; all stay in
+    /// messages.csv).
+    #[arg(long, env = "CHAT_HISTORY_MIB", default_value_t = 64)]
+    history_mib: usize,
+    /// Password checks that may run at once (Argon2id: 19 MiB and tens of ms each).
+    #[arg(long, env = "CHAT_PASSWORD_CHECKERS", default_value_t = 2)]
+    password_checkers: usize,
     /// Most clients at once (default: what the kernel's limits allow; logged at start-up).
     #[arg(long, env = "CHAT_MAX_CLIENTS")]
     max_clients: Option<usize>,
@@ -217,6 +231,10 @@ fn run(args: Args) -> chatroom::Result<()> {
         private: args.private,
         login_delay: Duration::from_secs_f64(args.login_delay.max(0.0)),
         login_lockout: args.login_lockout,
+        max_rooms_per_client: args.max_rooms_per_client,
+        max_rooms: args.max_rooms,
+        history_bytes: args.history_mib << 20,
+        password_checkers: args.password_checkers,
         ..Config::default()
     };
     // Each client costs a descriptor: allow as many as the hard limit does.

@@ -24,15 +24,17 @@ use crate::protocol::{
     self, ChatMessage, ErrorCode, Hello, Kind, Mode, ProtocolError, Request, RoomInfo, ServerMsg,
     Standing,
 };
-use crate::rooms::{self, Room};
+use crate::rooms::{self, HistoryBudget, Room};
 use crate::storage::{self, ConnRecord, CsvLog, Fsync, LogFile, MessageRecord};
 
 /// Encoded bytes shared by every recipient of one message.
 pub type Bytes = Arc<[u8]>;
 
-/// The most events handled in one batch before the logs are written and the batch delivered;
-/// it bounds the latency a busy channel adds to the first event of a batch, and the bytes one
-/// batch can put in an outbox (256 lines of at most a few KiB: about 1 MiB at worst).
+/// The most events handled in one batch before the logs are written and the batch delivered,
+/// and the most deliveries a batch gathers before it takes no more events: it bounds the
+/// latency a busy channel adds to the first event of a batch, and the bytes one batch can put
+/// in an outbox (256 lines of at most a few KiB, plus what the last event added: about 1 MiB
+/// at worst, 2 MiB after a `/history` of the most that is kept).
 const MAX_BATCH: usize = 256;
 
 /// The fewest recipients per thread worth a helper thread for one segment.
@@ -58,6 +60,12 @@ pub struct HubConfig {
     pub msg_burst: f64,
     /// Messages refused in a row (for the rate) after which a client is disconnected.
     pub flood_limit: u32,
+    /// Rooms one connection may be in at once.
+    pub max_rooms_per_client: usize,
+    /// Rooms kept at once, with members or empty with history.
+    pub max_rooms: usize,
+    /// Bytes of room history kept in memory across all rooms.
+    pub history_bytes: usize,
 }
 
 impl Default for HubConfig {
@@ -71,6 +79,9 @@ impl Default for HubConfig {
             msg_rate: 5.0,
             msg_burst: 20.0,
             flood_limit: 50,
+            max_rooms_per_client: 100,
+            max_rooms: 10_000,
+            history_bytes: 64 << 20,
         }
     }
 }
@@ -142,6 +153,12 @@ pub struct Hub<W: LogFile = File> {
     /// Muted names (by [`protocol::name_key`]) and until when (`None`: until unmuted). Kept by
     /// name, so reconnecting does not lift a mute.
     mutes: HashMap<String, Option<std::time::Instant>>,
+    /// The bound on all rooms' history tails together.
+    budget: HistoryBudget,
+    /// The broadcaster's clock: one tick per event, for rooms' `last_active`.
+    tick: u64,
+    /// Clients whose outbox overflowed outside a delivery; removed at the next flush.
+    overflowed: Vec<u64>,
 }
 
 /// What the broadcaster knows of one connection.
@@ -172,10 +189,11 @@ struct Client {
     tokens: f64,
     /// When `tokens` was last refilled.
     refilled: std::time::Instant,
-    /// Messages refused in a row for the rate.
+    /// Requests refused in a row for the rate.
     refused: u32,
-    /// Guest, member or admin: what the client may do.
-    standing: Standing,
+    /// The account this connection logged in to (its registered name); `None` for a guest.
+    /// What the client may do follows the account's role in `users.csv`, never its name.
+    account: Option<String>,
     /// Over TLS: no direct sends.
     tls: bool,
 }
@@ -249,6 +267,7 @@ impl Hub<File> {
             auth,
         );
         hub.rooms.extend(loaded.rooms);
+        hub.budget.adopt(&hub.rooms);
         Ok(hub)
     }
 }
@@ -272,7 +291,7 @@ impl<W: LogFile> Hub<W> {
             messages,
             connections,
             next_id,
-            config,
+            config: config.clone(),
             send_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             pending: Vec::new(),
             pending_history: Vec::new(),
@@ -280,6 +299,9 @@ impl<W: LogFile> Hub<W> {
             bans,
             auth,
             mutes: HashMap::new(),
+            budget: HistoryBudget::new(config.history_bytes),
+            tick: 0,
+            overflowed: Vec::new(),
         }
     }
 
@@ -305,7 +327,9 @@ impl<W: LogFile> Hub<W> {
         while let Ok(first) = events.recv() {
             let mut stop = self.handle(first);
             let mut handled = 1;
-            while !stop && handled < MAX_BATCH {
+            // A batch also ends once its deliveries add up: one `/history 200` is hundreds of
+            // lines, and a batch of them must not grow without bound before anything is sent.
+            while !stop && handled < MAX_BATCH && self.pending.len() < MAX_BATCH {
                 match events.try_recv() {
                     Ok(ev) => stop = self.handle(ev),
                     Err(_) => break,
@@ -322,6 +346,7 @@ impl<W: LogFile> Hub<W> {
 
     /// Handles one event; true means stop.
     fn handle(&mut self, event: Event) -> bool {
+        self.tick += 1;
         match event {
             Event::Connect {
                 conn,
@@ -346,7 +371,7 @@ impl<W: LogFile> Hub<W> {
                     tokens: self.config.msg_burst,
                     refilled: std::time::Instant::now(),
                     refused: 0,
-                    standing: Standing::Guest,
+                    account: None,
                     tls,
                 };
                 self.connections
@@ -375,24 +400,24 @@ impl<W: LogFile> Hub<W> {
     }
 
     fn hello(&mut self, conn: u64, hello: Hello) -> bool {
-        let banned = self
-            .bans
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .for_name(&hello.name)
-            .map(|b| b.describe());
-        if let Some(ban) = banned {
-            let msg = ServerMsg::failure(
-                ErrorCode::Banned,
-                format!("the name {} is banned {ban}", hello.name),
-            );
-            self.send_now(conn, hello.mode, &msg);
-            return false;
-        }
         let key = protocol::name_key(&hello.name);
-        if self.names.contains_key(&key) {
-            let err = ProtocolError::NameTaken { name: hello.name };
-            self.send_now(conn, hello.mode, &ServerMsg::error(&err));
+        // An account's owner takes its name back from a guest who holds it (possible only if
+        // the account was created while the guest was connected).
+        if hello.account.is_some()
+            && let Some(&holder) = self.names.get(&key)
+            && holder != conn
+            && self
+                .clients
+                .get(&holder)
+                .is_some_and(|c| c.account.is_none())
+        {
+            self.expel(
+                holder,
+                "signed out: the name belongs to a registered account",
+            );
+        }
+        if let Some(refusal) = self.name_refusal(conn, &hello.name, hello.account.as_deref()) {
+            self.send_now(conn, hello.mode, &refusal);
             return false;
         }
         let Some(client) = self.clients.get_mut(&conn) else {
@@ -400,7 +425,7 @@ impl<W: LogFile> Hub<W> {
         };
         client.name = Some(hello.name.clone());
         client.mode = hello.mode;
-        client.standing = hello.standing;
+        client.account = hello.account.clone();
         self.names.insert(key, conn);
         let members = self
             .rooms
@@ -433,7 +458,8 @@ impl<W: LogFile> Hub<W> {
                 | Request::Msg { .. }
                 | Request::Reply(_)
         );
-        if is_message && (self.is_muted(conn) || !self.within_rate(conn)) {
+        let cost = self.cost(conn, &req);
+        if !self.within_rate(conn, cost, is_message) || (is_message && self.is_muted(conn)) {
             return;
         }
         let Some(client) = self.clients.get(&conn) else {
@@ -572,24 +598,52 @@ impl<W: LogFile> Hub<W> {
         }
     }
 
-    /// Takes one message from `conn`'s token bucket. When it is empty the message is refused
-    /// with an error that says when to retry; too many refusals in a row disconnect the
-    /// client (it may reconnect: this is not a ban).
-    fn within_rate(&mut self, conn: u64) -> bool {
+    /// What a request costs from the client's token bucket: a message one token, a request
+    /// that makes the server send a lot (history, a big room's member list) or that is
+    /// announced to every room the client is in (a name change, away) more. Never more than
+    /// a burst, so everything stays possible at the steady rate.
+    fn cost(&self, conn: u64, req: &Request) -> f64 {
+        let size = |n: usize| n as f64 / 25.0;
+        let cost = match req {
+            Request::Quit(_) | Request::Pong => 0.0,
+            Request::Ping(_) | Request::Help => 0.2,
+            Request::History(n) => 1.0 + size(n.unwrap_or(self.config.history)),
+            Request::Join(_) => 1.0 + size(self.config.history),
+            Request::Who(room) => {
+                let key = room
+                    .as_deref()
+                    .map(protocol::room_key)
+                    .or_else(|| self.clients.get(&conn).and_then(|c| c.current.clone()));
+                let members = key
+                    .and_then(|k| self.rooms.get(&k))
+                    .map_or(0, |r| r.members.len());
+                1.0 + size(members / 4)
+            }
+            Request::Rooms => 1.0 + size(self.rooms.len() / 4),
+            Request::Nick(_) | Request::Away(_) | Request::Back => 5.0,
+            _ => 1.0,
+        };
+        cost.min(self.config.msg_burst.max(1.0))
+    }
+
+    /// Takes `cost` tokens from `conn`'s bucket. When there are not enough, the request is
+    /// refused with an error that says when to retry; too many refusals in a row disconnect
+    /// the client (it may reconnect: this is not a ban).
+    fn within_rate(&mut self, conn: u64, cost: f64, is_message: bool) -> bool {
         let rate = self.config.msg_rate;
         let burst = self.config.msg_burst.max(1.0);
         let flood_limit = self.config.flood_limit;
         let Some(c) = self.clients.get_mut(&conn) else {
             return false;
         };
-        if rate <= 0.0 {
+        if rate <= 0.0 || cost <= 0.0 {
             return true;
         }
         let now = std::time::Instant::now();
         c.tokens = (c.tokens + now.duration_since(c.refilled).as_secs_f64() * rate).min(burst);
         c.refilled = now;
-        if c.tokens >= 1.0 {
-            c.tokens -= 1.0;
+        if c.tokens >= cost {
+            c.tokens -= cost;
             c.refused = 0;
             return true;
         }
@@ -598,19 +652,27 @@ impl<W: LogFile> Hub<W> {
             let bye = ServerMsg::Bye {
                 ts: storage::now_timestamp(),
                 reason: format!(
-                    "disconnected for flooding ({flood_limit} messages refused in a row); you may reconnect"
+                    "disconnected for flooding ({flood_limit} requests refused in a row); you may reconnect"
                 ),
             };
             self.remove(conn, "flooding", Some(bye));
             return false;
         }
-        let wait = ((1.0 - c.tokens) / rate * 1000.0).ceil() as u64;
-        let msg = ServerMsg::Error {
-            code: ErrorCode::RateLimited,
-            message: format!(
+        let wait = ((cost - c.tokens) / rate * 1000.0).ceil() as u64;
+        let message = if is_message {
+            format!(
                 "slow down: at most {rate} messages a second ({burst} at once); this one was not sent; retry in {:.1} s",
                 wait as f64 / 1000.0
-            ),
+            )
+        } else {
+            format!(
+                "slow down: too many requests (at most {rate} a second, heavier ones count more); this one was not done; retry in {:.1} s",
+                wait as f64 / 1000.0
+            )
+        };
+        let msg = ServerMsg::Error {
+            code: ErrorCode::RateLimited,
+            message,
             retry_after_ms: Some(wait),
         };
         self.push(Target::One(conn), msg);
@@ -663,14 +725,12 @@ impl<W: LogFile> Hub<W> {
 
     /// Tells `conn` its message could not be logged, so it was not delivered.
     fn storage_failed(&mut self, conn: u64) {
-        if let Some(client) = self.clients.get(&conn) {
-            let err = ServerMsg::failure(
-                ErrorCode::Storage,
-                "the server could not save your message; it was not sent".to_string(),
-            );
-            let _ = client
-                .outbox
-                .push(Arc::from(protocol::encode(&err, client.mode)));
+        let err = ServerMsg::failure(
+            ErrorCode::Storage,
+            "the server could not save your message; it was not sent".to_string(),
+        );
+        if let Some(mode) = self.clients.get(&conn).map(|c| c.mode) {
+            self.send_now(conn, mode, &err);
         }
     }
 
@@ -681,6 +741,9 @@ impl<W: LogFile> Hub<W> {
         };
         let from = client.name.clone().unwrap_or_default();
         let room = room.name.clone();
+        if let Some(r) = self.rooms.get_mut(key) {
+            r.last_active = self.tick;
+        }
         let Some(msg) = self.log_message(conn, &room, from, None, kind, text) else {
             return;
         };
@@ -747,6 +810,23 @@ impl<W: LogFile> Hub<W> {
             let room = self.rooms[&key].name.clone();
             return self.push(Target::One(conn), ServerMsg::Switched { room });
         }
+        let max = self.config.max_rooms_per_client;
+        if self
+            .clients
+            .get(&conn)
+            .is_some_and(|c| c.rooms.len() >= max)
+        {
+            let msg =
+                format!("you are in {max} rooms, the most one connection may be; /leave one first");
+            return self.fail(conn, ErrorCode::TooManyRooms, msg);
+        }
+        if !self.rooms.contains_key(&key) && !self.make_room() {
+            let msg = format!(
+                "the server has {} rooms, all in use, the most it keeps; join one of them (/rooms)",
+                self.rooms.len()
+            );
+            return self.fail(conn, ErrorCode::TooManyRooms, msg);
+        }
         // Joining changes who receives what: deliver what is queued to the old membership.
         self.flush();
         let Some(client) = self.clients.get_mut(&conn) else {
@@ -760,6 +840,7 @@ impl<W: LogFile> Hub<W> {
             .entry(key.clone())
             .or_insert_with(|| Room::new(room));
         room.members.insert(conn);
+        room.last_active = self.tick;
         let members = room.members.len();
         let display = room.name.clone();
         let joined = ServerMsg::Joined {
@@ -846,6 +927,7 @@ impl<W: LogFile> Hub<W> {
         let room = self.rooms.get_mut(key).expect("member of an existing room");
         let before = room.members.len();
         room.members.remove(&conn);
+        room.last_active = self.tick;
         let left = ServerMsg::Left {
             ts: storage::now_timestamp(),
             room: room.name.clone(),
@@ -861,19 +943,30 @@ impl<W: LogFile> Hub<W> {
                 left.clone(),
             );
         }
+        self.drop_if_unused(key);
         left
     }
 
-    /// `/nick NEW`: unique case-insensitively, logged in `data.csv`, told to everyone who
-    /// shares a room (below the notice limit) and to the client itself.
+    /// `/nick NEW`: for guests only (an account's name is the account's), to a name nobody
+    /// connected holds or resembles, that no account owns and that is not banned; logged in
+    /// `data.csv`, told to everyone who shares a room (below the notice limit) and to the
+    /// client itself. A muted guest keeps its name until the mute ends.
     fn nick(&mut self, conn: u64, new: String) {
-        let new_key = protocol::name_key(&new);
-        if let Some(&owner) = self.names.get(&new_key)
-            && owner != conn
-        {
-            let err = ProtocolError::NameTaken { name: new };
-            return self.push(Target::One(conn), ServerMsg::error(&err));
+        let Some(client) = self.clients.get(&conn) else {
+            return;
+        };
+        if let Some(account) = &client.account {
+            let msg = format!("you are logged in as {account}: an account's name cannot change");
+            return self.fail(conn, ErrorCode::NotAllowed, msg);
         }
+        if let Some(muted) = self.muted(conn) {
+            let msg = format!("{muted}; you cannot change your name while muted");
+            return self.fail(conn, ErrorCode::Muted, msg);
+        }
+        if let Some(refusal) = self.name_refusal(conn, &new, None) {
+            return self.push(Target::One(conn), refusal);
+        }
+        let new_key = protocol::name_key(&new);
         let Some(client) = self.clients.get_mut(&conn) else {
             return;
         };
@@ -891,6 +984,91 @@ impl<W: LogFile> Hub<W> {
         };
         let audience = self.audience(conn);
         self.push(Target::Set(audience), msg);
+    }
+
+    /// Why `conn` may not take `name` now, as the account `account` (or as a guest), if it
+    /// may not: the name is banned, belongs to an account that is not this one, or is held by
+    /// (or looks like the name of) someone else connected.
+    fn name_refusal(&self, conn: u64, name: &str, account: Option<&str>) -> Option<ServerMsg> {
+        let ban = self
+            .bans
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .for_name(name)
+            .map(|b| b.describe());
+        if let Some(ban) = ban {
+            let msg = format!("the name {name} is banned {ban}");
+            return Some(ServerMsg::failure(ErrorCode::Banned, msg));
+        }
+        if account.is_none()
+            && let Some(owner) = self.auth.directory.lookup(name)
+        {
+            let msg = if crate::names::fold(&owner.name) == crate::names::fold(name) {
+                format!("{name} is a registered name: to use it, log in as {name}")
+            } else {
+                format!(
+                    "{name} looks like the registered name {}: choose another",
+                    owner.name
+                )
+            };
+            return Some(ServerMsg::failure(ErrorCode::NameTaken, msg));
+        }
+        let holder = self.names.get(&protocol::name_key(name))?;
+        if *holder == conn {
+            return None;
+        }
+        let holder = self.clients.get(holder)?.name.clone().unwrap_or_default();
+        let err = ProtocolError::NameTaken {
+            name: name.to_string(),
+            holder,
+        };
+        Some(ServerMsg::error(&err))
+    }
+
+    /// What `conn` may do: its account's role in `users.csv` now (so `/deop`, or an edit of
+    /// the file, takes effect at once), or guest.
+    fn standing(&self, conn: u64) -> Standing {
+        self.clients
+            .get(&conn)
+            .and_then(|c| c.account.as_deref())
+            .and_then(|a| self.auth.directory.lookup(a))
+            .map_or(Standing::Guest, |a| a.role.into())
+    }
+
+    /// Makes room for one more room: true when there is room already or the longest-idle
+    /// empty room (never the lobby) was forgotten to make it.
+    fn make_room(&mut self) -> bool {
+        if self.rooms.len() < self.config.max_rooms {
+            return true;
+        }
+        let idle = self
+            .rooms
+            .iter()
+            .filter(|(k, r)| r.members.is_empty() && k.as_str() != protocol::LOBBY)
+            .filter(|(k, _)| !self.pending_history.iter().any(|(p, _)| p == *k))
+            .min_by_key(|(_, r)| r.last_active)
+            .map(|(k, _)| k.clone());
+        match idle.and_then(|k| self.rooms.remove(&k)) {
+            Some(room) => {
+                self.budget.forget_room(&room);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets the room `key` if nobody is in it and it has no history to offer (the lobby
+    /// stays): rooms cost memory, and one guest could otherwise create a million.
+    fn drop_if_unused(&mut self, key: &str) {
+        let unused = key != protocol::LOBBY
+            && self
+                .rooms
+                .get(key)
+                .is_some_and(|r| r.members.is_empty() && r.history.is_empty())
+            && !self.pending_history.iter().any(|(p, _)| p == key);
+        if unused {
+            self.rooms.remove(key);
+        }
     }
 
     /// `/away [REASON]` and `/back`.
@@ -948,7 +1126,7 @@ impl<W: LogFile> Hub<W> {
             }
             users.push(name);
         }
-        users.sort_by_key(|n| protocol::name_key(n));
+        users.sort_by_key(|n| crate::names::fold(n));
         Some(ServerMsg::Users {
             room: room.name.clone(),
             users,
@@ -1065,10 +1243,16 @@ impl<W: LogFile> Hub<W> {
     }
 
     /// Sends to one client at once, outside the batch: only for answers that change nothing
-    /// and are not logged (a refused name).
+    /// and are not logged (a refused name, a failed write). A client whose outbox is full is a
+    /// slow consumer like any other: its socket is shut now and it is removed at the flush.
     fn send_now(&mut self, conn: u64, mode: Mode, msg: &ServerMsg) {
-        if let Some(client) = self.clients.get(&conn) {
-            let _ = client.outbox.push(Arc::from(protocol::encode(msg, mode)));
+        if let Some(client) = self.clients.get(&conn)
+            && client.outbox.push(Arc::from(protocol::encode(msg, mode))) == Err(PushError::Full)
+        {
+            let _ = client.stream.shutdown(Shutdown::Both);
+            if !self.overflowed.contains(&conn) {
+                self.overflowed.push(conn);
+            }
         }
     }
 
@@ -1081,9 +1265,10 @@ impl<W: LogFile> Hub<W> {
             }
             match self.messages.commit() {
                 Ok(()) => {
-                    for (key, msg) in self.pending_history.drain(..) {
-                        if let Some(room) = self.rooms.get_mut(&key) {
-                            room.remember(msg, self.config.history_keep);
+                    let keep = self.config.history_keep;
+                    for (key, msg) in std::mem::take(&mut self.pending_history) {
+                        for emptied in self.budget.remember(&mut self.rooms, &key, msg, keep) {
+                            self.drop_if_unused(&emptied);
                         }
                     }
                 }
@@ -1093,7 +1278,7 @@ impl<W: LogFile> Hub<W> {
                     self.refuse_unlogged_messages();
                 }
             }
-            if self.pending.is_empty() {
+            if self.pending.is_empty() && self.overflowed.is_empty() {
                 for (reply, granted) in self.replies.drain(..) {
                     // The connection thread may have gone; then nobody waits for the answer.
                     let _ = reply.send(granted);
@@ -1101,7 +1286,12 @@ impl<W: LogFile> Hub<W> {
                 return;
             }
             let started = std::time::Instant::now();
-            let slow = self.deliver();
+            let mut slow = self.deliver();
+            for conn in std::mem::take(&mut self.overflowed) {
+                if !slow.contains(&conn) {
+                    slow.push(conn);
+                }
+            }
             let took = started.elapsed();
             if took > std::time::Duration::from_millis(5) {
                 debug!("delivering a batch took {took:?}");
@@ -1319,7 +1509,7 @@ fn conn_row(conn: u64, client: &Client, event: &str, detail: &str) -> ConnRecord
 }
 
 /// The `data.csv` reason for a client disconnected because its outbox was full.
-const SLOW_CONSUMER: &str = "slow consumer: outbox full";
+pub(crate) const SLOW_CONSUMER: &str = "slow consumer: outbox full";
 
 /// The part of a disconnect reason the other members see.
 fn public_reason(reason: &str) -> &str {

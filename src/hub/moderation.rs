@@ -19,7 +19,7 @@ impl<W: LogFile> Hub<W> {
             return;
         };
         let by = actor.name.clone().unwrap_or_default();
-        if actor.standing != Standing::Admin {
+        if self.standing(conn) != Standing::Admin {
             let what = match &req {
                 Request::Kick { .. } => "/kick",
                 Request::Ban { .. } => "/ban",
@@ -143,8 +143,8 @@ impl<W: LogFile> Hub<W> {
         }
     }
 
-    /// `/op` and `/deop`: change an account's role in `users.csv`, and the standing of its
-    /// connection if it is connected.
+    /// `/op` and `/deop`: change an account's role in `users.csv`. What its connections may
+    /// do follows at once (roles are looked up by account, never by name).
     pub(super) fn set_role(&mut self, conn: u64, name: &str, role: Role) {
         let by = self
             .clients
@@ -159,51 +159,63 @@ impl<W: LogFile> Hub<W> {
             Role::Member => ("deop", "a member"),
         };
         self.record(conn, event, name);
-        match self.conn_of(name) {
-            Some(target) => {
-                if let Some(c) = self.clients.get_mut(&target) {
-                    c.standing = role.into();
-                }
-                self.announce(target, format!("{name} is now {word} (by {by})"));
+        let key = protocol::name_key(name);
+        let sessions: Vec<u64> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.account.as_deref().map(protocol::name_key) == Some(key.clone()))
+            .map(|(&id, _)| id)
+            .collect();
+        if sessions.is_empty() {
+            return self.tell(conn, format!("{name} is now {word}"));
+        }
+        for target in sessions {
+            self.announce(target, format!("{name} is now {word} (by {by})"));
+        }
+    }
+
+    /// How `conn` is muted now ("you are muted for 9m more"), if it is; an expired mute is
+    /// lifted here.
+    pub(super) fn muted(&mut self, conn: u64) -> Option<String> {
+        let key = self
+            .clients
+            .get(&conn)
+            .and_then(|c| c.name.as_deref())
+            .map(protocol::name_key)?;
+        match self.mutes.get(&key)? {
+            Some(until) if *until <= Instant::now() => {
+                self.mutes.remove(&key);
+                None
             }
-            None => self.tell(conn, format!("{name} is now {word}")),
+            Some(until) => {
+                // Rounded up: "10m", not "9m 59s", just after a 10-minute mute.
+                let left =
+                    until.saturating_duration_since(Instant::now()) + Duration::from_millis(999);
+                Some(format!(
+                    "you are muted for {} more",
+                    human(Duration::from_secs(left.as_secs()))
+                ))
+            }
+            None => Some("you are muted".to_string()),
         }
     }
 
     /// True (and the sender told) when `conn`'s name is muted now.
     pub(super) fn is_muted(&mut self, conn: u64) -> bool {
-        let Some(key) = self
-            .clients
-            .get(&conn)
-            .and_then(|c| c.name.as_deref())
-            .map(protocol::name_key)
-        else {
+        let Some(how) = self.muted(conn) else {
             return false;
         };
-        let msg = match self.mutes.get(&key) {
-            None => return false,
-            Some(Some(until)) if *until <= Instant::now() => {
-                self.mutes.remove(&key);
-                return false;
-            }
-            Some(Some(until)) => {
-                // Rounded up: "10m", not "9m 59s", just after a 10-minute mute.
-                let left =
-                    until.saturating_duration_since(Instant::now()) + Duration::from_millis(999);
-                format!(
-                    "you are muted for {} more; this message was not sent",
-                    human(Duration::from_secs(left.as_secs()))
-                )
-            }
-            Some(None) => "you are muted; this message was not sent".to_string(),
-        };
-        self.fail(conn, ErrorCode::Muted, msg);
+        self.fail(
+            conn,
+            ErrorCode::Muted,
+            format!("{how}; this message was not sent"),
+        );
         true
     }
 
     /// Tells the rooms of `target` (and the actor, who is in its audience or told directly)
     /// what happened, then disconnects it with the same words.
-    fn expel(&mut self, target: u64, why: &str) {
+    pub(super) fn expel(&mut self, target: u64, why: &str) {
         let name = self
             .clients
             .get(&target)

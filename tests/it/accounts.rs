@@ -30,20 +30,40 @@ fn guests_join_freely_and_registered_names_need_their_password() {
     assert!(g.transcript.iter().any(|l| l.contains(r#""role":"guest""#)));
     g.nothing_pending(true);
 
-    // Human mode: the server asks for the password on the next line.
+    // Human mode: the server asks every name for a password on the next line (the same
+    // words for all, so the prompt does not tell which names are registered).
     let mut h = Client::connect(server.addr);
     h.line();
     h.send("bob");
-    assert_eq!(h.line(), "Password for bob:");
+    assert_eq!(h.line(), "Password for bob (empty: join as a guest):");
     h.send("wrong");
     assert_eq!(h.line(), "! invalid name or password");
     assert_eq!(h.line(), "What is your name?");
+    // The account's own name, whatever case was typed.
     h.send("BOB");
-    assert_eq!(h.line(), "Password for BOB:");
+    assert_eq!(h.line(), "Password for BOB (empty: join as a guest):");
     h.send("s3cret pass");
-    assert!(h.line().starts_with("* welcome, BOB!"));
+    assert!(
+        h.line().starts_with("* welcome, bob!"),
+        "{:?}",
+        h.transcript
+    );
     h.send("/quit");
     h.closed();
+
+    // A mistyped name does not turn the password that follows into a chat line.
+    let mut typo = Client::connect(server.addr);
+    typo.line();
+    typo.send("bbo");
+    assert_eq!(typo.line(), "Password for bbo (empty: join as a guest):");
+    typo.send("s3cret pass");
+    assert_eq!(typo.line(), "! invalid name or password");
+    assert_eq!(typo.line(), "What is your name?");
+    // An empty answer joins as a guest.
+    typo.send("bbo");
+    typo.line();
+    typo.send("");
+    typo.until("* welcome, bbo!");
 
     // JSON mode: the password travels in the hello.
     let mut j = Client::connect(server.addr);
@@ -57,7 +77,7 @@ fn guests_join_freely_and_registered_names_need_their_password() {
 
     let rows = csv_rows(&server.read("data.csv"));
     let failed: Vec<&Vec<String>> = rows.iter().filter(|r| r[1] == "login_failed").collect();
-    assert_eq!(failed.len(), 2, "{rows:#?}");
+    assert_eq!(failed.len(), 3, "{rows:#?}");
     assert!(failed.iter().all(|r| r[3] == "127.0.0.1"));
     assert!(
         rows.iter()

@@ -428,9 +428,17 @@ fn the_rate_limit_refuses_with_a_retry_hint_and_floods_are_disconnected() {
     let wait = err["retry_after_ms"].as_u64().unwrap();
     assert!((1..=500).contains(&wait), "{err}");
     assert!(err["message"].as_str().unwrap().contains("retry in"));
-    // Commands are not messages: they are never rate limited.
+    // Every request costs from the same bucket: a `who` now is refused too, in its own words.
     a.send_json(json!({"type":"who"}));
-    a.next_of("users");
+    let err = a.next_of("error");
+    assert_eq!(err["code"], "rate_limited");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many requests"),
+        "{err}"
+    );
     // A paste is one message, however many lines.
     let mut h = server.human("paster");
     h.send("/paste");

@@ -157,6 +157,8 @@ fn bans_by_name_and_network_survive_a_restart_and_can_be_lifted() {
     let mut again = Client::connect(server.addr);
     again.line();
     again.send("mallory");
+    assert!(again.line().starts_with("Password for mallory"));
+    again.send("");
     let err = again.line();
     assert!(
         err.starts_with("! the name mallory is banned until 20")
