@@ -107,8 +107,9 @@ impl Accounts {
         let dir = path.parent().unwrap_or(Path::new("."));
         let tmp = dir.join(format!(".{USERS_FILE}.{}.tmp", std::process::id()));
         let io = |what: &str, e| Error::io(format!("{what} {}", tmp.display()), e);
-        let mut w =
-            csv::Writer::from_writer(File::create(&tmp).map_err(|e| io("cannot create", e))?);
+        let mut w = csv::Writer::from_writer(
+            crate::storage::create_private_file(&tmp).map_err(|e| io("cannot create", e))?,
+        );
         let mut all: Vec<&Account> = self.by_key.values().collect();
         all.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
         if all.is_empty() {
@@ -274,8 +275,7 @@ pub fn users_command(
     command: &UsersCommand,
     mut password: impl FnMut(&str) -> Result<String>,
 ) -> Result<String> {
-    fs::create_dir_all(data_dir)
-        .map_err(|e| Error::io(format!("cannot create {}", data_dir.display()), e))?;
+    crate::storage::create_private_dir(data_dir)?;
     let path = data_dir.join(USERS_FILE);
     let mut accounts = Accounts::load(&path)?;
     let checked = |pw: String| {

@@ -30,7 +30,8 @@ pub enum Target {
 }
 
 impl Target {
-    /// `203.0.113.7`, `203.0.113.0/24`, `2001:db8::/32`, or a name.
+    /// `203.0.113.7`, `203.0.113.0/24`, `2001:db8::/32`, or a name. An IPv4 address written
+    /// as IPv6 (`::ffff:203.0.113.7`, as a dual-stack listener sees it) is the IPv4 address.
     pub fn parse(s: &str) -> std::result::Result<Target, String> {
         if let Some((ip, bits)) = s.split_once('/') {
             let ip: IpAddr = ip.parse().map_err(|_| format!("{s} is not a network"))?;
@@ -40,10 +41,15 @@ impl Target {
                 .ok()
                 .filter(|b| *b <= max)
                 .ok_or_else(|| format!("{s}: the prefix length must be 0 to {max}"))?;
-            return Ok(Target::Cidr(ip, bits));
+            return Ok(match ip.to_canonical() {
+                IpAddr::V4(v4) if ip.is_ipv6() && bits >= 96 => {
+                    Target::Cidr(IpAddr::V4(v4), bits - 96)
+                }
+                _ => Target::Cidr(ip, bits),
+            });
         }
         if let Ok(ip) = s.parse::<IpAddr>() {
-            return Ok(Target::Ip(ip));
+            return Ok(Target::Ip(ip.to_canonical()));
         }
         protocol::validate_name(s).map_err(|e| e.to_string())?;
         Ok(Target::Name(s.to_string()))
@@ -65,8 +71,9 @@ impl Target {
         }
     }
 
-    /// Whether this target covers `ip`.
+    /// Whether this target covers `ip` (an IPv4-mapped IPv6 address counts as IPv4).
     pub fn covers(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
         match *self {
             Target::Name(_) => false,
             Target::Ip(a) => a == ip,
@@ -240,8 +247,9 @@ impl Bans {
             context: format!("cannot write {}", tmp.display()),
             source: e,
         };
-        let mut w =
-            csv::Writer::from_writer(File::create(&tmp).map_err(|e| io("cannot create", e))?);
+        let mut w = csv::Writer::from_writer(
+            crate::storage::create_private_file(&tmp).map_err(|e| io("cannot create", e))?,
+        );
         if self.list.is_empty() {
             w.write_record(["created", "kind", "target", "until", "by", "reason"])
                 .map_err(csv_err)?;
@@ -433,5 +441,32 @@ mod tests {
         std::os::unix::fs::symlink(&path, &path).unwrap();
         let err = Bans::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("cannot open"), "{err}");
+    }
+
+    /// A dual-stack listener sees IPv4 clients as `::ffff:a.b.c.d`: bans written either way
+    /// cover them.
+    #[test]
+    fn mapped_addresses_are_ipv4() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mapped = ip("::ffff:203.0.113.5");
+        assert!(Target::parse("203.0.113.5").unwrap().covers(mapped));
+        assert!(Target::parse("203.0.113.0/24").unwrap().covers(mapped));
+        assert!(
+            Target::parse("127.0.0.0/8")
+                .unwrap()
+                .covers(ip("::ffff:127.0.0.1"))
+        );
+        assert_eq!(
+            Target::parse("::ffff:203.0.113.5").unwrap(),
+            Target::Ip(ip("203.0.113.5"))
+        );
+        let net = Target::parse("::ffff:203.0.113.0/120").unwrap();
+        assert_eq!(net, Target::Cidr(ip("203.0.113.0"), 24));
+        assert!(net.covers(ip("203.0.113.77")) && !net.covers(ip("203.0.114.1")));
+        assert!(
+            !Target::parse("203.0.113.5")
+                .unwrap()
+                .covers(ip("::203.0.113.5"))
+        );
     }
 }

@@ -142,6 +142,7 @@ impl Admission {
     /// [`Admission::admit`] at the time `now`: the clock is a parameter so that tests can
     /// check the refill rate without waiting for it.
     fn admit_at(&mut self, ip: IpAddr, now: Instant) -> Result<Ticket, Refusal> {
+        let ip = ip.to_canonical();
         if self.live.load(Ordering::Acquire) >= self.rules.max_clients {
             return Err(Refusal::Full {
                 max: self.rules.max_clients,

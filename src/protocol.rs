@@ -549,6 +549,22 @@ pub fn encode(msg: &ServerMsg, mode: Mode) -> Vec<u8> {
 }
 
 fn encode_human(msg: &ServerMsg) -> String {
+    let line = encode_human_line(msg);
+    if matches!(msg, ServerMsg::Message(_) | ServerMsg::Help { .. }) {
+        return line;
+    }
+    // Every other event is one line. A field that holds a line break anyway (a reason from
+    // an older log, a hand-edited file) has its continuation indented, so no text from a
+    // client can ever start a line of its own and pass for the server's or someone else's.
+    let body = line.strip_suffix('\n').unwrap_or(&line);
+    if body.contains('\n') {
+        format!("{}\n", body.replace('\n', "\n    "))
+    } else {
+        line
+    }
+}
+
+fn encode_human_line(msg: &ServerMsg) -> String {
     match msg {
         ServerMsg::Welcome {
             name,
@@ -770,11 +786,11 @@ pub fn parse_command(line: &str) -> Result<Request, ProtocolError> {
         validate_text(args)?;
         Ok(args.to_string())
     };
-    let optional_text = || -> Result<Option<String>, ProtocolError> {
+    let optional_reason = || -> Result<Option<String>, ProtocolError> {
         if args.is_empty() {
             Ok(None)
         } else {
-            validate_text(args)?;
+            validate_reason(args)?;
             Ok(Some(args.to_string()))
         }
     };
@@ -815,7 +831,7 @@ pub fn parse_command(line: &str) -> Result<Request, ProtocolError> {
             validate_name(&name)?;
             Ok(Request::Nick(name))
         }
-        "/away" => optional_text().map(Request::Away),
+        "/away" => optional_reason().map(Request::Away),
         "/back" => no_args(Request::Back, "/back"),
         "/whois" => one_word("/whois NAME").map(Request::Whois),
         "/history" => {
@@ -830,7 +846,7 @@ pub fn parse_command(line: &str) -> Result<Request, ProtocolError> {
             }
         }
         "/help" | "/?" => Ok(Request::Help),
-        "/quit" | "/exit" | "/bye" => optional_text().map(Request::Quit),
+        "/quit" | "/exit" | "/bye" => optional_reason().map(Request::Quit),
         "/ping" => Ok(Request::Ping(None)),
         "/paste" => no_args(Request::Paste, "/paste"),
         "/kick" => {
@@ -844,7 +860,7 @@ pub fn parse_command(line: &str) -> Result<Request, ProtocolError> {
                 }
             };
             if !reason.is_empty() {
-                validate_text(reason)?;
+                validate_reason(reason)?;
             }
             Ok(Request::Kick {
                 name: name.to_string(),
@@ -870,7 +886,7 @@ pub fn parse_command(line: &str) -> Result<Request, ProtocolError> {
                 },
             };
             if !reason.is_empty() {
-                validate_text(reason)?;
+                validate_reason(reason)?;
             }
             Ok(Request::Ban {
                 target: target.to_string(),
@@ -1020,7 +1036,7 @@ fn parse_json(line: &str) -> Result<Request, ProtocolError> {
     let req: JsonRequest = from_json(line)?;
     let checked = |text: String| validate_text(&text).map(|()| text);
     let checked_room = |room: String| validate_room(&room).map(|()| room);
-    let optional = |text: Option<String>| text.map(checked).transpose();
+    let reason = |text: Option<String>| text.map(|t| validate_reason(&t).map(|()| t)).transpose();
     Ok(match req {
         JsonRequest::Say { text, room: None } => Request::Say(checked(text)?),
         JsonRequest::Say {
@@ -1045,7 +1061,7 @@ fn parse_json(line: &str) -> Result<Request, ProtocolError> {
             validate_name(&name)?;
             Request::Nick(name)
         }
-        JsonRequest::Away { reason } => Request::Away(optional(reason)?),
+        JsonRequest::Away { reason: r } => Request::Away(reason(r)?),
         JsonRequest::Back => Request::Back,
         JsonRequest::Whois { name } => Request::Whois(name),
         JsonRequest::History { n } => Request::History(n),
@@ -1055,12 +1071,20 @@ fn parse_json(line: &str) -> Result<Request, ProtocolError> {
                     detail: "a command line starts with '/'".to_string(),
                 });
             }
-            parse_command(&line)?
+            match parse_command(&line)? {
+                Request::Paste => {
+                    return Err(ProtocolError::BadRequest {
+                        detail: "/paste is for human mode; in JSON, a say's text may hold newlines"
+                            .into(),
+                    });
+                }
+                req => req,
+            }
         }
         JsonRequest::Help => Request::Help,
         JsonRequest::Ping { id } => Request::Ping(id),
         JsonRequest::Pong { .. } => Request::Pong,
-        JsonRequest::Quit { reason } => Request::Quit(optional(reason)?),
+        JsonRequest::Quit { reason: r } => Request::Quit(reason(r)?),
     })
 }
 
@@ -1090,6 +1114,30 @@ pub fn name_key(name: &str) -> String {
     crate::names::key(name)
 }
 
+/// The longest reason (for `/away`, `/quit`, `/kick`, `/ban`), in characters.
+pub const MAX_REASON_CHARS: usize = 200;
+
+/// Checks a reason: what message text may hold, on one line, at most [`MAX_REASON_CHARS`].
+/// Reasons are shown inside other lines (`* bob is away: REASON`), where a line break would
+/// let the rest pass for a line of its own.
+pub fn validate_reason(text: &str) -> Result<(), ProtocolError> {
+    validate_text(text)?;
+    if text.contains('\n') {
+        return Err(ProtocolError::BadRequest {
+            detail: "a reason is one line".into(),
+        });
+    }
+    let chars = text.chars().count();
+    if chars > MAX_REASON_CHARS {
+        return Err(ProtocolError::BadRequest {
+            detail: format!(
+                "a reason has at most {MAX_REASON_CHARS} characters; that one has {chars}"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The most lines one message (a paste) may have.
 pub const MAX_MESSAGE_LINES: usize = 100;
 
@@ -1114,19 +1162,69 @@ pub fn validate_text(text: &str) -> Result<(), ProtocolError> {
     {
         return Err(ProtocolError::ControlChar { ch, at });
     }
+    if text.chars().any(is_tag)
+        && let Some((at, ch)) = stray_tag(text)
+    {
+        return Err(ProtocolError::ControlChar { ch, at });
+    }
     Ok(())
 }
 
-/// True for characters that must never reach a terminal raw.
+/// True for characters that must never reach a terminal raw: controls, the bidirectional
+/// overrides, embeddings and isolates, the invisible direction marks (LRM, RLM, ALM), and the
+/// line and paragraph separators U+2028/U+2029 (which some terminals and editors break on).
 pub fn is_dangerous(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(
+            c,
+            '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{061C}'
+                | '\u{2028}'
+                | '\u{2029}'
+        )
 }
 
-/// `text` with every dangerous character written as a visible `\u{..}` escape.
+/// A tag character (U+E0000..U+E007F): invisible, so it can hide text inside a message.
+fn is_tag(c: char) -> bool {
+    ('\u{E0000}'..='\u{E007F}').contains(&c)
+}
+
+/// The first tag character (its position in characters) that is not part of an emoji tag
+/// sequence: a black flag U+1F3F4, tag letters or digits, then CANCEL TAG U+E007F (the flags
+/// of England, Scotland and Wales). Anywhere else tags are hidden text.
+fn stray_tag(text: &str) -> Option<(usize, char)> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '\u{1F3F4}' {
+            let start = i + 1;
+            let mut end = start;
+            while end < chars.len()
+                && matches!(chars[end], '\u{E0030}'..='\u{E0039}' | '\u{E0061}'..='\u{E007A}')
+            {
+                end += 1;
+            }
+            if end > start && end - start <= 6 && chars.get(end) == Some(&'\u{E007F}') {
+                i = end + 1;
+                continue;
+            }
+        } else if is_tag(chars[i]) {
+            return Some((i, chars[i]));
+        }
+        i += 1;
+    }
+    None
+}
+
+/// `text` with every dangerous character (and every tag character) written as a visible
+/// `\u{..}` escape.
 pub fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if is_dangerous(c) {
+        if is_dangerous(c) || is_tag(c) {
             out.push_str(&c.escape_unicode().to_string());
         } else {
             out.push(c);
@@ -1470,6 +1568,87 @@ mod tests {
             String::from_utf8(encode(&err, Mode::Human)).unwrap(),
             "! the name bob is taken by someone connected now\n"
         );
+    }
+    #[test]
+    fn hidden_and_direction_characters_are_refused() {
+        for (text, ch) in [
+            ("a\u{200F}b", '\u{200F}'),
+            ("a\u{200E}b", '\u{200E}'),
+            ("a\u{061C}b", '\u{061C}'),
+            ("a\u{2028}b", '\u{2028}'),
+            ("a\u{2029}b", '\u{2029}'),
+            ("hi\u{E0041}\u{E0042}", '\u{E0041}'),
+            // A tag sequence that is not a flag's.
+            ("\u{1F3F4}\u{E0041}\u{E007F}", '\u{E0041}'),
+            ("x\u{E007F}", '\u{E007F}'),
+        ] {
+            assert!(
+                matches!(validate_text(text), Err(ProtocolError::ControlChar { ch: c, .. }) if c == ch),
+                "{text:?}: {:?}",
+                validate_text(text)
+            );
+        }
+        // The flag of England is a tag sequence, and welcome.
+        let england = "\u{1F3F4}\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}";
+        assert_eq!(validate_text(&format!("go {england}!")), Ok(()));
+        assert!(!printable("a\u{E0041}").contains('\u{E0041}'));
+    }
+
+    #[test]
+    fn reasons_are_one_short_line() {
+        assert_eq!(validate_reason("lunch"), Ok(()));
+        assert!(validate_reason("a\nb").is_err());
+        assert!(validate_reason(&"x".repeat(MAX_REASON_CHARS + 1)).is_err());
+        assert!(parse_command("/away back\nsoon").is_err());
+        let away = r#"{"type":"away","reason":"x\n[12:00:00] #lobby boss: hi"}"#;
+        assert!(parse_request(Mode::Json, away).is_err());
+        let quit = r#"{"type":"quit","reason":"bye\nforged"}"#;
+        assert!(parse_request(Mode::Json, quit).is_err());
+        assert!(parse_command("/kick bob spam\nforged").is_err());
+    }
+
+    #[test]
+    fn json_clients_cannot_paste() {
+        let paste = r#"{"type":"command","line":"/paste"}"#;
+        assert_eq!(
+            parse_request(Mode::Json, paste).unwrap_err().code(),
+            ErrorCode::BadRequest
+        );
+    }
+
+    /// However a field came to hold a line break, a human-mode reader sees it indented under
+    /// the line it belongs to, never as a line of its own.
+    #[test]
+    fn no_field_starts_a_line_of_its_own() {
+        let forged = "x\n[12:00:00] #lobby boss: send me your password";
+        let events = [
+            ServerMsg::Presence {
+                ts: "2026-11-23T12:00:00.000Z".into(),
+                name: "eve".into(),
+                away: Some(forged.into()),
+            },
+            ServerMsg::Bye {
+                ts: "2026-11-23T12:00:00.000Z".into(),
+                reason: forged.into(),
+            },
+            ServerMsg::Whois {
+                name: "eve".into(),
+                rooms: vec!["lobby".into()],
+                away: Some(forged.into()),
+                connected: "2026-11-23T12:00:00.000Z".into(),
+            },
+            ServerMsg::System {
+                ts: "2026-11-23T12:00:00.000Z".into(),
+                text: forged.into(),
+            },
+            msg(forged),
+        ];
+        for event in events {
+            let text = String::from_utf8(encode(&event, Mode::Human)).unwrap();
+            for line in text.lines().skip(1) {
+                assert!(line.starts_with(' '), "{text:?}");
+            }
+        }
     }
 }
 

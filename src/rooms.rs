@@ -186,11 +186,21 @@ pub struct Loaded {
     pub rows: usize,
     /// Bytes of the log read, from its end.
     pub bytes: u64,
+    /// Rows left out of history, and why (one line each): not valid UTF-8, or longer than the
+    /// server accepts. They stay in the file; the server still starts.
+    pub skipped: Vec<String>,
 }
 
 /// Rebuilds room history tails of at most `keep` messages from the end of the log at `path`,
-/// reading at most about `scan_bytes` of it.
-pub fn load_history(path: &Path, keep: usize, scan_bytes: u64) -> io::Result<Loaded> {
+/// reading at most about `scan_bytes` of it. A row the server could not have written (invalid
+/// UTF-8, or text longer than `max_text` bytes: a hand edit) is left out of history and
+/// reported in [`Loaded::skipped`]; it never stops the start.
+pub fn load_history(
+    path: &Path,
+    keep: usize,
+    scan_bytes: u64,
+    max_text: usize,
+) -> io::Result<Loaded> {
     let mut loaded = Loaded::default();
     if keep == 0 || scan_bytes == 0 {
         return Ok(loaded);
@@ -201,28 +211,43 @@ pub fn load_history(path: &Path, keep: usize, scan_bytes: u64) -> io::Result<Loa
         let rec = rec?;
         loaded.bytes = records.scanned();
         loaded.rows += 1;
-        if rec.len() < 7 || &rec[0] == "id" {
+        if rec.fields.len() < 7 || rec.get(0) == Some("id") {
             continue;
         }
-        let (Ok(id), Some(kind)) = (rec[0].parse::<u64>(), Kind::parse(&rec[5])) else {
+        let text_len = rec.fields.get(6).map_or(0, <[u8]>::len);
+        if text_len > max_text {
+            loaded.skipped.push(format!(
+                "the row at byte {} holds {text_len} bytes of text, more than --max-line",
+                rec.offset
+            ));
+            continue;
+        }
+        let row = match rec.strings() {
+            Ok(row) => row,
+            Err(e) => {
+                loaded.skipped.push(e.to_string());
+                continue;
+            }
+        };
+        let (Ok(id), Some(kind)) = (row[0].parse::<u64>(), Kind::parse(&row[5])) else {
             continue;
         };
-        if kind == Kind::Direct || rec[2].is_empty() {
+        if kind == Kind::Direct || row[2].is_empty() {
             continue;
         }
         let room = loaded
             .rooms
-            .entry(protocol::room_key(&rec[2]))
-            .or_insert_with(|| Room::new(&rec[2]));
+            .entry(protocol::room_key(&row[2]))
+            .or_insert_with(|| Room::new(&row[2]));
         if room.history.len() < keep {
             room.history.push_front(ChatMessage {
                 id,
-                ts: rec[1].to_string(),
+                ts: row[1].to_string(),
                 room: room.name.clone(),
-                from: rec[3].to_string(),
+                from: row[3].to_string(),
                 to: None,
                 kind,
-                text: rec[6].to_string(),
+                text: row[6].to_string(),
                 history: false,
             });
         }
@@ -255,7 +280,7 @@ mod tests {
         writeln!(f, "11,2026-11-23T16:05:00.000Z,,alice,bob,direct,secret").unwrap();
         writeln!(f, "12,2026-11-23T16:05:01.000Z,ops,carol,,action,waves").unwrap();
         drop(f);
-        let loaded = load_history(&path, 3, u64::MAX).unwrap();
+        let loaded = load_history(&path, 3, u64::MAX, 4096).unwrap();
         let ops = &loaded.rooms["ops"];
         assert_eq!(ops.name, "ops");
         let ids: Vec<u64> = ops.history.iter().map(|m| m.id).collect();
@@ -271,7 +296,7 @@ mod tests {
                 .all(|r| r.history.iter().all(|m| m.text != "secret"))
         );
         // The window bounds the scan.
-        let small = load_history(&path, 3, 1).unwrap();
+        let small = load_history(&path, 3, 1, 4096).unwrap();
         assert_eq!(small.rows, 1);
     }
 

@@ -226,6 +226,9 @@ pub struct Server {
     auth: Arc<Auth>,
     /// The bans, written by the broadcaster, read here to refuse banned addresses.
     bans: Arc<std::sync::RwLock<Bans>>,
+    /// An exclusive lock on the data directory, held while the server lives: two servers
+    /// appending to one log would interleave rows and reuse ids.
+    _lock: std::fs::File,
 }
 
 /// Stops a running [`Server`] from another thread (a signal handler's thread, a test).
@@ -255,8 +258,8 @@ impl Server {
         let local = listener
             .local_addr()
             .map_err(|e| Error::io("cannot read the listener's address", e))?;
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| Error::io(format!("cannot create {}", config.data_dir.display()), e))?;
+        crate::storage::create_private_dir(&config.data_dir)?;
+        let lock = lock_data_dir(&config.data_dir)?;
         let directory = Directory::open(config.data_dir.join(crate::accounts::USERS_FILE))?;
         if (config.private || directory.any()) && config.tls.is_none() && !local.ip().is_loopback()
         {
@@ -289,6 +292,7 @@ impl Server {
                 max_rooms_per_client: config.max_rooms_per_client.max(1),
                 max_rooms: config.max_rooms.max(1),
                 history_bytes: config.history_bytes,
+                max_text: config.max_line,
             },
             bans.clone(),
             auth.clone(),
@@ -327,6 +331,7 @@ impl Server {
             limit_loopback: config.limit_loopback,
         };
         Ok(Server {
+            _lock: lock,
             rules,
             auth,
             bans,
@@ -393,7 +398,7 @@ impl Server {
     fn spawn_connection(&self, conn: u64, stream: TcpStream, ticket: Ticket, alive: &Sender<()>) {
         let live = Arc::new(ticket);
         let peer = match stream.peer_addr() {
-            Ok(peer) => peer,
+            Ok(peer) => canonical(peer),
             Err(e) => {
                 debug!("conn {conn}: peer gone before it was served: {e}");
                 return;
@@ -496,7 +501,7 @@ fn admit(
     bans: &std::sync::RwLock<Bans>,
     stream: &TcpStream,
 ) -> Option<Ticket> {
-    let peer = stream.peer_addr().ok()?;
+    let peer = canonical(stream.peer_addr().ok()?);
     let banned = bans
         .read()
         .unwrap_or_else(|p| p.into_inner())
@@ -515,6 +520,45 @@ fn admit(
             None
         }
     }
+}
+
+/// Takes the data directory's lock (`.lock` in it), or says which process holds it.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    let path = dir.join(".lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(Error::Config(format!(
+                "{} is in use by another chat-server ({}); two servers must not share a data directory",
+                dir.display(),
+                holder.trim()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(Error::io(format!("cannot lock {}", path.display()), e));
+        }
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
+    let _ = file
+        .set_len(0)
+        .and_then(|()| write!(file, "pid {}", std::process::id()));
+    Ok(file)
+}
+
+/// The peer's address as everything else sees it: on a dual-stack listener an IPv4 client
+/// arrives as `::ffff:a.b.c.d`; bans, per-address limits, loopback's exemption and `data.csv`
+/// all take it as the IPv4 address it is.
+pub fn canonical(peer: SocketAddr) -> SocketAddr {
+    SocketAddr::new(peer.ip().to_canonical(), peer.port())
 }
 
 /// Where to connect to reach a listener bound to `local` (a wildcard bind is reached on

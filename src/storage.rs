@@ -202,24 +202,88 @@ impl<W: LogFile> CsvLog<W> {
     }
 }
 
-/// Opens a CSV log for appending, creating it with `header` when it is missing or empty, and
-/// cutting off a torn last record (see [`repair_tail`]). Returns the file and its length.
+/// Creates `dir` and its missing parents readable by the owner only (0700), whatever the
+/// umask. A directory that exists already keeps its mode.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))
+}
+
+/// Creates (or truncates) `path` for writing, readable by the owner only (0600), whatever the
+/// umask: the data directory holds password hashes and private conversations.
+pub fn create_private_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+/// Opens (creating it if missing, 0600) a CSV log for appending, checks its header and cuts off
+/// a torn last record; returns the file and its length.
+///
+/// The header is the file's public interface: a file that does not start with it (a hand edit
+/// that removed it, another program's file) is refused with a clear error, since appending to
+/// it would make readers take its first row for the header. A header that lost its newline
+/// (or was cut short while being written, before any row) is completed.
 pub fn open_log(path: &Path, header: &str) -> Result<(File, u64)> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut file = OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
+        .mode(0o600)
         .open(path)
         .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?
-        .len();
+    let stat = |file: &File| {
+        file.metadata()
+            .map(|m| m.len())
+            .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))
+    };
+    let len = stat(&file)?;
     if len == 0 {
-        let line = format!("{header}\n");
-        file.write_all(line.as_bytes())
-            .map_err(|e| Error::io(format!("cannot write the header of {}", path.display()), e))?;
-        return Ok((file, line.len() as u64));
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(format!("cannot set the mode of {}", path.display()), e))?;
+    }
+    let line = format!("{header}\n");
+    let mut start = vec![0u8; (len as usize).min(line.len() + 1)];
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_exact(&mut start))
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    let whole =
+        start.starts_with(line.as_bytes()) || start.starts_with(format!("{header}\r\n").as_bytes());
+    if !whole {
+        if (len as usize) < line.len() && line.as_bytes().starts_with(&start) {
+            // Empty, or the header alone cut short: write it whole.
+            if len > 0 {
+                log::warn!(
+                    "{}: the header line was incomplete; completed it",
+                    path.display()
+                );
+            }
+            file.set_len(0)
+                .and_then(|()| file.write_all(line.as_bytes()))
+                .map_err(|e| {
+                    Error::io(format!("cannot write the header of {}", path.display()), e)
+                })?;
+            return Ok((file, line.len() as u64));
+        }
+        return Err(Error::Corrupt(format!(
+            "{} does not start with its header line ({header}): was it edited, or is it another program's file? Put that line back at the top, or move the file away to start a new log",
+            path.display()
+        )));
     }
     let fields = header.split(',').count();
     let cut = repair_tail(&mut file, fields)
@@ -230,10 +294,7 @@ pub fn open_log(path: &Path, header: &str) -> Result<(File, u64)> {
             path.display()
         );
     }
-    let len = file
-        .metadata()
-        .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?
-        .len();
+    let len = stat(&file)?;
     Ok((file, len))
 }
 
@@ -339,8 +400,34 @@ fn tail_looks_whole<F: Read + Seek>(file: &mut F, len: u64, fields: usize) -> io
 
 /// The last complete record of a CSV file, read from the end: the cost does not grow with
 /// the file.
-pub fn last_record<R: Read + Seek>(file: &mut R) -> io::Result<Option<csv::StringRecord>> {
+pub fn last_record<R: Read + Seek>(file: &mut R) -> io::Result<Option<Record>> {
     RecordsBackwards::new(file)?.next().transpose()
+}
+
+/// One record read from a file, as bytes, with where it starts.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The byte offset of the record's first byte in the file.
+    pub offset: u64,
+    pub fields: csv::ByteRecord,
+}
+
+impl Record {
+    /// The record as text: invalid UTF-8 (a hand edit in another encoding) is an error that
+    /// says where the record starts, so one bad byte costs its row, not the whole read.
+    pub fn strings(&self) -> Result<csv::StringRecord> {
+        csv::StringRecord::from_byte_record(self.fields.clone()).map_err(|e| {
+            Error::Corrupt(format!(
+                "the row at byte {} is not valid UTF-8 ({e})",
+                self.offset
+            ))
+        })
+    }
+
+    /// Field `i` as text, if it is there and valid UTF-8.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        std::str::from_utf8(self.fields.get(i)?).ok()
+    }
 }
 
 /// The records of a CSV file from the last to the first, read in chunks from the end.
@@ -348,6 +435,10 @@ pub fn last_record<R: Read + Seek>(file: &mut R) -> io::Result<Option<csv::Strin
 /// Reading backwards from a record boundary of well-formed CSV, the parser is outside quotes;
 /// every `"` toggles that state (an escaped `""` toggles twice). So a `\n` followed by an even
 /// number of quotes up to the boundary is the previous boundary.
+///
+/// A record longer than a chunk is read in chunks that double, and only the new bytes are
+/// scanned each time, so even a record of many megabytes (a hand edit, a corrupt file) costs
+/// time in proportion to its length, not to its square.
 pub struct RecordsBackwards<R> {
     /// The file being read.
     file: R,
@@ -357,8 +448,14 @@ pub struct RecordsBackwards<R> {
     end: u64,
     /// The bytes from `pos` up to the end of the records not yet parsed.
     buf: Vec<u8>,
+    /// `buf[scanned..]` has been scanned for record boundaries (from its end)...
+    scanned: usize,
+    /// ... and holds this many quotes ...
+    quotes: usize,
+    /// ... and its earliest record boundary is here, if it has one.
+    earliest: Option<usize>,
     /// Records parsed and not yet returned, the next one last.
-    ready: Vec<csv::StringRecord>,
+    ready: Vec<Record>,
 }
 
 impl<R: Read + Seek> RecordsBackwards<R> {
@@ -370,6 +467,9 @@ impl<R: Read + Seek> RecordsBackwards<R> {
             pos: end,
             end,
             buf: Vec::new(),
+            scanned: 0,
+            quotes: 0,
+            earliest: None,
             ready: Vec::new(),
         })
     }
@@ -379,10 +479,12 @@ impl<R: Read + Seek> RecordsBackwards<R> {
         self.end - self.pos
     }
 
-    /// Reads up to one more chunk before `pos` into the front of `buf`; returns its length.
-    fn read_before(&mut self) -> io::Result<usize> {
-        const CHUNK: u64 = 64 * 1024;
-        let from = self.pos.saturating_sub(CHUNK);
+    /// Reads one more chunk before `pos` into the front of `buf`: 64 KiB, or as much as `buf`
+    /// holds already when that is more (doubling, so a long record is copied a bounded number
+    /// of times in all).
+    fn read_before(&mut self) -> io::Result<()> {
+        let want = (64 * 1024).max(self.buf.len() as u64);
+        let from = self.pos.saturating_sub(want);
         let mut chunk = vec![0u8; (self.pos - from) as usize];
         self.file.seek(SeekFrom::Start(from))?;
         self.file.read_exact(&mut chunk)?;
@@ -390,10 +492,12 @@ impl<R: Read + Seek> RecordsBackwards<R> {
         chunk.extend_from_slice(&self.buf);
         self.buf = chunk;
         self.pos = from;
-        Ok(n)
+        self.scanned += n;
+        self.earliest = self.earliest.map(|e| e + n);
+        Ok(())
     }
 
-    fn next_record(&mut self) -> io::Result<Option<csv::StringRecord>> {
+    fn next_record(&mut self) -> io::Result<Option<Record>> {
         if self.ready.is_empty() && !self.fill()? {
             return Ok(None);
         }
@@ -407,9 +511,12 @@ impl<R: Read + Seek> RecordsBackwards<R> {
     /// every time (this was 11 µs per row).
     fn fill(&mut self) -> io::Result<bool> {
         loop {
-            // The last record ends at the end of `buf`, without its own terminator.
-            while self.buf.last() == Some(&b'\n') || self.buf.last() == Some(&b'\r') {
-                self.buf.pop();
+            if self.scanned == self.buf.len() {
+                // A fresh end: the last record ends here, without its own terminator.
+                while self.buf.last() == Some(&b'\n') || self.buf.last() == Some(&b'\r') {
+                    self.buf.pop();
+                }
+                self.scanned = self.buf.len();
             }
             if self.buf.is_empty() {
                 if self.pos == 0 {
@@ -418,16 +525,15 @@ impl<R: Read + Seek> RecordsBackwards<R> {
                 self.read_before()?;
                 continue;
             }
-            let mut quotes = 0usize;
-            let mut earliest = None;
-            for i in (0..self.buf.len()).rev() {
+            for i in (0..self.scanned).rev() {
                 match self.buf[i] {
-                    b'\n' if quotes.is_multiple_of(2) => earliest = Some(i + 1),
-                    b'"' => quotes += 1,
+                    b'\n' if self.quotes.is_multiple_of(2) => self.earliest = Some(i + 1),
+                    b'"' => self.quotes += 1,
                     _ => {}
                 }
             }
-            let start = match earliest {
+            self.scanned = 0;
+            let start = match self.earliest {
                 Some(start) => start,
                 // The whole buffer is one record: the first of the file, or a long one.
                 None if self.pos == 0 => 0,
@@ -436,16 +542,28 @@ impl<R: Read + Seek> RecordsBackwards<R> {
                     continue;
                 }
             };
+            let base = self.pos + start as u64;
             let mut rdr = csv::ReaderBuilder::new()
                 .has_headers(false)
                 .flexible(true)
                 .from_reader(&self.buf[start..]);
-            for rec in rdr.records() {
-                self.ready
-                    .push(rec.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?);
+            let mut fields = csv::ByteRecord::new();
+            loop {
+                let offset = base + rdr.position().byte();
+                match rdr.read_byte_record(&mut fields) {
+                    Ok(true) => self.ready.push(Record {
+                        offset,
+                        fields: fields.clone(),
+                    }),
+                    Ok(false) => break,
+                    Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+                }
             }
             // Parsed in file order, popped from the end: the last record comes out first.
             self.buf.truncate(start);
+            self.scanned = self.buf.len();
+            self.quotes = 0;
+            self.earliest = None;
             if !self.ready.is_empty() {
                 return Ok(true);
             }
@@ -454,7 +572,7 @@ impl<R: Read + Seek> RecordsBackwards<R> {
 }
 
 impl<R: Read + Seek> Iterator for RecordsBackwards<R> {
-    type Item = io::Result<csv::StringRecord>;
+    type Item = io::Result<Record>;
 
     fn next(&mut self) -> Option<Self::Item> {
         self.next_record().transpose()
@@ -472,9 +590,10 @@ pub fn last_message_id(path: &Path) -> Result<u64> {
         Some(rec) if rec.get(0) == Some("id") => Ok(0),
         Some(rec) => rec.get(0).and_then(|s| s.parse().ok()).ok_or_else(|| {
             Error::Corrupt(format!(
-                "the last row of {} does not start with a message id: {:?}",
+                "the last row of {} (at byte {}) does not start with a message id: {:?}",
                 path.display(),
-                rec
+                rec.offset,
+                rec.fields
             ))
         }),
     }
@@ -541,7 +660,7 @@ mod tests {
         log.stage(&record(2, "tricky\n3,fake,row\n\"\"\nend"));
         log.commit().unwrap();
         let mut cur = Cursor::new(log.get_ref().clone());
-        let last = last_record(&mut cur).unwrap().unwrap();
+        let last = last_record(&mut cur).unwrap().unwrap().strings().unwrap();
         assert_eq!(&last[0], "2");
         assert_eq!(&last[6], "tricky\n3,fake,row\n\"\"\nend");
     }
@@ -554,7 +673,7 @@ mod tests {
         }
         log.commit().unwrap();
         let mut cur = Cursor::new(log.get_ref().clone());
-        let last = last_record(&mut cur).unwrap().unwrap();
+        let last = last_record(&mut cur).unwrap().unwrap().strings().unwrap();
         assert_eq!(&last[0], "5");
         assert_eq!(last[6].len(), 80_000);
     }
@@ -562,7 +681,7 @@ mod tests {
     #[test]
     fn last_record_of_header_only_and_empty() {
         let mut cur = Cursor::new(format!("{MESSAGES_HEADER}\n").into_bytes());
-        let last = last_record(&mut cur).unwrap().unwrap();
+        let last = last_record(&mut cur).unwrap().unwrap().strings().unwrap();
         assert_eq!(&last[0], "id");
         assert!(last_record(&mut Cursor::new(Vec::new())).unwrap().is_none());
     }
@@ -579,10 +698,10 @@ mod tests {
         log.commit().unwrap();
         let mut bytes = format!("{MESSAGES_HEADER}\n").into_bytes();
         bytes.extend_from_slice(log.get_ref());
-        let all: Vec<_> = RecordsBackwards::new(Cursor::new(bytes))
+        let all: Vec<csv::StringRecord> = RecordsBackwards::new(Cursor::new(bytes))
             .unwrap()
-            .collect::<io::Result<_>>()
-            .unwrap();
+            .map(|r| r.unwrap().strings().unwrap())
+            .collect();
         assert_eq!(all.len(), 501);
         assert_eq!(&all[500][0], "id");
         for (k, rec) in all[..500].iter().enumerate() {

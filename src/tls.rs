@@ -297,9 +297,11 @@ pub fn make_dev_cert(dir: &Path, names: &[String]) -> Result<()> {
         .map_err(|e| Error::Config(format!("cannot make a certificate: {e}")))?;
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    // Owner-only, whatever the umask: the key is a secret.
     let write = |file: &str, text: String| {
         let path = dir.join(file);
-        std::fs::write(&path, text)
+        crate::storage::create_private_file(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
             .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
     };
     write("cert.pem", certified.cert.pem())?;

@@ -239,7 +239,13 @@ pub fn show(path: &Path, out: &mut impl Write, o: &ShowOptions) -> Result<()> {
                 if found.len() >= n {
                     break;
                 }
-                let rec = rec.map_err(read_err)?;
+                let rec = match rec.map_err(read_err)?.strings() {
+                    Ok(rec) => rec,
+                    Err(e) => {
+                        eprintln!("chat-log: skipping an unreadable row: {e}");
+                        continue;
+                    }
+                };
                 if is_header(&rec) {
                     continue;
                 }

@@ -66,6 +66,9 @@ pub struct HubConfig {
     pub max_rooms: usize,
     /// Bytes of room history kept in memory across all rooms.
     pub history_bytes: usize,
+    /// The longest message text the server accepts (`--max-line`): longer rows in the log
+    /// are a hand edit and stay out of history.
+    pub max_text: usize,
 }
 
 impl Default for HubConfig {
@@ -82,6 +85,7 @@ impl Default for HubConfig {
             max_rooms_per_client: 100,
             max_rooms: 10_000,
             history_bytes: 64 << 20,
+            max_text: 4096,
         }
     }
 }
@@ -246,10 +250,25 @@ impl Hub<File> {
         let sync = config.fsync != Fsync::Never;
         let last_id = storage::last_message_id(&mpath)?;
         let started = std::time::Instant::now();
-        let loaded = rooms::load_history(&mpath, config.history_keep, config.history_scan_bytes)
-            .map_err(|e| {
-                crate::Error::io(format!("cannot read history from {}", mpath.display()), e)
-            })?;
+        let loaded = rooms::load_history(
+            &mpath,
+            config.history_keep,
+            config.history_scan_bytes,
+            config.max_text,
+        )
+        .map_err(|e| {
+            crate::Error::io(format!("cannot read history from {}", mpath.display()), e)
+        })?;
+        for why in loaded.skipped.iter().take(5) {
+            warn!("{}: {why}; left out of room history", mpath.display());
+        }
+        if loaded.skipped.len() > 5 {
+            warn!(
+                "{}: {} more rows left out of room history",
+                mpath.display(),
+                loaded.skipped.len() - 5
+            );
+        }
         info!(
             "{}: last message id {last_id}; history of {} rooms rebuilt from the last {} rows ({} KiB) in {:?}",
             mpath.display(),
