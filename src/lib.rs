@@ -25,11 +25,13 @@
 //! - [`tls`]: rustls over a socket shared by a reader and a writer thread.
 //! - [`term`]: terminal settings shared by the client and the viewer.
 //! - [`bench`]: `chat-bench`'s load generator and workloads.
+//! - [`attack`]: what a hostile member can do, as functions (for the tests and `chat-bench hostile`).
 //! - [`error`]: the crate's error type.
 
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod attack;
 pub mod bans;
 pub mod bench;
 pub mod client;

@@ -23,6 +23,20 @@ use crate::storage::{ConnRecord, MESSAGES_HEADER, MessageRecord, RecordsBackward
 pub struct ViewOptions {
     /// ANSI colours.
     pub color: bool,
+    /// CSV for spreadsheets: a cell a spreadsheet would read as a formula is prefixed with
+    /// `'` (see [`spreadsheet_safe`]). The log itself always keeps what was sent.
+    pub excel_safe: bool,
+}
+
+/// A cell as a spreadsheet should see it: one that starts with `=`, `+`, `-`, `@`, a tab or
+/// a carriage return would be taken for a formula (`=HYPERLINK(...)` in a chat message becomes
+/// a link, or worse), so it gets a leading `'`, which spreadsheets show as text.
+pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
 }
 
 /// Cuts a byte stream of CSV into complete records, tracking quotes across chunks.
@@ -561,6 +575,19 @@ pub fn render_message(rec: &MessageRecord, format: Format, opts: ViewOptions) ->
         }
         Format::Csv => {
             let mut out = Vec::new();
+            let safe;
+            let rec = if opts.excel_safe {
+                safe = MessageRecord {
+                    room: spreadsheet_safe(&rec.room).into_owned(),
+                    sender: spreadsheet_safe(&rec.sender).into_owned(),
+                    recipient: spreadsheet_safe(&rec.recipient).into_owned(),
+                    text: spreadsheet_safe(&rec.text).into_owned(),
+                    ..rec.clone()
+                };
+                &safe
+            } else {
+                rec
+            };
             {
                 let mut w = csv::WriterBuilder::new()
                     .has_headers(false)
@@ -668,6 +695,15 @@ pub fn connections(
             }
             Format::Csv => {
                 let mut bytes = Vec::new();
+                let rec = if opts.excel_safe {
+                    ConnRecord {
+                        name: spreadsheet_safe(&rec.name).into_owned(),
+                        detail: spreadsheet_safe(&rec.detail).into_owned(),
+                        ..rec
+                    }
+                } else {
+                    rec
+                };
                 {
                     let mut cw = csv::WriterBuilder::new()
                         .has_headers(false)
@@ -966,7 +1002,7 @@ mod tests {
             kind: "message".into(),
             text: "evil \u{1b}[2J\u{202E} and, \"quotes\"\nline two".into(),
         };
-        let out = format_record(&rec, ViewOptions { color: false });
+        let out = format_record(&rec, ViewOptions::default());
         assert_eq!(
             out,
             format!(

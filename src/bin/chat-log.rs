@@ -52,6 +52,11 @@ struct Args {
     /// Output: table (readable), csv or jsonl (the file's columns, for other tools).
     #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
     format: Format,
+    /// With --format csv: prefix with ' every cell a spreadsheet would take for a formula
+    /// (one starting with = + - @), for opening in Excel or LibreOffice. The log itself keeps
+    /// exactly what was sent.
+    #[arg(long, global = true)]
+    excel_safe: bool,
     /// Colours: auto (when stdout is a terminal and NO_COLOR is unset), always, never.
     #[arg(long, env = "CHAT_COLOR", default_value = "auto", value_parser = ["auto", "always", "never"], global = true)]
     color: String,
@@ -116,6 +121,15 @@ fn run(args: Args) -> chatroom::Result<()> {
         },
     };
     let color = args.format == Format::Table && chatroom::term::color_enabled(&args.color);
+    if args.excel_safe && args.format != Format::Csv {
+        return Err(chatroom::Error::Config(
+            "--excel-safe applies to --format csv".into(),
+        ));
+    }
+    let view = ViewOptions {
+        color,
+        excel_safe: args.excel_safe,
+    };
     let mut out = io::BufWriter::new(io::stdout().lock());
     match &args.command {
         Some(Command::Connections { name, ip }) => {
@@ -131,13 +145,7 @@ fn run(args: Args) -> chatroom::Result<()> {
                 until: filter.until,
             };
             let path = args.data_dir.join(chatroom::storage::CONNECTIONS_FILE);
-            return viewer::connections(
-                &path,
-                &mut out,
-                &conn_filter,
-                args.format,
-                ViewOptions { color },
-            );
+            return viewer::connections(&path, &mut out, &conn_filter, args.format, view);
         }
         Some(Command::Stats) => {
             let path = args.data_dir.join(MESSAGES_FILE);
@@ -146,7 +154,7 @@ fn run(args: Args) -> chatroom::Result<()> {
         Some(Command::Messages) | None => {}
     }
     let options = ShowOptions {
-        view: ViewOptions { color },
+        view,
         format: args.format,
         filter,
         last: args.last,

@@ -5,6 +5,7 @@ mod bad_input;
 mod binaries;
 mod chat;
 mod faults;
+mod hostile;
 mod moderation;
 mod persistence;
 mod rooms;

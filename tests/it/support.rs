@@ -37,8 +37,24 @@ pub fn start_with(tune: impl FnOnce(&mut Config)) -> TestServer {
     server
 }
 
+/// Starts a server in a fresh temp directory, listening on `bind` (an address on loopback).
+pub fn start_on(bind: &str, tune: impl FnOnce(&mut Config)) -> TestServer {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut server = start_listening(TcpListener::bind(bind).expect("bind"), tmp.path(), tune);
+    server._tmp = Some(tmp);
+    server
+}
+
 /// Starts a server on the data directory `dir` (which outlives it, for restart tests).
 pub fn start_in(dir: &Path, tune: impl FnOnce(&mut Config)) -> TestServer {
+    start_listening(TcpListener::bind("127.0.0.1:0").expect("bind"), dir, tune)
+}
+
+fn start_listening(
+    listener: TcpListener,
+    dir: &Path,
+    tune: impl FnOnce(&mut Config),
+) -> TestServer {
     // Tests send as fast as they can; the rate limit has tests of its own that turn it on.
     let mut config = Config {
         data_dir: dir.to_path_buf(),
@@ -47,7 +63,6 @@ pub fn start_in(dir: &Path, tune: impl FnOnce(&mut Config)) -> TestServer {
     };
     tune(&mut config);
     // The socket is bound before the server thread starts: clients can connect at once.
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let server = Server::new(listener, config).expect("server starts");
     let handle = server.shutdown_handle();

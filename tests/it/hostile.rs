@@ -1,0 +1,659 @@
+//! A hostile member, item by item (issue "Hostile members"): each test makes the attack over
+//! real sockets and checks the bound: what is refused, what data.csv says, and for the
+//! attacks on memory, the server's RSS from /proc against what docs/RELIABILITY.md promises.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chatroom::accounts::{Accounts, Role, USERS_FILE};
+use chatroom::attack::{self, Bystander, JsonClient, Trickle};
+use serde_json::json;
+
+use crate::support::{Client, ServerProcess, csv_rows, start_in, start_on, start_with};
+
+fn accounts(dir: &Path, list: &[(&str, &str, Role)]) {
+    let mut a = Accounts::default();
+    for (name, pw, role) in list {
+        a.add(name, pw, *role).unwrap();
+    }
+    a.save(&dir.join(USERS_FILE)).unwrap();
+}
+
+/// A JSON client logged in to an account.
+fn login(addr: std::net::SocketAddr, name: &str, password: &str) -> Client {
+    let mut c = Client::connect(addr);
+    c.send_json(json!({"type":"hello","name":name,"password":password}));
+    c.next_of("welcome");
+    c.next_of("history_end");
+    c
+}
+
+fn command(c: &mut Client, line: &str) {
+    c.send_json(json!({"type":"command","line":line}));
+}
+
+/// The `message` of the next error event.
+fn error(c: &mut Client) -> (String, String) {
+    let e = c.next_of("error");
+    (
+        e["code"].as_str().unwrap().to_string(),
+        e["message"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A server with a member (alice) and an administrator (boss), and the login delay short.
+fn with_accounts(
+    dir: &Path,
+    tune: impl FnOnce(&mut chatroom::Config),
+) -> crate::support::TestServer {
+    accounts(
+        dir,
+        &[
+            ("alice", "alice pw", Role::Member),
+            ("boss", "boss pw", Role::Admin),
+        ],
+    );
+    start_in(dir, |c| {
+        c.login_delay = Duration::from_millis(1);
+        tune(c);
+    })
+}
+
+/// Item 1: a guest cannot take a registered name, in any case or look-alike, nor rename an
+/// account; under --private nobody renames.
+#[test]
+fn a_guest_cannot_take_a_registered_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = with_accounts(dir.path(), |_| {});
+    let mut eve = server.json("eve");
+    for name in ["alice", "ALICE", "Boss", "b0ss"] {
+        eve.send_json(json!({"type":"nick","name":name}));
+        let (code, msg) = error(&mut eve);
+        assert_eq!(code, "name_taken", "{name}: {msg}");
+        assert!(msg.contains("registered name"), "{name}: {msg}");
+    }
+    // The real alice still gets in, under her own name.
+    let mut alice = login(server.addr, "alice", "alice pw");
+    alice.nothing_pending(true);
+    // An account's name is the account's: alice cannot become someone else either.
+    alice.send_json(json!({"type":"nick","name":"alice2"}));
+    assert_eq!(error(&mut alice).0, "not_allowed");
+    let rows = csv_rows(&server.read("data.csv"));
+    assert!(!rows.iter().any(|r| r[1] == "nick"), "{rows:#?}");
+}
+
+/// Item 2: roles follow the account. An admin's `/op alice` makes the account an admin, not
+/// whoever is called alice; `/deop` takes effect at once; a guest's `/kick` is refused.
+#[test]
+fn roles_follow_the_account_never_a_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = with_accounts(dir.path(), |_| {});
+    let mut boss = login(server.addr, "boss", "boss pw");
+    let mut eve = server.json("eve");
+    eve.send_json(json!({"type":"nick","name":"alice"}));
+    assert_eq!(error(&mut eve).0, "name_taken");
+    command(&mut boss, "/op alice");
+    assert!(
+        boss.next_of("system")["text"]
+            .as_str()
+            .unwrap()
+            .contains("alice is now an administrator")
+    );
+    command(&mut eve, "/kick boss");
+    assert_eq!(error(&mut eve).0, "not_allowed");
+    // The account's owner has the role...
+    let mut alice = login(server.addr, "alice", "alice pw");
+    command(&mut alice, "/kick eve testing");
+    eve.next_of("bye");
+    // ... until it is taken away, which holds for her live connection at once.
+    command(&mut boss, "/deop alice");
+    alice.until("alice is now a member (by boss)");
+    command(&mut alice, "/kick boss");
+    assert_eq!(error(&mut alice).0, "not_allowed");
+    // The admin was never kicked: still connected, and no bye on the way.
+    boss.nothing_pending_after(true, |line| !line.contains(r#""type":"bye""#));
+}
+
+/// Item 2 again: a guest who held a name before it was registered gives it up to the account.
+#[test]
+fn an_account_takes_its_name_back_from_a_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = with_accounts(dir.path(), |_| {});
+    let mut early = server.json("carol");
+    let mut all = Accounts::load(&dir.path().join(USERS_FILE)).unwrap();
+    all.add("carol", "carol pw", Role::Member).unwrap();
+    all.save(&dir.path().join(USERS_FILE)).unwrap();
+    let carol = login(server.addr, "carol", "carol pw");
+    let bye = early.next_of("bye");
+    assert!(
+        bye["reason"]
+            .as_str()
+            .unwrap()
+            .contains("belongs to a registered account"),
+        "{bye}"
+    );
+    drop(carol);
+}
+
+/// Item 3: a name ban and a mute cannot be dodged with `/nick`.
+#[test]
+fn bans_and_mutes_hold_across_a_change_of_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = with_accounts(dir.path(), |_| {});
+    let mut boss = login(server.addr, "boss", "boss pw");
+    let mut mallory = server.json("mallory");
+    command(&mut boss, "/ban mallory 1h spam");
+    mallory.next_of("bye");
+    let mut again = server.json("mallory2");
+    again.send_json(json!({"type":"nick","name":"Mallory"}));
+    assert_eq!(error(&mut again).0, "banned");
+
+    let mut troll = server.json("troll");
+    command(&mut boss, "/mute troll");
+    troll.next_of("system");
+    troll.send_json(json!({"type":"nick","name":"troll2"}));
+    let (code, msg) = error(&mut troll);
+    assert_eq!(code, "muted", "{msg}");
+    troll.send_json(json!({"type":"say","text":"still here"}));
+    assert_eq!(error(&mut troll).0, "muted");
+    assert!(!server.read("messages.csv").contains("still here"));
+}
+
+/// Item 4: names that look like another's, or hold invisible or compatibility characters,
+/// are refused; names in other scripts are welcome.
+#[test]
+fn look_alike_and_invisible_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = with_accounts(dir.path(), |_| {});
+    let _bob = server.json("bob");
+    let refused = |name: &str| {
+        let mut c = Client::connect(server.addr);
+        c.send_json(json!({"type":"hello","name":name}));
+        let (code, msg) = error(&mut c);
+        (code, msg)
+    };
+    // Cyrillic о in a Latin name; fullwidth and mathematical letters; Cyrillic а; long s;
+    // Hangul fillers (invisible).
+    for name in [
+        "bоss",
+        "ｂｏｓｓ",
+        "𝐛𝐨𝐬𝐬",
+        "аdmin",
+        "ſerver",
+        "\u{3164}",
+        "\u{FFA0}\u{FFA0}\u{FFA0}",
+    ] {
+        let (code, msg) = refused(name);
+        assert_eq!(code, "name_invalid", "{name:?}: {msg}");
+    }
+    // One script, but reads as a reserved name or as someone connected.
+    assert_eq!(refused("ѕуѕор").0, "name_reserved");
+    let (code, msg) = refused("b0b");
+    assert_eq!(code, "name_taken");
+    assert_eq!(msg, "the name b0b looks like bob, who is connected now");
+    let (code, msg) = refused("B0SS");
+    assert_eq!(
+        code, "password_required",
+        "a look-alike of an account is the account: {msg}"
+    );
+    let welcome: Vec<Client> = ["नमस्ते", "தமிழ்", "Zoë"]
+        .iter()
+        .map(|name| server.json(name))
+        .collect();
+    assert_eq!(welcome.len(), 3);
+}
+
+/// Item 5: on a dual-stack listener IPv4 clients arrive as `::ffff:a.b.c.d`; bans, the
+/// per-address limits (and loopback's exemption) and data.csv all see the IPv4 address.
+#[test]
+fn ipv4_mapped_peers_are_ipv4_everywhere() {
+    let server = start_on("[::ffff:127.0.0.1]:0", |c| {
+        c.max_per_ip = 1;
+        c.login_delay = Duration::from_millis(1);
+    });
+    // Written while it runs: the server reads users.csv again when it changes.
+    accounts(&server.dir, &[("boss", "boss pw", Role::Admin)]);
+    // Loopback is exempt from the per-address cap of 1, mapped or not.
+    let a = server.json("a");
+    let b = server.json("b");
+    let mut boss = login(server.addr, "boss", "boss pw");
+    let rows = csv_rows(&server.read("data.csv"));
+    assert!(
+        rows.iter()
+            .filter(|r| r[1] == "connect")
+            .all(|r| r[3] == "127.0.0.1"),
+        "{rows:#?}"
+    );
+    // A ban of the one IPv4 address refuses the next client.
+    command(&mut boss, "/ban 127.0.0.1 1h testing");
+    boss.next_of("bye");
+    let mut refused = Client::connect(server.addr);
+    let said = refused.closed();
+    assert!(
+        said.starts_with("! your address is banned until"),
+        "{said:?}"
+    );
+    drop((a, b));
+}
+
+/// Item 6: one connection can be in at most `--max-rooms-per-client` rooms (100 with the
+/// lobby), so joining and hanging up costs the broadcaster little, and a bystander never
+/// waits for it.
+#[test]
+fn rooms_per_connection_are_bounded() {
+    let server = start_with(|_| {});
+    let (joined, refused) = attack::join_many_and_hang_up(server.addr, "roamer", 150).unwrap();
+    assert_eq!((joined, refused), (99, 51));
+    let mut bystander = server.json("bystander");
+    let asked = Instant::now();
+    bystander.nothing_pending_after(true, |_| true);
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
+}
+
+/// Item 7: rooms are freed when their last member leaves and they hold no history; the
+/// server's memory does not grow with rooms used and left. A room kept for its history
+/// makes way for a new one once the server holds `--max-rooms`.
+#[test]
+fn rooms_left_empty_are_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &[]);
+    let mut watcher = JsonClient::join(server.addr, "watcher").unwrap();
+    attack::room_churn(server.addr, "warmup", 2_000).unwrap();
+    let before = server.rss_kib();
+    attack::room_churn(server.addr, "churn", 30_000).unwrap();
+    let grew = server.rss_kib().saturating_sub(before);
+    // Before rooms were freed this was about 14 MiB (484 bytes a room).
+    assert!(grew < 3 * 1024, "RSS grew {grew} KiB over 30,000 rooms");
+    watcher
+        .send(&json!({"type":"who","room":"r17-churn"}))
+        .unwrap();
+    let e = watcher.until("error").unwrap();
+    assert_eq!(e["code"], "no_such_room", "{e}");
+
+    let server = start_with(|c| c.max_rooms = 3);
+    let mut a = server.json("a");
+    for room in ["one", "two"] {
+        a.send_json(json!({"type":"join","room":room}));
+        a.next_of("history_end");
+    }
+    a.send_json(json!({"type":"say","room":"one","text":"kept for history"}));
+    a.next_of("message");
+    a.send_json(json!({"type":"join","room":"three"}));
+    let (code, msg) = error(&mut a);
+    assert_eq!(code, "too_many_rooms", "{msg}");
+    // Once "one" is empty it is the longest idle: a new room takes its place.
+    a.send_json(json!({"type":"leave","room":"one"}));
+    a.send_json(json!({"type":"join","room":"three"}));
+    a.next_of("history_end");
+    a.send_json(json!({"type":"who","room":"one"}));
+    assert_eq!(error(&mut a).0, "no_such_room");
+}
+
+/// Item 8: sixty logins parked at the password prompt answer at once. Each attempt counts
+/// as a failure before it is checked, so no more than the lockout (10) are checked, and the
+/// checks run a few at a time: memory stays within the checkers' share.
+#[test]
+fn a_storm_of_logins_is_checked_a_few_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    accounts(dir.path(), &[("alice", "alice pw", Role::Member)]);
+    let server = ServerProcess::start(dir.path(), &["--login-delay", "0.01"]);
+    let before = server.rss_kib();
+    let storm = attack::login_storm(server.addr, "alice", 60, "alice pw").unwrap();
+    let grew = server.rss_kib().saturating_sub(before);
+    assert_eq!(
+        storm.welcomed + storm.failed + storm.locked,
+        60,
+        "{storm:?}"
+    );
+    assert!(
+        storm.welcomed + storm.failed <= 10,
+        "checked more than the lockout: {storm:?}"
+    );
+    // Argon2id takes 19 MiB a check; two checkers at once, not sixty (1.7 GiB was seen).
+    assert!(grew < 80 * 1024, "RSS grew {grew} KiB");
+    let rows = csv_rows(&std::fs::read_to_string(dir.path().join("data.csv")).unwrap());
+    let failed = rows.iter().filter(|r| r[1] == "login_failed").count();
+    assert_eq!(failed, storm.failed, "{rows:#?}");
+}
+
+/// Item 9: the handshake has one deadline: trickling a byte at a time (at the name, at the
+/// password prompt, or after a silence on the TLS port) does not keep a connection open
+/// past it.
+#[test]
+fn the_handshake_ends_at_its_deadline_however_the_bytes_trickle() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = with_accounts(dir.path(), |c| c.handshake_timeout = Duration::from_secs(1));
+    let limit = Duration::from_secs(4);
+    let every = Duration::from_millis(300);
+    let name = Trickle {
+        first: Vec::new(),
+        silence: Duration::ZERO,
+        byte: b'x',
+        every,
+    };
+    let longest = attack::trickle(server.addr, 20, &name, limit).unwrap();
+    assert!(
+        longest < Duration::from_millis(2500),
+        "open {longest:?} at the name"
+    );
+    let password = Trickle {
+        first: b"alice\n".to_vec(),
+        ..name.clone()
+    };
+    let longest = attack::trickle(server.addr, 20, &password, limit).unwrap();
+    assert!(
+        longest < Duration::from_millis(2500),
+        "open {longest:?} at the password"
+    );
+
+    let certs = tempfile::tempdir().unwrap();
+    chatroom::tls::make_dev_cert(certs.path(), &["localhost".into()]).unwrap();
+    let tls = chatroom::tls::server_config(
+        &certs.path().join("cert.pem"),
+        &certs.path().join("key.pem"),
+    )
+    .unwrap();
+    let server = start_with(|c| {
+        c.tls = Some(tls);
+        c.handshake_timeout = Duration::from_secs(1);
+    });
+    let silent_then_tls = Trickle {
+        first: Vec::new(),
+        silence: Duration::from_millis(700),
+        byte: chatroom::tls::TLS_HANDSHAKE,
+        every,
+    };
+    let longest = attack::trickle(server.addr, 10, &silent_then_tls, limit).unwrap();
+    assert!(
+        longest < Duration::from_millis(2500),
+        "open {longest:?} on TLS"
+    );
+}
+
+/// Item 10: a client that never reads but sends bad lines makes the server queue an error
+/// for each; those count toward `--outbox-kib` like any delivery, so it is disconnected as a
+/// slow consumer and its replies cost at most that.
+#[test]
+fn replies_to_a_client_that_never_reads_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &["--outbox-kib", "64"]);
+    let mut watcher = JsonClient::join(server.addr, "watcher").unwrap();
+    let before = server.rss_kib();
+    let dropped = attack::silent_flood(server.addr, 10, 40_000, Duration::from_secs(20)).unwrap();
+    assert_eq!(dropped, 10);
+    let grew = server.rss_kib().saturating_sub(before);
+    assert!(grew < 8 * 1024, "RSS grew {grew} KiB");
+    // The others are told, once it is in data.csv.
+    let mut left = 0;
+    while left < 10 {
+        let v = watcher.until("left").unwrap();
+        assert_eq!(v["reason"], "too slow to keep up", "{v}");
+        left += 1;
+    }
+    let rows = csv_rows(&std::fs::read_to_string(dir.path().join("data.csv")).unwrap());
+    let slow = rows
+        .iter()
+        .filter(|r| r[1] == "disconnect" && r[7].starts_with("slow consumer"))
+        .count();
+    assert_eq!(slow, 10, "{rows:#?}");
+}
+
+/// Item 11: every request costs tokens, heavier ones more, and announcements too: a flood of
+/// `/away`, `/nick` or `/history 200` is refused past the burst and disconnected past the
+/// flood limit, and a bystander's ping is answered meanwhile.
+#[test]
+fn every_request_costs_tokens() {
+    let server = start_with(|c| {
+        c.msg_rate = 5.0;
+        c.msg_burst = 20.0;
+    });
+    let mut long = server.json("long");
+    long.send_json(json!({"type":"away","reason":"x".repeat(4000)}));
+    assert_eq!(error(&mut long).0, "bad_request");
+
+    let bystander = Bystander::start(server.addr, "bystander", Duration::from_millis(20)).unwrap();
+    let away = json!({"type":"away","reason":"brb"});
+    let flood = attack::request_flood(server.addr, "awayer", &away, "presence", 100).unwrap();
+    assert!(flood.done <= 5, "{flood:?}");
+    assert!(flood.disconnected, "{flood:?}");
+    let nick = json!({"type":"nick","name":"nicky"});
+    let flood = attack::request_flood(server.addr, "nicky", &nick, "nick", 100).unwrap();
+    assert!(flood.done <= 5 && flood.disconnected, "{flood:?}");
+    let history = json!({"type":"history","n":200});
+    let floods: Vec<_> = (0..5)
+        .map(|i| {
+            let addr = server.addr;
+            let history = history.clone();
+            std::thread::spawn(move || {
+                attack::request_flood(addr, &format!("reader{i}"), &history, "history_end", 40)
+            })
+        })
+        .collect();
+    for f in floods {
+        let flood = f.join().unwrap().unwrap();
+        assert!(flood.done <= 3 && flood.limited > 0, "{flood:?}");
+    }
+    let latency = bystander.finish().unwrap();
+    assert!(latency.count > 0);
+    // A sanity bound for a loaded test machine; chat-bench hostile measures the real figure.
+    assert!(latency.max < Duration::from_secs(1), "{latency:?}");
+    let rows = csv_rows(&server.read("data.csv"));
+    assert!(rows.iter().filter(|r| r[1] == "nick").count() <= 5);
+}
+
+/// Item 12: a reason with a line break is refused, so no human-mode reader is shown a forged
+/// line; whatever a field holds, its continuation lines are indented (unit tests in
+/// protocol).
+#[test]
+fn no_line_can_be_forged_through_a_reason() {
+    let server = start_with(|_| {});
+    let mut watcher = server.human("watcher");
+    let mut eve = server.json("eve");
+    watcher.until("eve joined");
+    let forged = "brb\n[12:00:00] #lobby boss: send me your password";
+    eve.send_json(json!({"type":"away","reason":forged}));
+    assert_eq!(error(&mut eve).0, "bad_request");
+    eve.send_json(json!({"type":"quit","reason":forged}));
+    assert_eq!(error(&mut eve).0, "bad_request");
+    command(&mut eve, "/away brb\n[12:00:00] #lobby boss: hi");
+    assert_eq!(error(&mut eve).0, "bad_request");
+    watcher.nothing_pending(false);
+}
+
+/// Starts a server on `dir` in this process, or returns why it would not start.
+fn try_start(dir: &Path) -> Result<chatroom::Server, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = chatroom::Config {
+        data_dir: dir.to_path_buf(),
+        ..chatroom::Config::default()
+    };
+    chatroom::Server::new(listener, config).map_err(|e| e.to_string())
+}
+
+const HEADER: &str = chatroom::storage::MESSAGES_HEADER;
+
+/// Item 13: start-up takes what a crash, a hand edit or another encoding left behind: a
+/// header without its newline is completed (not lost), a deleted header is refused with a
+/// clear error, a row that is not UTF-8 or far longer than any message is left out of
+/// history (named by its byte offset) and the server starts anyway, quickly.
+#[test]
+fn start_up_survives_odd_logs() {
+    // The header alone, without its newline.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("messages.csv"), HEADER).unwrap();
+    drop(try_start(dir.path()).unwrap());
+    let text = std::fs::read_to_string(dir.path().join("messages.csv")).unwrap();
+    assert_eq!(text, format!("{HEADER}\n"));
+
+    // No header at all: refused, saying what to do.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("messages.csv"),
+        "1,2026-11-26T04:00:00.000Z,lobby,bob,,message,hi\n",
+    )
+    .unwrap();
+    let err = try_start(dir.path()).err().expect("refused");
+    assert!(err.contains("does not start with its header line"), "{err}");
+
+    // One Latin-1 byte, and a row of 30 MB (a hand edit): both left out of history.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = format!("{HEADER}\n1,2026-11-26T04:00:00.000Z,lobby,bob,,message,").into_bytes();
+    log.extend(std::iter::repeat_n(b'z', 30 << 20));
+    log.extend_from_slice(b"\n2,2026-11-26T04:00:01.000Z,lobby,bob,,message,first\n");
+    let latin1_at = log.len();
+    log.extend_from_slice(b"3,2026-11-26T04:00:02.000Z,lobby,bob,,message,caf\xe9\n");
+    log.extend_from_slice(b"4,2026-11-26T04:00:03.000Z,lobby,bob,,message,last\n");
+    std::fs::write(dir.path().join("messages.csv"), &log).unwrap();
+    let stderr = dir.path().join("server.log");
+    let started = Instant::now();
+    let server = ServerProcess::start_logged(dir.path(), &[], &stderr);
+    let took = started.elapsed();
+    // Reading 30 MB backwards took 52 s when each chunk copied the whole record again.
+    assert!(took < Duration::from_secs(10), "start-up took {took:?}");
+    let log = server.log();
+    assert!(
+        log.contains(&format!("the row at byte {latin1_at} is not valid UTF-8")),
+        "{log}"
+    );
+    assert!(log.contains("more than --max-line"), "{log}");
+    // A joiner gets the history that is whole, and is not dropped for the giant row.
+    let mut joiner = Client::connect(server.addr);
+    joiner.send_json(json!({"type":"hello","name":"joiner"}));
+    joiner.line();
+    let mut texts = Vec::new();
+    loop {
+        let v = joiner.json_line();
+        match v["type"].as_str() {
+            Some("message") => texts.push(v["text"].as_str().unwrap().to_string()),
+            Some("history_end") => break,
+            _ => {}
+        }
+    }
+    assert_eq!(texts, ["first", "last"]);
+    joiner.nothing_pending(true);
+}
+
+/// Item 14: one server per data directory, and everything in it private to its owner
+/// whatever the umask: the directory 0700, the logs, users.csv, bans.csv, the lock and the
+/// keys of `gen-cert` 0600.
+#[test]
+fn one_server_per_data_dir_and_its_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let first = start_in(dir.path(), |_| {});
+    let err = try_start(dir.path())
+        .err()
+        .expect("a second server is refused");
+    assert!(err.contains("in use by another chat-server"), "{err}");
+    drop(first);
+
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let base = tempfile::tempdir().unwrap();
+    let data = base.path().join("data");
+    // With umask 0, as a careless service file might leave it.
+    let run = |args: &[&str], input: &str| {
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("umask 0; exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_chat-server"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child
+    };
+    let data_arg = data.to_str().unwrap();
+    let added = run(
+        &["--data-dir", data_arg, "users", "add", "boss", "--admin"],
+        "boss pw\n",
+    );
+    let (status, _, stderr) = crate::support::wait_timeout_output(added);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("users.csv")), 0o600);
+    let certs = base.path().join("tls");
+    let made = run(&["gen-cert", "--out", certs.to_str().unwrap()], "");
+    assert!(crate::support::wait_timeout_output(made).0.success());
+    assert_eq!(mode(&certs.join("key.pem")), 0o600);
+
+    let mut child = run(
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--msg-rate",
+            "0",
+            "--login-delay",
+            "0",
+            "--data-dir",
+            data_arg,
+        ],
+        "",
+    );
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut boss = login(addr, "boss", "boss pw");
+    command(&mut boss, "/ban troll 1h");
+    boss.next_of("system");
+    for file in ["messages.csv", "data.csv", "bans.csv", ".lock", "users.csv"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Item 15: a JSON client cannot start a paste (which swallowed its later lines); text that
+/// hides or reorders (direction marks, line separators, stray tag characters) is refused;
+/// `chat-log --excel-safe` gives spreadsheets text, not formulas. (A mistyped name that
+/// would post the password: accounts::guests_join_freely_and_registered_names_need_their_password.)
+#[test]
+fn smaller_holes_are_closed() {
+    let server = start_with(|_| {});
+    let mut j = server.json("j");
+    command(&mut j, "/paste");
+    assert_eq!(error(&mut j).0, "bad_request");
+    j.send_json(json!({"type":"say","text":"still a JSON client"}));
+    assert_eq!(j.next_of("message")["text"], "still a JSON client");
+    for text in [
+        "a\u{200F}b",
+        "a\u{061C}b",
+        "a\u{2028}b",
+        "hidden\u{E0041}\u{E0042}",
+    ] {
+        j.send_json(json!({"type":"say","text":text}));
+        assert_eq!(error(&mut j).0, "control_char", "{text:?}");
+    }
+    j.send_json(json!({"type":"say","text":"=HYPERLINK(\"http://x\",\"y\")"}));
+    j.next_of("message");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chat-log"))
+        .args(["--format", "csv", "--excel-safe", "--data-dir"])
+        .arg(&server.dir)
+        .output()
+        .unwrap();
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        csv.contains("\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""),
+        "{csv}"
+    );
+    // The log itself keeps what was sent.
+    assert!(server.read("messages.csv").contains(",\"=HYPERLINK("));
+}
