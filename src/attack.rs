@@ -121,6 +121,9 @@ impl Bystander {
                     if v["type"] == "pong" && v["id"] == id {
                         break;
                     }
+                    if v["type"] == "error" {
+                        return Err(io::Error::other(format!("the bystander was refused: {v}")));
+                    }
                 }
                 rtts.push(sent.elapsed());
                 std::thread::sleep(every);
@@ -306,9 +309,9 @@ pub fn trickle(
     Ok(longest)
 }
 
-/// `conns` named clients that never read, each sending `lines` malformed lines as fast as it
-/// can: every one makes the server queue an error. Returns how many the server disconnected
-/// within `limit`.
+/// `conns` named clients that never read, each sending `lines` requests that the server
+/// answers itself (`help`, a few KiB each) as fast as it can: every one makes the server
+/// queue its answer. Returns how many the server disconnected within `limit`.
 pub fn silent_flood(
     addr: SocketAddr,
     conns: usize,
@@ -333,45 +336,84 @@ pub fn silent_flood(
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
         }
-        stream.set_write_timeout(Some(Duration::from_millis(200)))?;
         clients.push(stream);
     }
-    let junk = "{\n".repeat(lines);
+    let junk = "{\"type\":\"help\"}\n".repeat(lines);
     let deadline = Instant::now() + limit;
     let mut dropped = 0;
-    for s in &clients {
-        // A write that cannot finish means the server stopped reading us too.
-        let _ = (&*s).write_all(junk.as_bytes());
-    }
-    for s in clients {
-        s.set_read_timeout(Some(
-            deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(10)),
-        ))?;
-        let mut sink = vec![0u8; 64 * 1024];
-        loop {
-            match (&s).read(&mut sink) {
-                Ok(0) => {
-                    dropped += 1;
-                    break;
-                }
-                Ok(_) => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    break;
-                }
-                Err(_) => {
-                    dropped += 1;
-                    break;
-                }
-            }
+    // Each client writes from its own thread, as fast as the server takes its lines; a write
+    // that fails means the server has closed the connection.
+    std::thread::scope(|scope| {
+        for s in &clients {
+            let junk = &junk;
+            scope.spawn(move || {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let _ = s.set_write_timeout(Some(left.max(Duration::from_millis(10))));
+                let _ = (&*s).write_all(junk.as_bytes());
+            });
         }
+    });
+    // Find out which the server closed, first without reading a byte of what it sent (reading
+    // would let it catch up): a write to a socket the server has closed fails. A socket whose
+    // peer closed while our receive window was full may not learn of it for a long while, so
+    // once nothing changes for a second the rest are read to their end.
+    let mut open = clients;
+    let mut changed = Instant::now();
+    while !open.is_empty()
+        && Instant::now() < deadline
+        && changed.elapsed() < Duration::from_secs(1)
+    {
+        let before = open.len();
+        open.retain(|s| {
+            let _ = s.set_nonblocking(true);
+            // One byte: written whole, or not at all.
+            match (&*s).write(b"\n") {
+                Ok(n) => n == 1,
+                Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+            }
+        });
+        if open.len() != before {
+            changed = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
+    dropped += conns - open.len();
+    let ended = std::thread::scope(|scope| {
+        let readers: Vec<_> = open
+            .iter()
+            .map(|s| {
+                scope.spawn(move || {
+                    let _ = s.set_nonblocking(false);
+                    let mut sink = vec![0u8; 64 * 1024];
+                    loop {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
+                            return false;
+                        }
+                        match (&*s).read(&mut sink) {
+                            Ok(0) => return true,
+                            Ok(_) => {}
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                                ) =>
+                            {
+                                return false;
+                            }
+                            Err(_) => return true,
+                        }
+                    }
+                })
+            })
+            .collect();
+        readers
+            .into_iter()
+            .filter_map(|r| r.join().ok())
+            .filter(|&ended| ended)
+            .count()
+    });
+    dropped += ended;
     Ok(dropped)
 }
 

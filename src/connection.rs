@@ -1,9 +1,10 @@
 //! One connection's two threads: the reader, which runs the handshake and turns lines into
 //! [`Event`]s for the broadcaster, and the writer, which drains the connection's outbox.
 //!
-//! The reader answers what needs no shared state (`/help`, malformed lines) straight into the
-//! outbox; everything else goes through the broadcaster. The writer coalesces whatever is
-//! queued into one `write`, so a burst costs one syscall rather than one per message.
+//! The reader answers malformed lines straight into the outbox (and closes a connection that
+//! sends nothing else); every request goes through the broadcaster, which charges it against
+//! the client's rate. The writer coalesces whatever is queued into one `write`, so a burst
+//! costs one syscall rather than one per message.
 
 use std::cell::Cell;
 use std::io::{self, BufReader, Read, Write};
@@ -54,6 +55,9 @@ pub struct Reader {
     pub ping_timeout: Duration,
     /// A silent human-mode client is dropped after this long.
     pub idle_timeout: Duration,
+    /// Lines refused in a row (malformed, too long, not UTF-8) after which the connection is
+    /// closed for flooding: each costs the server a parse and an error line.
+    pub flood_limit: u32,
     /// Set when an answer did not fit in the outbox: the client does not read what it asks
     /// for, so the connection is ended as a slow consumer.
     pub overflowed: Cell<bool>,
@@ -290,6 +294,8 @@ impl Reader {
     #[inline(never)]
     fn chat(&self, lines: &mut LineReader<TransportReader<'_>>, mode: Mode) -> io::Result<String> {
         let mut paste: Option<Paste> = None;
+        // Lines refused in a row; a good request starts the count again.
+        let mut refused = 0u32;
         // When the server pinged this (JSON) client and is waiting for any line back.
         let mut pinged = false;
         let mut ping_id = 0u64;
@@ -328,7 +334,13 @@ impl Reader {
                         Some(p) => {
                             p.refused.get_or_insert(err);
                         }
-                        None => self.send(mode, &ServerMsg::error(&err)),
+                        None => {
+                            self.send(mode, &ServerMsg::error(&err));
+                            refused += 1;
+                            if refused >= self.flood_limit {
+                                return Ok(self.flooded(mode));
+                            }
+                        }
                     }
                     continue;
                 }
@@ -355,11 +367,15 @@ impl Reader {
                 Ok(None) => continue,
                 Err(e) => {
                     self.send(mode, &ServerMsg::error(&e));
+                    refused += 1;
+                    if refused >= self.flood_limit {
+                        return Ok(self.flooded(mode));
+                    }
                     continue;
                 }
             };
+            refused = 0;
             match req {
-                Request::Help => self.send(mode, &ServerMsg::help()),
                 Request::Pong => {}
                 Request::Paste => {
                     let ts = crate::storage::now_timestamp();
@@ -439,6 +455,22 @@ impl Reader {
                 req,
             })
             .is_ok()
+    }
+
+    /// Says goodbye to a client that sent nothing but refused lines; the reason for
+    /// `data.csv`.
+    #[cold]
+    #[inline(never)]
+    fn flooded(&self, mode: Mode) -> String {
+        let bye = ServerMsg::Bye {
+            ts: crate::storage::now_timestamp(),
+            reason: format!(
+                "disconnected for flooding ({} refused lines in a row); you may reconnect",
+                self.flood_limit
+            ),
+        };
+        self.send(mode, &bye);
+        "flooding".into()
     }
 
     /// Says goodbye to a client that went silent; returns the reason for `data.csv`.

@@ -304,8 +304,10 @@ impl Server {
         let next_conn =
             crate::storage::last_conn_id(&config.data_dir.join(crate::storage::CONNECTIONS_FILE))?
                 + 1;
-        // Bounded: a flood of events slows the readers that cause it, not the broadcaster.
-        let (events, rx) = crossbeam_channel::bounded(64 * 1024);
+        // Bounded: a flood of events slows the readers that cause it, not the broadcaster. And
+        // not deep: it is one queue for everyone, so an honest client's request waits behind
+        // whatever is queued; 4,096 events (16 full batches) is a few milliseconds of work.
+        let (events, rx) = crossbeam_channel::bounded(4096);
         let broadcaster = thread::Builder::new()
             .name("broadcaster".into())
             .spawn(move || hub.run(rx))
@@ -468,6 +470,7 @@ impl Server {
             ping_interval: self.config.ping_interval,
             ping_timeout: self.config.ping_timeout,
             idle_timeout: self.config.idle_timeout,
+            flood_limit: self.config.flood_limit.max(1),
             overflowed: std::cell::Cell::new(false),
         };
         let reader_alive = alive.clone();

@@ -27,6 +27,10 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Workload {
+    /// Each attack of a hostile member against a fresh server with the default limits, while
+    /// a bystander pings every 100 ms: the outcome, the server's RSS, the bystander's round
+    /// trips. Fails when a round trip reaches 100 ms.
+    Hostile,
     /// Receivers and senders in one room at a fixed total rate (open loop).
     Fanout {
         #[arg(long, default_value_t = 200)]
@@ -211,6 +215,30 @@ fn run(args: Args) -> chatroom::Result<bool> {
                 r.next_id
             );
             Ok(r.next_id == rows + 1)
+        }
+        Workload::Hostile => {
+            let results = bench::hostile(&args.server_args)?;
+            println!(
+                "| attack | outcome | server RSS before → after (MiB) | bystander /ping p50 / p99 / max (ms) |"
+            );
+            println!("|---|---|---|---|");
+            let mut ok = true;
+            for r in &results {
+                eprintln!("{}", serde_json::to_string(r).expect("serializes"));
+                println!(
+                    "| {} | {} | {:.1} → {:.1} | {:.1} / {:.1} / {:.1} ({} pings) |",
+                    r.attack,
+                    r.outcome,
+                    r.rss_before_kib as f64 / 1024.0,
+                    r.rss_after_kib as f64 / 1024.0,
+                    r.ping_p50_ms,
+                    r.ping_p99_ms,
+                    r.ping_max_ms,
+                    r.pings
+                );
+                ok &= r.ping_max_ms < 100.0;
+            }
+            Ok(ok)
         }
         Workload::Smoke => {
             let target = target(&args)?;

@@ -14,7 +14,7 @@ use chatroom::{Config, Server};
 
 /// A self-hosted chat server: one thread per client, every message kept in CSV.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, args_override_self = true)]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,

@@ -625,7 +625,7 @@ impl<W: LogFile> Hub<W> {
         let size = |n: usize| n as f64 / 25.0;
         let cost = match req {
             Request::Quit(_) | Request::Pong => 0.0,
-            Request::Ping(_) | Request::Help => 0.2,
+            Request::Ping(_) => 0.2,
             Request::History(n) => 1.0 + size(n.unwrap_or(self.config.history)),
             Request::Join(_) => 1.0 + size(self.config.history),
             Request::Who(room) => {

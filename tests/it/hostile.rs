@@ -402,6 +402,36 @@ fn replies_to_a_client_that_never_reads_are_bounded() {
     assert_eq!(slow, 10, "{rows:#?}");
 }
 
+/// Item 10 again: a client that sends nothing but lines the server must refuse costs a parse
+/// and an error line each; after `--flood-limit` of them in a row it is disconnected, so it
+/// cannot keep a core busy.
+#[test]
+fn refused_lines_in_a_row_end_the_connection() {
+    let server = start_with(|c| c.flood_limit = 50);
+    let mut junk = server.json("junk");
+    for _ in 0..60 {
+        junk.send("{not json");
+    }
+    for _ in 0..49 {
+        assert_eq!(junk.next_of("error")["code"], "bad_json");
+    }
+    let bye = junk.next_of("bye");
+    assert!(
+        bye["reason"].as_str().unwrap().contains("flooding"),
+        "{bye}"
+    );
+    junk.closed();
+    // A good request in between starts the count again.
+    let mut careless = server.json("careless");
+    for _ in 0..3 {
+        for _ in 0..40 {
+            careless.send("{not json");
+        }
+        careless.send_json(json!({"type":"say","text":"oops"}));
+    }
+    careless.nothing_pending_after(true, |l| !l.contains(r#""type":"bye""#));
+}
+
 /// Item 11: every request costs tokens, heavier ones more, and announcements too: a flood of
 /// `/away`, `/nick` or `/history 200` is refused past the burst and disconnected past the
 /// flood limit, and a bystander's ping is answered meanwhile.
@@ -415,7 +445,7 @@ fn every_request_costs_tokens() {
     long.send_json(json!({"type":"away","reason":"x".repeat(4000)}));
     assert_eq!(error(&mut long).0, "bad_request");
 
-    let bystander = Bystander::start(server.addr, "bystander", Duration::from_millis(20)).unwrap();
+    let bystander = Bystander::start(server.addr, "bystander", Duration::from_millis(100)).unwrap();
     let away = json!({"type":"away","reason":"brb"});
     let flood = attack::request_flood(server.addr, "awayer", &away, "presence", 100).unwrap();
     assert!(flood.done <= 5, "{flood:?}");
