@@ -396,9 +396,8 @@ fn verify_in(memory: &mut Vec<argon2::Block>, password: &str, hash: &str) -> boo
         return false;
     };
     let blocks = params.block_count();
-    if memory.len() < blocks {
-        memory.resize(blocks, argon2::Block::default());
-    }
+    // Grows once, to the largest cost seen; never shrinks.
+    memory.resize(memory.len().max(blocks), argon2::Block::default());
     let mut out = vec![0u8; expected.len()];
     Argon2::new(algorithm, version, params)
         .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..blocks])
@@ -639,6 +638,7 @@ mod tests {
         let t = Throttle::new(Duration::ZERO, Duration::from_secs(60), 1);
         t.attempt(ip, "bob").unwrap();
         t.withdraw(ip, "bob");
+        assert!(t.failures.lock().unwrap().is_empty(), "nothing left behind");
         assert!(t.attempt(ip, "bob").is_ok());
         assert!(t.failures.lock().unwrap().len() == 2);
     }

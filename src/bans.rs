@@ -460,6 +460,11 @@ mod tests {
             Target::parse("::ffff:203.0.113.5").unwrap(),
             Target::Ip(ip("203.0.113.5"))
         );
+        // A prefix shorter than the mapping's own 96 bits is an IPv6 network.
+        assert_eq!(
+            Target::parse("::ffff:0:0/64").unwrap(),
+            Target::Cidr(ip("::ffff:0:0"), 64)
+        );
         let net = Target::parse("::ffff:203.0.113.0/120").unwrap();
         assert_eq!(net, Target::Cidr(ip("203.0.113.0"), 24));
         assert!(net.covers(ip("203.0.113.77")) && !net.covers(ip("203.0.114.1")));

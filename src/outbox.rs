@@ -318,7 +318,7 @@ mod tests {
     /// Many small pushes cost more than their bytes: the bound counts what they hold.
     #[test]
     fn small_pushes_are_charged_their_overhead() {
-        let (tx, _rx) = outbox(100 * charge(b"!\n"));
+        let (tx, _rx) = outbox(100 * (2 + PUSH_OVERHEAD));
         let mut n = 0;
         while tx.push(b("!\n")).is_ok() {
             n += 1;
