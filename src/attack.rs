@@ -353,17 +353,10 @@ pub fn silent_flood(
             });
         }
     });
-    // Find out which the server closed, first without reading a byte of what it sent (reading
-    // would let it catch up): a write to a socket the server has closed fails. A socket whose
-    // peer closed while our receive window was full may not learn of it for a long while, so
-    // once nothing changes for a second the rest are read to their end.
+    // Find out which the server closed, without reading a byte of what it sent (reading would
+    // let it catch up): a write to a socket the server has closed fails.
     let mut open = clients;
-    let mut changed = Instant::now();
-    while !open.is_empty()
-        && Instant::now() < deadline
-        && changed.elapsed() < Duration::from_secs(1)
-    {
-        let before = open.len();
+    while !open.is_empty() && Instant::now() < deadline {
         open.retain(|s| {
             let _ = s.set_nonblocking(true);
             // One byte: written whole, or not at all.
@@ -372,48 +365,9 @@ pub fn silent_flood(
                 Err(e) => e.kind() == io::ErrorKind::WouldBlock,
             }
         });
-        if open.len() != before {
-            changed = Instant::now();
-        }
         std::thread::sleep(Duration::from_millis(20));
     }
     dropped += conns - open.len();
-    let ended = std::thread::scope(|scope| {
-        let readers: Vec<_> = open
-            .iter()
-            .map(|s| {
-                scope.spawn(move || {
-                    let _ = s.set_nonblocking(false);
-                    let mut sink = vec![0u8; 64 * 1024];
-                    loop {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
-                            return false;
-                        }
-                        match (&*s).read(&mut sink) {
-                            Ok(0) => return true,
-                            Ok(_) => {}
-                            Err(e)
-                                if matches!(
-                                    e.kind(),
-                                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                                ) =>
-                            {
-                                return false;
-                            }
-                            Err(_) => return true,
-                        }
-                    }
-                })
-            })
-            .collect();
-        readers
-            .into_iter()
-            .filter_map(|r| r.join().ok())
-            .filter(|&ended| ended)
-            .count()
-    });
-    dropped += ended;
     Ok(dropped)
 }
 

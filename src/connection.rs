@@ -560,7 +560,7 @@ impl Reader {
         }
         if self.outbox.push(Arc::from(bytes)) == Err(PushError::Full) {
             self.overflowed.set(true);
-            let _ = self.transport.socket().shutdown(Shutdown::Both);
+            crate::outbox::abandon(self.transport.socket());
         }
     }
 }

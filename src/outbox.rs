@@ -34,6 +34,15 @@ pub fn charge(bytes: &[u8]) -> usize {
     bytes.len() + PUSH_OVERHEAD
 }
 
+/// Ends the connection of a client whose outbox is full. Not politely: it does not read, so
+/// a goodbye would wait behind what it has not read, and a FIN behind a closed window may not
+/// reach it for minutes. The socket is set to reset when it closes (`SO_LINGER` 0), and shut
+/// now, which ends the connection's reader and writer, whose end closes it.
+pub fn abandon(stream: &TcpStream) {
+    let _ = SockRef::from(stream).set_linger(Some(std::time::Duration::ZERO));
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
 /// Why a push failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError {

@@ -1268,7 +1268,7 @@ impl<W: LogFile> Hub<W> {
         if let Some(client) = self.clients.get(&conn)
             && client.outbox.push(Arc::from(protocol::encode(msg, mode))) == Err(PushError::Full)
         {
-            let _ = client.stream.shutdown(Shutdown::Both);
+            crate::outbox::abandon(&client.stream);
             if !self.overflowed.contains(&conn) {
                 self.overflowed.push(conn);
             }
@@ -1321,7 +1321,7 @@ impl<W: LogFile> Hub<W> {
                         "conn {conn} ({}) is a slow consumer: its outbox is full; disconnecting",
                         client.name.as_deref().unwrap_or("unnamed")
                     );
-                    let _ = client.stream.shutdown(Shutdown::Both);
+                    crate::outbox::abandon(&client.stream);
                 }
                 // Removed without flushing: this loop is the flush.
                 self.forget(conn, SLOW_CONSUMER);

@@ -2,27 +2,18 @@
 //! servers, and the `chat-server users` commands.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chatroom::accounts::{Accounts, Role, USERS_FILE};
 use serde_json::json;
 
-use crate::support::{Client, csv_rows, start_in};
-
-fn accounts(dir: &Path, list: &[(&str, &str, Role)]) {
-    let mut a = Accounts::default();
-    for (name, pw, role) in list {
-        a.add(name, pw, *role).unwrap();
-    }
-    a.save(&dir.join(USERS_FILE)).unwrap();
-}
+use crate::support::{Client, csv_rows, start_in, write_accounts};
 
 #[test]
 fn guests_join_freely_and_registered_names_need_their_password() {
     let dir = tempfile::tempdir().unwrap();
-    accounts(dir.path(), &[("bob", "s3cret pass", Role::Member)]);
+    write_accounts(dir.path(), &[("bob", "s3cret pass", Role::Member)]);
     let server = start_in(dir.path(), |c| c.login_delay = Duration::from_millis(10));
 
     // A guest: no password asked.
@@ -97,7 +88,7 @@ fn guests_join_freely_and_registered_names_need_their_password() {
 #[test]
 fn failed_logins_are_throttled_and_locked_out() {
     let dir = tempfile::tempdir().unwrap();
-    accounts(dir.path(), &[("bob", "right", Role::Member)]);
+    write_accounts(dir.path(), &[("bob", "right", Role::Member)]);
     let server = start_in(dir.path(), |c| {
         c.login_delay = Duration::from_millis(40);
         c.login_lockout = 3;
@@ -123,7 +114,7 @@ fn failed_logins_are_throttled_and_locked_out() {
 #[test]
 fn a_private_server_takes_only_accounts_and_does_not_say_which_names_exist() {
     let dir = tempfile::tempdir().unwrap();
-    accounts(dir.path(), &[("boss", "pw", Role::Admin)]);
+    write_accounts(dir.path(), &[("boss", "pw", Role::Admin)]);
     let server = start_in(dir.path(), |c| {
         c.private = true;
         c.login_delay = Duration::from_millis(1);
@@ -218,7 +209,7 @@ fn the_users_commands_manage_accounts_atomically() {
 #[test]
 fn chat_client_logs_in_with_a_password() {
     let dir = tempfile::tempdir().unwrap();
-    accounts(dir.path(), &[("bob", "bob pw", Role::Member)]);
+    write_accounts(dir.path(), &[("bob", "bob pw", Role::Member)]);
     let server = start_in(dir.path(), |c| c.login_delay = Duration::from_millis(1));
     // In a script the password is the line after the name (or CHAT_PASSWORD).
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat-client"))
@@ -259,7 +250,7 @@ fn chat_client_logs_in_with_a_password() {
 #[test]
 fn accounts_without_tls_on_a_public_address_give_a_warning() {
     let dir = tempfile::tempdir().unwrap();
-    accounts(dir.path(), &[("boss", "pw", Role::Admin)]);
+    write_accounts(dir.path(), &[("boss", "pw", Role::Admin)]);
     let log = dir.path().join("server.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
         .args(["--bind", "0.0.0.0:0", "--data-dir"])

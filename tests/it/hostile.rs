@@ -9,28 +9,9 @@ use chatroom::accounts::{Accounts, Role, USERS_FILE};
 use chatroom::attack::{self, Bystander, JsonClient, Trickle};
 use serde_json::json;
 
-use crate::support::{Client, ServerProcess, csv_rows, start_in, start_on, start_with};
-
-fn accounts(dir: &Path, list: &[(&str, &str, Role)]) {
-    let mut a = Accounts::default();
-    for (name, pw, role) in list {
-        a.add(name, pw, *role).unwrap();
-    }
-    a.save(&dir.join(USERS_FILE)).unwrap();
-}
-
-/// A JSON client logged in to an account.
-fn login(addr: std::net::SocketAddr, name: &str, password: &str) -> Client {
-    let mut c = Client::connect(addr);
-    c.send_json(json!({"type":"hello","name":name,"password":password}));
-    c.next_of("welcome");
-    c.next_of("history_end");
-    c
-}
-
-fn command(c: &mut Client, line: &str) {
-    c.send_json(json!({"type":"command","line":line}));
-}
+use crate::support::{
+    Client, ServerProcess, command, csv_rows, login, start_in, start_on, start_with, write_accounts,
+};
 
 /// The `message` of the next error event.
 fn error(c: &mut Client) -> (String, String) {
@@ -42,11 +23,11 @@ fn error(c: &mut Client) -> (String, String) {
 }
 
 /// A server with a member (alice) and an administrator (boss), and the login delay short.
-fn with_accounts(
+fn with_write_accounts(
     dir: &Path,
     tune: impl FnOnce(&mut chatroom::Config),
 ) -> crate::support::TestServer {
-    accounts(
+    write_accounts(
         dir,
         &[
             ("alice", "alice pw", Role::Member),
@@ -64,7 +45,7 @@ fn with_accounts(
 #[test]
 fn a_guest_cannot_take_a_registered_name() {
     let dir = tempfile::tempdir().unwrap();
-    let server = with_accounts(dir.path(), |_| {});
+    let server = with_write_accounts(dir.path(), |_| {});
     let mut eve = server.json("eve");
     for name in ["alice", "ALICE", "Boss", "b0ss"] {
         eve.send_json(json!({"type":"nick","name":name}));
@@ -87,7 +68,7 @@ fn a_guest_cannot_take_a_registered_name() {
 #[test]
 fn roles_follow_the_account_never_a_name() {
     let dir = tempfile::tempdir().unwrap();
-    let server = with_accounts(dir.path(), |_| {});
+    let server = with_write_accounts(dir.path(), |_| {});
     let mut boss = login(server.addr, "boss", "boss pw");
     let mut eve = server.json("eve");
     eve.send_json(json!({"type":"nick","name":"alice"}));
@@ -118,7 +99,7 @@ fn roles_follow_the_account_never_a_name() {
 #[test]
 fn an_account_takes_its_name_back_from_a_guest() {
     let dir = tempfile::tempdir().unwrap();
-    let server = with_accounts(dir.path(), |_| {});
+    let server = with_write_accounts(dir.path(), |_| {});
     let mut early = server.json("carol");
     let mut all = Accounts::load(&dir.path().join(USERS_FILE)).unwrap();
     all.add("carol", "carol pw", Role::Member).unwrap();
@@ -139,7 +120,7 @@ fn an_account_takes_its_name_back_from_a_guest() {
 #[test]
 fn bans_and_mutes_hold_across_a_change_of_name() {
     let dir = tempfile::tempdir().unwrap();
-    let server = with_accounts(dir.path(), |_| {});
+    let server = with_write_accounts(dir.path(), |_| {});
     let mut boss = login(server.addr, "boss", "boss pw");
     let mut mallory = server.json("mallory");
     command(&mut boss, "/ban mallory 1h spam");
@@ -164,7 +145,7 @@ fn bans_and_mutes_hold_across_a_change_of_name() {
 #[test]
 fn look_alike_and_invisible_names_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let server = with_accounts(dir.path(), |_| {});
+    let server = with_write_accounts(dir.path(), |_| {});
     let _bob = server.json("bob");
     let refused = |name: &str| {
         let mut c = Client::connect(server.addr);
@@ -212,7 +193,7 @@ fn ipv4_mapped_peers_are_ipv4_everywhere() {
         c.login_delay = Duration::from_millis(1);
     });
     // Written while it runs: the server reads users.csv again when it changes.
-    accounts(&server.dir, &[("boss", "boss pw", Role::Admin)]);
+    write_accounts(&server.dir, &[("boss", "boss pw", Role::Admin)]);
     // Loopback is exempt from the per-address cap of 1, mapped or not.
     let a = server.json("a");
     let b = server.json("b");
@@ -299,7 +280,7 @@ fn rooms_left_empty_are_freed() {
 #[test]
 fn a_storm_of_logins_is_checked_a_few_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
-    accounts(dir.path(), &[("alice", "alice pw", Role::Member)]);
+    write_accounts(dir.path(), &[("alice", "alice pw", Role::Member)]);
     let server = ServerProcess::start(dir.path(), &["--login-delay", "0.01"]);
     let before = server.rss_kib();
     let storm = attack::login_storm(server.addr, "alice", 60, "alice pw").unwrap();
@@ -326,7 +307,7 @@ fn a_storm_of_logins_is_checked_a_few_at_a_time() {
 #[test]
 fn the_handshake_ends_at_its_deadline_however_the_bytes_trickle() {
     let dir = tempfile::tempdir().unwrap();
-    let server = with_accounts(dir.path(), |c| c.handshake_timeout = Duration::from_secs(1));
+    let server = with_write_accounts(dir.path(), |c| c.handshake_timeout = Duration::from_secs(1));
     let limit = Duration::from_secs(4);
     let every = Duration::from_millis(300);
     let name = Trickle {

@@ -7,21 +7,17 @@ use std::time::Duration;
 use chatroom::accounts::{Accounts, Role, USERS_FILE};
 use serde_json::json;
 
-use crate::support::{Client, TestServer, csv_rows, start_in};
+use crate::support::{Client, TestServer, command, csv_rows, login, start_in, write_accounts};
 
 fn setup(dir: &Path) -> TestServer {
-    let mut a = Accounts::default();
-    a.add("boss", "boss pw", Role::Admin).unwrap();
-    a.add("carol", "carol pw", Role::Member).unwrap();
-    a.save(&dir.join(USERS_FILE)).unwrap();
+    write_accounts(
+        dir,
+        &[
+            ("boss", "boss pw", Role::Admin),
+            ("carol", "carol pw", Role::Member),
+        ],
+    );
     start_in(dir, |c| c.login_delay = Duration::from_millis(1))
-}
-
-fn login(server: &TestServer, name: &str, pw: &str) -> Client {
-    let mut c = Client::connect(server.addr);
-    c.send_json(json!({"type":"hello","name":name,"password":pw}));
-    c.next_of("history_end");
-    c
 }
 
 /// The next `system` event whose text starts with `prefix`.
@@ -34,15 +30,11 @@ fn system(c: &mut Client, prefix: &str) -> String {
     }
 }
 
-fn command(c: &mut Client, line: &str) {
-    c.send_json(json!({"type":"command","line":line}));
-}
-
 #[test]
 fn members_are_refused_every_moderation_command() {
     let dir = tempfile::tempdir().unwrap();
     let server = setup(dir.path());
-    let mut carol = login(&server, "carol", "carol pw");
+    let mut carol = login(server.addr, "carol", "carol pw");
     let _guest = server.human("guest");
     for (line, what) in [
         ("/kick guest", "/kick"),
@@ -68,14 +60,14 @@ fn members_are_refused_every_moderation_command() {
 fn kick_mute_op_and_deop_by_an_admin() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = setup(dir.path());
-    let mut boss = login(&server, "boss", "boss pw");
+    let mut boss = login(server.addr, "boss", "boss pw");
     assert!(
         boss.transcript
             .iter()
             .any(|l| l.contains(r#""role":"admin""#))
     );
     let mut bob = server.human("bob");
-    let mut carol = login(&server, "carol", "carol pw");
+    let mut carol = login(server.addr, "carol", "carol pw");
     bob.until("carol joined");
 
     // Mute: bob's messages are refused with a reason; the room is told.
@@ -142,7 +134,7 @@ fn kick_mute_op_and_deop_by_an_admin() {
 fn bans_by_name_and_network_survive_a_restart_and_can_be_lifted() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = setup(dir.path());
-    let mut boss = login(&server, "boss", "boss pw");
+    let mut boss = login(server.addr, "boss", "boss pw");
     let mut mallory = server.human("mallory");
     boss.next_of("joined");
 
@@ -172,7 +164,7 @@ fn bans_by_name_and_network_survive_a_restart_and_can_be_lifted() {
     let mut again = Client::connect(server.addr);
     again.send_json(json!({"type":"hello","name":"mallory"}));
     assert_eq!(again.next_of("error")["code"], "banned");
-    let mut boss = login(&server, "boss", "boss pw");
+    let mut boss = login(server.addr, "boss", "boss pw");
     command(&mut boss, "/bans");
     let list = system(&mut boss, "1 bans");
     assert!(list.contains("Mallory (name) until"), "{list}");

@@ -111,6 +111,29 @@ impl Drop for TestServer {
     }
 }
 
+/// Writes `users.csv` in `dir` with these accounts: (name, password, role).
+pub fn write_accounts(dir: &Path, list: &[(&str, &str, chatroom::accounts::Role)]) {
+    let mut a = chatroom::accounts::Accounts::default();
+    for (name, pw, role) in list {
+        a.add(name, pw, *role).unwrap();
+    }
+    a.save(&dir.join(chatroom::accounts::USERS_FILE)).unwrap();
+}
+
+/// A JSON client logged in to an account, past the lobby's history.
+pub fn login(addr: SocketAddr, name: &str, password: &str) -> Client {
+    let mut c = Client::connect(addr);
+    c.send_json(serde_json::json!({"type":"hello","name":name,"password":password}));
+    c.next_of("welcome");
+    c.next_of("history_end");
+    c
+}
+
+/// Sends a `/command` line from a JSON client.
+pub fn command(c: &mut Client, line: &str) {
+    c.send_json(serde_json::json!({"type":"command","line":line}));
+}
+
 /// Parses a CSV file's rows (without the header) as string records.
 pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
     csv::ReaderBuilder::new()
