@@ -23,6 +23,8 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::limits::address_key;
+use crate::names::NameMap;
 use crate::protocol;
 
 /// The file name of the accounts inside the data directory.
@@ -75,10 +77,13 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The accounts of `users.csv`, by [`protocol::name_key`].
+/// The accounts of `users.csv`, found by any name that looks like theirs.
 #[derive(Debug, Default, Clone)]
 pub struct Accounts {
-    by_key: HashMap<String, Account>,
+    by_key: NameMap<Account>,
+    /// Accounts whose name looks like an earlier account's (written before names were
+    /// compared by look): kept in the file, but nobody can log in to them.
+    shadowed: Vec<Account>,
 }
 
 impl Accounts {
@@ -95,9 +100,17 @@ impl Accounts {
                 context: format!("cannot read {}", path.display()),
                 source: e,
             })?;
-            accounts
-                .by_key
-                .insert(protocol::name_key(&account.name), account);
+            if let Some(first) = accounts.by_key.get(&account.name) {
+                log::warn!(
+                    "{}: the account {} looks like the account {}, so nobody can log in to it; rename or remove one of them",
+                    path.display(),
+                    account.name,
+                    first.name
+                );
+                accounts.shadowed.push(account);
+                continue;
+            }
+            accounts.by_key.insert(&account.name.clone(), account);
         }
         Ok(accounts)
     }
@@ -110,8 +123,7 @@ impl Accounts {
         let mut w = csv::Writer::from_writer(
             crate::storage::create_private_file(&tmp).map_err(|e| io("cannot create", e))?,
         );
-        let mut all: Vec<&Account> = self.by_key.values().collect();
-        all.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
+        let all = self.list();
         if all.is_empty() {
             w.write_record(["name", "password_hash", "role", "created"])
                 .map_err(|e| Error::Csv {
@@ -138,7 +150,7 @@ impl Accounts {
     }
 
     pub fn get(&self, name: &str) -> Option<&Account> {
-        self.by_key.get(&protocol::name_key(name))
+        self.by_key.get(name)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -148,9 +160,13 @@ impl Accounts {
     /// Adds an account; an existing name is an error.
     pub fn add(&mut self, name: &str, password: &str, role: Role) -> Result<()> {
         protocol::validate_name(name).map_err(|e| Error::Config(e.to_string()))?;
-        let key = protocol::name_key(name);
-        if self.by_key.contains_key(&key) {
-            return Err(Error::Config(format!("the account {name} exists already")));
+        if let Some(existing) = self.by_key.get(name) {
+            let msg = if crate::names::fold(&existing.name) == crate::names::fold(name) {
+                format!("the account {name} exists already")
+            } else {
+                format!("{name} looks like the account {}", existing.name)
+            };
+            return Err(Error::Config(msg));
         }
         let account = Account {
             name: name.to_string(),
@@ -158,7 +174,7 @@ impl Accounts {
             role,
             created: crate::storage::now_timestamp(),
         };
-        self.by_key.insert(key, account);
+        self.by_key.insert(name, account);
         Ok(())
     }
 
@@ -175,21 +191,24 @@ impl Accounts {
     }
 
     pub fn remove(&mut self, name: &str) -> Result<Account> {
+        if let Some(i) = self.shadowed.iter().position(|a| a.name == name) {
+            return Ok(self.shadowed.remove(i));
+        }
         self.by_key
-            .remove(&protocol::name_key(name))
+            .remove(name)
             .ok_or_else(|| Error::Config(format!("there is no account {name}")))
     }
 
     /// Accounts, oldest first.
     pub fn list(&self) -> Vec<&Account> {
-        let mut all: Vec<&Account> = self.by_key.values().collect();
+        let mut all: Vec<&Account> = self.by_key.values().chain(&self.shadowed).collect();
         all.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
         all
     }
 
     fn get_mut(&mut self, name: &str) -> Result<&mut Account> {
         self.by_key
-            .get_mut(&protocol::name_key(name))
+            .get_mut(name)
             .ok_or_else(|| Error::Config(format!("there is no account {name}")))
     }
 }
@@ -343,9 +362,10 @@ pub enum Verdict {
     Granted(Account),
     /// Wrong password, or no such account.
     Refused,
-    /// Every checker is busy and the queue is full, or the deadline passed first: nothing was
-    /// decided (and no failure counted).
+    /// Every checker is busy and the queue is full: nothing was checked.
     Busy,
+    /// The deadline passed before the answer came (the check is dropped if not yet begun).
+    TimedOut,
 }
 
 impl Auth {
@@ -359,9 +379,10 @@ impl Auth {
             None => DUMMY_HASH.to_string(),
         };
         match self.checker.verify(password, hash, deadline) {
-            Some(true) => account.map_or(Verdict::Refused, Verdict::Granted),
-            Some(false) => Verdict::Refused,
-            None => Verdict::Busy,
+            Checked::Matched(true) => account.map_or(Verdict::Refused, Verdict::Granted),
+            Checked::Matched(false) => Verdict::Refused,
+            Checked::Full => Verdict::Busy,
+            Checked::TimedOut => Verdict::TimedOut,
         }
     }
 
@@ -414,13 +435,29 @@ fn verify_in(memory: &mut Vec<argon2::Block>, password: &str, hash: &str) -> boo
 /// is busy. The connection thread waits for its answer; the broadcaster never does.
 pub struct Checker {
     jobs: crossbeam_channel::Sender<Job>,
+    /// Keeps the queue open while the checker lives, whatever becomes of its threads.
+    _queue: crossbeam_channel::Receiver<Job>,
 }
 
 /// One password to check, and where the answer goes.
 struct Job {
     password: String,
     hash: String,
+    /// Nobody waits for the answer after this: a job still queued then is skipped, so a
+    /// login that ran out of time costs no check.
+    deadline: Instant,
     answer: crossbeam_channel::Sender<bool>,
+}
+
+/// What [`Checker::verify`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// Whether the password matches.
+    Matched(bool),
+    /// The queue is full: not checked.
+    Full,
+    /// No answer by the deadline.
+    TimedOut,
 }
 
 impl Checker {
@@ -435,25 +472,32 @@ impl Checker {
                     // Each checker's Argon2 memory, allocated at its first check and kept.
                     let mut memory = Vec::new();
                     for job in rx {
+                        if Instant::now() >= job.deadline {
+                            continue;
+                        }
                         let ok = verify_in(&mut memory, &job.password, &job.hash);
                         let _ = job.answer.send(ok);
                     }
                 })
                 .map_err(|e| Error::io("cannot start a password checker thread", e))?;
         }
-        Ok(Checker { jobs })
+        Ok(Checker { jobs, _queue: rx })
     }
 
-    /// `Some(matches)`, or `None` when the queue is full or `deadline` passes first.
-    pub fn verify(&self, password: &str, hash: String, deadline: Instant) -> Option<bool> {
+    /// Checks `password` against `hash`, waiting at most until `deadline`.
+    pub fn verify(&self, password: &str, hash: String, deadline: Instant) -> Checked {
         let (answer, rx) = crossbeam_channel::bounded(1);
         let job = Job {
             password: password.to_string(),
             hash,
+            deadline,
             answer,
         };
-        self.jobs.try_send(job).ok()?;
-        rx.recv_deadline(deadline).ok()
+        if self.jobs.try_send(job).is_err() {
+            return Checked::Full;
+        }
+        rx.recv_deadline(deadline)
+            .map_or(Checked::TimedOut, Checked::Matched)
     }
 }
 
@@ -468,12 +512,22 @@ const FORGET_ABOVE: usize = 100_000;
 /// An attempt counts as a failure from the moment it starts ([`Throttle::attempt`]) and is
 /// taken back only when it succeeds, so attempts that arrive together cannot all slip under
 /// the lockout: the eleventh of sixty simultaneous guesses is already locked out.
+///
+/// A name's lockout does not stop the addresses that logged in to it before (the last
+/// [`KNOWN_PER_NAME`]): otherwise anyone could lock an administrator out with ten wrong
+/// guesses. An address's lockout stops every name. Addresses are counted as
+/// [`address_key`] does (an IPv6 /64 is one address).
 pub struct Throttle {
     base: Duration,
     window: Duration,
     lockout_after: u32,
     failures: Mutex<HashMap<String, (u32, Instant)>>,
+    /// By name: the addresses that logged in to it, latest last.
+    known: Mutex<HashMap<String, Vec<IpAddr>>>,
 }
+
+/// How many addresses are remembered as the owner's, per name.
+const KNOWN_PER_NAME: usize = 16;
 
 impl Throttle {
     pub fn new(base: Duration, window: Duration, lockout_after: u32) -> Throttle {
@@ -482,12 +536,13 @@ impl Throttle {
             window,
             lockout_after,
             failures: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
         }
     }
 
     fn keys(ip: IpAddr, name: &str) -> [String; 2] {
         [
-            format!("ip:{ip}"),
+            format!("ip:{}", address_key(ip)),
             format!("name:{}", protocol::name_key(name)),
         ]
     }
@@ -503,6 +558,15 @@ impl Throttle {
     /// back the failure this attempt counted for the address.
     pub fn succeeded(&self, ip: IpAddr, name: &str) {
         let [ip_key, name_key] = Self::keys(ip, name);
+        {
+            let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            let addresses = known.entry(name_key.clone()).or_default();
+            addresses.retain(|a| *a != address_key(ip));
+            if addresses.len() >= KNOWN_PER_NAME {
+                addresses.remove(0);
+            }
+            addresses.push(address_key(ip));
+        }
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(&name_key);
         if let Some(entry) = map.get_mut(&ip_key) {
@@ -534,8 +598,16 @@ impl Throttle {
         now: Instant,
     ) -> std::result::Result<Duration, Duration> {
         let keys = Self::keys(ip, name);
+        let owner = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&keys[1])
+            .is_some_and(|a| a.contains(&address_key(ip)));
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let locked = keys
+        // The name's own lockout does not stop an address its owner logged in from.
+        let checked = if owner { &keys[..1] } else { &keys[..] };
+        let locked = checked
             .iter()
             .filter_map(|k| map.get(k))
             .filter(|(n, at)| *n >= self.lockout_after && now - *at < self.window)
@@ -737,7 +809,10 @@ mod tests {
         assert!(auth.is_registered("Erin") && auth.is_registered("fr\u{430}nk"));
         assert!(!auth.is_registered("guest"));
         // A deadline already past decides nothing.
-        assert_eq!(auth.check("erin", "secret", Instant::now()), Verdict::Busy);
+        assert_eq!(
+            auth.check("erin", "secret", Instant::now()),
+            Verdict::TimedOut
+        );
     }
 
     #[test]
@@ -746,10 +821,18 @@ mod tests {
         let checker = Checker::new(0, 1).unwrap();
         let hash = hash_password("pw").unwrap();
         let soon = Instant::now() + Duration::from_millis(50);
-        assert_eq!(checker.verify("pw", hash.clone(), soon), None, "deadline");
+        assert_eq!(
+            checker.verify("pw", hash.clone(), soon),
+            Checked::TimedOut,
+            "deadline"
+        );
         let later = Instant::now() + Duration::from_secs(60);
         let started = Instant::now();
-        assert_eq!(checker.verify("pw", hash, later), None, "queue full");
+        assert_eq!(
+            checker.verify("pw", hash, later),
+            Checked::Full,
+            "queue full"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "refused at once"
@@ -902,5 +985,33 @@ mod tests {
         // The dummy is a real hash, of a password nobody types.
         assert!(DUMMY_HASH.starts_with("$argon2id$") && !verify_password("", DUMMY_HASH));
         assert!(!verify_in(&mut memory, "", DUMMY_HASH));
+    }
+
+    /// Ten wrong guesses from anywhere lock the name, but not for the addresses its owner
+    /// logged in from; an IPv6 /64 counts as one address.
+    #[test]
+    fn a_locked_name_still_lets_its_owner_in_from_a_known_address() {
+        let t = Throttle::new(Duration::ZERO, Duration::from_secs(900), 3);
+        let home: IpAddr = "198.51.100.9".parse().unwrap();
+        let attacker: IpAddr = "203.0.113.66".parse().unwrap();
+        t.attempt(home, "alice").unwrap();
+        t.succeeded(home, "alice");
+        for _ in 0..3 {
+            t.attempt(attacker, "alice").unwrap();
+        }
+        assert!(t.attempt(attacker, "alice").is_err());
+        assert!(
+            t.attempt("192.0.2.1".parse().unwrap(), "alice").is_err(),
+            "a stranger"
+        );
+        assert!(t.attempt(home, "alice").is_ok(), "the owner's address");
+        let v6: IpAddr = "2001:db8:0:7::1".parse().unwrap();
+        for _ in 0..3 {
+            t.attempt(v6, "bob").unwrap();
+        }
+        assert!(
+            t.attempt("2001:db8:0:7::9".parse().unwrap(), "carol")
+                .is_err()
+        );
     }
 }

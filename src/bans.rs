@@ -183,14 +183,13 @@ impl Bans {
             .find(|b| b.network().is_some_and(|t| t.covers(ip)))
     }
 
-    /// The active ban on `name`, if any (case-insensitive).
+    /// The active ban on `name`, or on a name it looks like, if any.
     pub fn for_name(&self, name: &str) -> Option<&BanRecord> {
         let now = Utc::now();
-        let key = protocol::name_key(name);
         self.list
             .iter()
             .filter(|b| b.active(now) && b.kind == "name")
-            .find(|b| protocol::name_key(&b.target) == key)
+            .find(|b| crate::names::same(&b.target, name))
     }
 
     /// Active bans, oldest first.

@@ -133,7 +133,12 @@ impl Reader {
         deadline: Instant,
     ) -> io::Result<Result<Mode, String>> {
         self.send_raw(protocol::GREETING.as_bytes());
+        // Names refused so far: they count toward the flood limit like refused lines.
+        let mut refused = 0u32;
         loop {
+            if refused >= self.flood_limit {
+                return Ok(Err(self.flooded(Mode::Human)));
+            }
             let line = match lines.read_line() {
                 Ok(line) => line,
                 Err(e) if is_timeout(&e) => return Ok(Err(self.handshake_timed_out())),
@@ -144,6 +149,7 @@ impl Reader {
                 Line::TooLong => {
                     let limit = self.max_line;
                     self.refuse_name(Mode::Human, &ProtocolError::LineTooLong { limit });
+                    refused += 1;
                     continue;
                 }
                 Line::Eof | Line::EofMidLine => return Ok(Err("closed during handshake".into())),
@@ -163,6 +169,7 @@ impl Reader {
                 Ok(hello) => hello,
                 Err(e) => {
                     self.refuse_name(guess, &e);
+                    refused += 1;
                     continue;
                 }
             };
@@ -193,7 +200,10 @@ impl Reader {
             match reply_rx.recv() {
                 Ok(true) => return Ok(Ok(mode)),
                 // The broadcaster has sent the reason; ask again.
-                Ok(false) => self.prompt_again(mode),
+                Ok(false) => {
+                    self.prompt_again(mode);
+                    refused += 1;
+                }
                 Err(_) => return Ok(Err("server stopping".into())),
             }
         }
@@ -255,7 +265,13 @@ impl Reader {
             return Ok(Login::Granted(None));
         }
         let ip = self.peer.ip();
-        let wait = match self.auth.throttle.attempt(ip, &hello.name) {
+        // Failures count against the account, however its name was spelt (`BOB`, `b0b`).
+        let counted = self
+            .auth
+            .directory
+            .lookup(&hello.name)
+            .map_or_else(|| hello.name.clone(), |a| a.name);
+        let wait = match self.auth.throttle.attempt(ip, &counted) {
             Ok(wait) => wait,
             Err(left) => {
                 let msg = format!(
@@ -268,11 +284,13 @@ impl Reader {
         };
         match self.auth.check(&hello.name, &password, deadline) {
             Verdict::Granted(account) => {
-                self.auth.throttle.succeeded(ip, &hello.name);
+                self.auth.throttle.succeeded(ip, &counted);
                 return Ok(Login::Granted(Some((account.name, account.role.into()))));
             }
+            // Out of time: the attempt stays counted (it may have been checked).
+            Verdict::TimedOut => return Ok(Login::Ended(self.handshake_timed_out())),
             Verdict::Busy => {
-                self.auth.throttle.withdraw(ip, &hello.name);
+                self.auth.throttle.withdraw(ip, &counted);
                 let msg = "the server is busy checking passwords; try again in a moment";
                 self.send(mode, &ServerMsg::failure(ErrorCode::LoginBusy, msg.into()));
                 return Ok(Login::Refused);
@@ -354,11 +372,18 @@ impl Reader {
                 paste = None;
                 match text {
                     Ok(text) => {
+                        refused = 0;
                         if !self.forward(Request::Say(text)) {
                             return Ok("server stopping".into());
                         }
                     }
-                    Err(e) => self.send(mode, &ServerMsg::error(&e)),
+                    Err(e) => {
+                        self.send(mode, &ServerMsg::error(&e));
+                        refused += 1;
+                        if refused >= self.flood_limit {
+                            return Ok(self.flooded(mode));
+                        }
+                    }
                 }
                 continue;
             }
@@ -374,7 +399,8 @@ impl Reader {
                     continue;
                 }
             };
-            refused = 0;
+            // Only a request the broadcaster takes (and charges) starts the count again: a
+            // `pong` or a `/paste` costs nothing.
             match req {
                 Request::Pong => {}
                 Request::Paste => {
@@ -396,6 +422,7 @@ impl Reader {
                     return Ok("quit".into());
                 }
                 req => {
+                    refused = 0;
                     if !self.forward(req) {
                         return Ok("server stopping".into());
                     }

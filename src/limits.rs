@@ -80,6 +80,19 @@ impl Refusal {
     }
 }
 
+/// The address under which a peer is counted: its IPv4 address (a dual-stack listener's
+/// `::ffff:a.b.c.d` included), or its IPv6 /64 network, since one host or one home is given a
+/// whole /64 and could otherwise count as 2^64 addresses against every per-address limit.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let net = u128::from(v6) & (u128::MAX << 64);
+            IpAddr::V6(net.into())
+        }
+        v4 => v4,
+    }
+}
+
 /// Above this many addresses in the connection-rate table, addresses quiet for a minute are
 /// forgotten, so a scan from many addresses cannot grow it without bound.
 const FORGET_ABOVE: usize = 100_000;
@@ -142,7 +155,7 @@ impl Admission {
     /// [`Admission::admit`] at the time `now`: the clock is a parameter so that tests can
     /// check the refill rate without waiting for it.
     fn admit_at(&mut self, ip: IpAddr, now: Instant) -> Result<Ticket, Refusal> {
-        let ip = ip.to_canonical();
+        let ip = address_key(ip);
         if self.live.load(Ordering::Acquire) >= self.rules.max_clients {
             return Err(Refusal::Full {
                 max: self.rules.max_clients,
@@ -389,5 +402,17 @@ mod tests {
                 "{lines}"
             );
         }
+    }
+
+    #[test]
+    fn an_ipv6_network_of_64_bits_is_one_address() {
+        let mut a = limited(2, 0);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _t1 = a.admit(ip("2001:db8:0:1::1")).unwrap();
+        let _t2 = a.admit(ip("2001:db8:0:1:ffff::2")).unwrap();
+        assert!(a.admit(ip("2001:db8:0:1::3")).is_err(), "the same /64");
+        assert!(a.admit(ip("2001:db8:0:2::1")).is_ok(), "another /64");
+        assert_eq!(address_key(ip("::ffff:203.0.113.5")), ip("203.0.113.5"));
+        assert_eq!(address_key(ip("2001:db8::1:2:3:4")), ip("2001:db8::"));
     }
 }

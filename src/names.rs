@@ -1,10 +1,14 @@
 //! Names: what a person's name may be, and when two names are the same name.
 //!
 //! A name tells everyone who is speaking, so two names that *look* alike must be one name.
-//! Names are compared by a [`key`]: NFKC normalisation, case folding, then the confusable
-//! skeleton of Unicode TR39, so `boss`, `BOSS`, `bоss` (Cyrillic о), `b0ss`, `ｂｏｓｓ` and `𝐛𝐨𝐬𝐬`
-//! share one key and whoever holds one of them holds them all (the accounts, the bans, the
-//! reserved names and the names in use are all looked up by key).
+//! Names are compared by two keys ([`key`], [`upper_key`]) and are the same name when either
+//! matches ([`same`]). Both start from NFKC, drop the accents of Latin, Greek and Cyrillic
+//! letters and the `_ - .` a name may hold, and end in the confusable skeleton of Unicode TR39;
+//! one folds case before the skeleton, the other after, since some look-alikes exist only in
+//! lower case (`bоss`, with a Cyrillic о) and some only in upper case (`Ian` and `lan`, `ТОМ`
+//! in Cyrillic and `TOM`). So `boss`, `BOSS`, `b0ss`, `bоss`, `boss.`, `bóss` and `𝐛𝐨𝐬𝐬` are one
+//! name, and whoever holds one holds them all: the accounts, the bans, the reserved names and
+//! the names in use are all looked up this way.
 //!
 //! What a name may hold ([`validate`]): characters that TR39's General Security Profile allows
 //! in identifiers and that may continue an identifier (letters, digits and the combining marks
@@ -15,8 +19,8 @@
 //!
 //! This module depends on nothing else in the crate: protocol, accounts and bans use it.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::OnceLock;
 
 use unicode_normalization::UnicodeNormalization;
 use unicode_security::{GeneralSecurityProfile, RestrictionLevel, RestrictionLevelDetection};
@@ -54,6 +58,8 @@ pub enum NameError {
     },
     /// Letters of scripts that are not used together (Latin with Cyrillic, say).
     MixedScripts,
+    /// Only `_`, `-` and `.`.
+    NoLetter,
     /// The name is, or looks like, a reserved name.
     Reserved {
         name: String,
@@ -73,6 +79,7 @@ impl fmt::Display for NameError {
                 "a name may hold letters, digits, '_', '-' and '.', not {}",
                 describe(*ch)
             ),
+            NameError::NoLetter => write!(f, "a name needs at least one letter or digit"),
             NameError::MixedScripts => write!(
                 f,
                 "a name may not mix letters of different scripts (such as Latin and Cyrillic)"
@@ -87,7 +94,8 @@ impl fmt::Display for NameError {
     }
 }
 
-/// Checks a name: 1 to 32 allowed characters, one script, not (like) a reserved name.
+/// Checks a name: 1 to 32 allowed characters, at least one a letter or digit, at most two
+/// combining marks in a row, one script, not (like) a reserved name.
 pub fn validate(name: &str) -> Result<(), NameError> {
     let chars = name.chars().count();
     if chars == 0 {
@@ -97,6 +105,12 @@ pub fn validate(name: &str) -> Result<(), NameError> {
         return Err(NameError::TooLong { chars });
     }
     if let Some(ch) = invalid_char(name) {
+        return Err(NameError::InvalidChar { ch });
+    }
+    if !name.chars().any(char::is_alphanumeric) {
+        return Err(NameError::NoLetter);
+    }
+    if let Some(ch) = stacked_mark(name) {
         return Err(NameError::InvalidChar { ch });
     }
     if name.detect_restriction_level() > RestrictionLevel::ModeratelyRestrictive {
@@ -126,24 +140,169 @@ fn allowed(c: char) -> bool {
     matches!(c, '-' | '.') || (unicode_ident::is_xid_continue(c) && c.identifier_allowed())
 }
 
-/// True when `name` is, or looks like, a reserved name.
-pub fn is_reserved(name: &str) -> bool {
-    static KEYS: OnceLock<Vec<String>> = OnceLock::new();
-    let keys = KEYS.get_or_init(|| RESERVED.iter().map(|r| key(r)).collect());
-    keys.contains(&key(name))
+/// The third combining mark in a row, if there is one: marks stacked on one letter spill over
+/// the lines around it on a terminal (and no script needs three).
+fn stacked_mark(name: &str) -> Option<char> {
+    let mut run = 0;
+    for c in name.chars() {
+        if unicode_normalization::char::is_combining_mark(c) {
+            run += 1;
+            if run > 2 {
+                return Some(c);
+            }
+        } else {
+            run = 0;
+        }
+    }
+    None
 }
 
-/// The form under which names are the same name: NFKC, case-folded, then reduced to its TR39
+/// True when `name` is, or looks like, a reserved name.
+pub fn is_reserved(name: &str) -> bool {
+    RESERVED.iter().any(|r| same(r, name))
+}
+
+/// Whether two names are the same name: either key matches.
+pub fn same(a: &str, b: &str) -> bool {
+    key(a) == key(b) || upper_key(a) == upper_key(b)
+}
+
+/// The first key under which names are the same name: case folded, then reduced to its TR39
 /// confusable skeleton. Not for display: `boss` becomes `boss`, but `m` becomes `rn`.
 pub fn key(name: &str) -> String {
-    let folded = fold(&name.nfkc().collect::<String>());
+    let folded = fold(&plain(name));
     fold(&unicode_security::skeleton(&folded).collect::<String>())
+}
+
+/// The second key: the skeleton first, then case folding, for the look-alikes that exist only
+/// in upper case (`I` and `l`; Cyrillic and Greek capitals).
+pub fn upper_key(name: &str) -> String {
+    let skeleton = |s: &str| fold(&unicode_security::skeleton(s).collect::<String>());
+    // Twice: the first maps capitals to what they look like (`Ѕ` to `S`), the second what
+    // those look like in lower case (`m` to `rn`, as the first key has it).
+    skeleton(&skeleton(&plain(name)))
+}
+
+/// The name as both keys start from: NFKC, without the accents of Latin, Greek and Cyrillic
+/// letters (a dot below is easy to miss; the marks of other scripts are letters of their own)
+/// and without `_`, `-` and `.`.
+fn plain(name: &str) -> String {
+    use unicode_script::{Script, UnicodeScript};
+    let mut out = String::with_capacity(name.len());
+    let mut base = Script::Common;
+    for c in name.nfkc().collect::<String>().nfd() {
+        if unicode_normalization::char::is_combining_mark(c) {
+            if matches!(base, Script::Latin | Script::Greek | Script::Cyrillic) {
+                continue;
+            }
+        } else {
+            base = c.script();
+        }
+        if !matches!(c, '_' | '-' | '.') {
+            out.push(c);
+        }
+    }
+    out.nfc().collect()
 }
 
 /// Case folding only: for sorting names and for filters typed by an administrator, where
 /// `boss` should not find `b0ss`.
 pub fn fold(name: &str) -> String {
     name.to_lowercase()
+}
+
+/// A map from names to values in which look-alike names are one name: a lookup finds the
+/// entry whose name is [`same`] as the one asked for. What the names in use, the accounts and
+/// the mutes are kept in.
+#[derive(Debug, Clone)]
+pub struct NameMap<V> {
+    /// By [`key`]: the [`upper_key`] of the name stored, and the value.
+    by_key: HashMap<String, (String, V)>,
+    /// [`upper_key`] to [`key`].
+    upper: HashMap<String, String>,
+}
+
+impl<V> Default for NameMap<V> {
+    fn default() -> NameMap<V> {
+        NameMap {
+            by_key: HashMap::new(),
+            upper: HashMap::new(),
+        }
+    }
+}
+
+impl<V> NameMap<V> {
+    /// The key of the entry `name` is the same name as, if any.
+    fn find(&self, name: &str) -> Option<String> {
+        let k = key(name);
+        if self.by_key.contains_key(&k) {
+            return Some(k);
+        }
+        self.upper.get(&upper_key(name)).cloned()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&V> {
+        self.find(name)
+            .and_then(|k| self.by_key.get(&k))
+            .map(|(_, v)| v)
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut V> {
+        let k = self.find(name)?;
+        self.by_key.get_mut(&k).map(|(_, v)| v)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.find(name).is_some()
+    }
+
+    /// Stores `value` under `name`, replacing (and returning) the entry of the same name.
+    pub fn insert(&mut self, name: &str, value: V) -> Option<V> {
+        let old = self.remove(name);
+        let (k, u) = (key(name), upper_key(name));
+        self.upper.insert(u.clone(), k.clone());
+        self.by_key.insert(k, (u, value));
+        old
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<V> {
+        let k = self.find(name)?;
+        let (u, v) = self.by_key.remove(&k)?;
+        self.upper.remove(&u);
+        Some(v)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.by_key.values().map(|(_, v)| v)
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.by_key.values_mut().map(|(_, v)| v)
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
+        let upper = &mut self.upper;
+        self.by_key.retain(|_, (u, v)| {
+            let kept = keep(v);
+            if !kept {
+                upper.remove(u);
+            }
+            kept
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.by_key.clear();
+        self.upper.clear();
+    }
 }
 
 /// `'x' (U+0078)`, or just the code point for what cannot be shown safely.
@@ -160,13 +319,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn look_alikes_share_a_key() {
-        for spoof in ["BOSS", "bоss", "b0ss", "Boss"] {
-            assert_eq!(key(spoof), key("boss"), "{spoof}");
+    fn look_alikes_are_the_same_name() {
+        for spoof in [
+            "BOSS",
+            "bоss",
+            "b0ss",
+            "Boss",
+            "boss.",
+            "b.o.s.s",
+            "_boss",
+            "bóss",
+            "bos\u{0323}s",
+        ] {
+            assert!(same(spoof, "boss"), "{spoof}");
         }
-        assert_ne!(key("bass"), key("boss"));
-        assert_eq!(key("arn"), key("am"), "rn looks like m");
-        assert_eq!(key("I1l"), key("ill"));
+        assert!(!same("bass", "boss"));
+        assert!(same("arn", "am"), "rn looks like m");
+        assert!(same("I1l", "ill"));
+        // Look-alikes that exist only in upper case.
+        for (a, b) in [
+            ("Ian", "lan"),
+            ("AI", "Al"),
+            ("BiII", "Bill"),
+            ("ЅУЅТЕМ", "SYSTEM"),
+            ("ТОМ", "TOM"),
+            ("ВОВ", "BOB"),
+            ("ΚΑΤΕ", "KATE"),
+        ] {
+            assert!(same(a, b), "{a} {b}");
+        }
+        // The accents of other scripts are letters of their own.
+        assert!(!same("नमस्ते", "नमसत"));
     }
 
     #[test]
@@ -181,6 +364,9 @@ mod tests {
         }
         assert!(validate("аdmin").is_err(), "Cyrillic а in a Latin name");
         assert_eq!(validate("admins"), Ok(()));
+        for name in ["ЅУЅТЕМ", "admin.", "root_", "ѕуѕtem", "everyone\u{0323}"] {
+            assert!(validate(name).is_err(), "{name}");
+        }
     }
 
     #[test]
@@ -199,6 +385,11 @@ mod tests {
         assert!(invalid("\u{94D}ab"), "a combining mark cannot start a name");
         assert_eq!(validate("bоss"), Err(NameError::MixedScripts));
         assert_eq!(validate(""), Err(NameError::Empty));
+        assert_eq!(validate("..."), Err(NameError::NoLetter));
+        assert!(
+            invalid(&format!("a{}", "\u{0300}".repeat(3))),
+            "stacked marks"
+        );
         assert_eq!(
             validate(&"x".repeat(33)),
             Err(NameError::TooLong { chars: 33 })
@@ -221,5 +412,23 @@ mod tests {
         ] {
             assert_eq!(validate(name), Ok(()), "{name}");
         }
+    }
+
+    #[test]
+    fn a_name_map_finds_look_alikes_by_either_key() {
+        let mut m = NameMap::default();
+        assert_eq!(m.insert("Bill", 1), None);
+        assert_eq!(m.get("BILL"), Some(&1));
+        assert_eq!(m.get("BiII"), Some(&1), "capital I for l");
+        assert_eq!(m.get("bi11"), Some(&1));
+        assert_eq!(m.insert("bill.", 2), Some(1), "the same name, replaced");
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.remove("BILL"), Some(2));
+        assert!(m.is_empty() && m.upper.is_empty());
+        m.insert("ann", 3);
+        m.insert("bob", 4);
+        m.retain(|v| *v != 3);
+        assert!(!m.contains("ann") && m.contains("B0B"));
+        assert_eq!(m.upper.len(), 1);
     }
 }

@@ -397,6 +397,14 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("//TEXT", "send a message that starts with '/'"),
 ];
 
+/// The most rooms a `rooms` answer lists (the ones with the most members): on a server of
+/// ten thousand rooms the whole list would be a megabyte for anyone to ask for.
+pub const MAX_ROOMS_LISTED: usize = 100;
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// One room in a `rooms` listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RoomInfo {
@@ -446,6 +454,9 @@ pub enum ServerMsg {
     },
     Rooms {
         rooms: Vec<RoomInfo>,
+        /// Rooms in use but not listed: only the [`MAX_ROOMS_LISTED`] with the most members are.
+        #[serde(skip_serializing_if = "is_zero")]
+        more: usize,
     },
     /// Plain lines now go to this room.
     Switched {
@@ -622,7 +633,7 @@ fn encode_human_line(msg: &ServerMsg) -> String {
                 .iter()
                 .map(|u| match away.get(u) {
                     Some(r) if r.is_empty() => format!("{u} (away)"),
-                    Some(r) => format!("{u} (away: {r})"),
+                    Some(r) => format!("{u} (away: {})", quoted(r)),
                     None => u.clone(),
                 })
                 .collect();
@@ -631,12 +642,17 @@ fn encode_human_line(msg: &ServerMsg) -> String {
         ServerMsg::HistoryEnd { room, count } => {
             format!("* end of history of #{room} ({count} messages)\n")
         }
-        ServerMsg::Rooms { rooms } => {
+        ServerMsg::Rooms { rooms, more } => {
             let listed: Vec<String> = rooms
                 .iter()
                 .map(|r| format!("#{} ({})", r.name, r.members))
                 .collect();
-            format!("* {} rooms: {}\n", rooms.len(), listed.join(", "))
+            let total = rooms.len() + more;
+            let rest = match more {
+                0 => String::new(),
+                n => format!(", and {n} smaller ones"),
+            };
+            format!("* {total} rooms: {}{rest}\n", listed.join(", "))
         }
         ServerMsg::Switched { room } => format!("* your messages now go to #{room}\n"),
         ServerMsg::Nick { ts, old, new } => {
@@ -656,7 +672,7 @@ fn encode_human_line(msg: &ServerMsg) -> String {
             let rooms: Vec<String> = rooms.iter().map(|r| format!("#{r}")).collect();
             let away = match away {
                 Some(r) if r.is_empty() => "; away".to_string(),
-                Some(r) => format!("; away: {r}"),
+                Some(r) => format!("; away: {}", quoted(r)),
                 None => String::new(),
             };
             format!(
@@ -681,6 +697,12 @@ fn encode_human_line(msg: &ServerMsg) -> String {
         ServerMsg::Ping { .. } => "* ping: are you there?\n".to_string(),
         ServerMsg::Bye { ts, reason } => format!("[{}] * disconnected: {reason}\n", clock(ts)),
     }
+}
+
+/// A reason inside a list, in quotes (and its own quotes escaped), so that none can pass for
+/// more of the list: `bob (away: "brb), alice, ceo (away: x")` is one member, not three.
+fn quoted(reason: &str) -> String {
+    format!("\"{}\"", reason.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// `HH:MM:SS` out of an RFC 3339 timestamp, or the whole string if it is not one.
@@ -1162,9 +1184,15 @@ pub fn validate_text(text: &str) -> Result<(), ProtocolError> {
     {
         return Err(ProtocolError::ControlChar { ch, at });
     }
+    if let Some((at, ch)) = text.chars().enumerate().find(|&(_, c)| is_hidden(c)) {
+        return Err(ProtocolError::ControlChar { ch, at });
+    }
     if text.chars().any(is_tag)
         && let Some((at, ch)) = stray_tag(text)
     {
+        return Err(ProtocolError::ControlChar { ch, at });
+    }
+    if let Some((at, ch)) = stray_selector(text) {
         return Err(ProtocolError::ControlChar { ch, at });
     }
     Ok(())
@@ -1185,6 +1213,52 @@ pub fn is_dangerous(c: char) -> bool {
                 | '\u{2028}'
                 | '\u{2029}'
         )
+}
+
+/// Characters that show nothing (Unicode's default-ignorable code points, and the interlinear
+/// annotation controls): a message could hide text in them, or two messages that look the same
+/// could differ. The joiners U+200C/U+200D (needed by Persian, Indic scripts and emoji) and the
+/// variation selectors (one after a character, for emoji and ideographs: see
+/// [`stray_selector`]) are allowed; tag characters have their own rule ([`stray_tag`]).
+fn is_hidden(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0080}'..='\u{E00FF}'
+            | '\u{E01F0}'..='\u{E0FFF}'
+    )
+}
+
+fn is_selector(c: char) -> bool {
+    matches!(c, '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}')
+}
+
+/// The first variation selector (its position in characters) that does not directly follow
+/// a visible character, or follows another selector: one selects how a character looks; a run
+/// of them is hidden text.
+fn stray_selector(text: &str) -> Option<(usize, char)> {
+    let mut previous: Option<char> = None;
+    for (i, c) in text.chars().enumerate() {
+        if is_selector(c) && previous.is_none_or(|p| is_selector(p) || p.is_whitespace()) {
+            return Some((i, c));
+        }
+        previous = Some(c);
+    }
+    None
 }
 
 /// A tag character (U+E0000..U+E007F): invisible, so it can hide text inside a message.
@@ -1224,7 +1298,7 @@ fn stray_tag(text: &str) -> Option<(usize, char)> {
 pub fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if is_dangerous(c) || is_tag(c) {
+        if is_dangerous(c) || is_tag(c) || is_hidden(c) {
             out.push_str(&c.escape_unicode().to_string());
         } else {
             out.push(c);
@@ -1581,6 +1655,16 @@ mod tests {
             // A tag sequence that is not a flag's.
             ("\u{1F3F4}\u{E0041}\u{E007F}", '\u{E0041}'),
             ("x\u{E007F}", '\u{E007F}'),
+            ("a\u{200B}b", '\u{200B}'),
+            ("a\u{2060}b", '\u{2060}'),
+            ("a\u{FEFF}b", '\u{FEFF}'),
+            ("a\u{3164}b", '\u{3164}'),
+            ("a\u{00AD}b", '\u{00AD}'),
+            ("a\u{206A}b", '\u{206A}'),
+            ("a\u{FFF9}b", '\u{FFF9}'),
+            ("a\u{180E}b", '\u{180E}'),
+            ("hi\u{E0100}\u{E0101}", '\u{E0101}'),
+            ("\u{FE0F}start", '\u{FE0F}'),
         ] {
             assert!(
                 matches!(validate_text(text), Err(ProtocolError::ControlChar { ch: c, .. }) if c == ch),
@@ -1591,6 +1675,12 @@ mod tests {
         // The flag of England is a tag sequence, and welcome.
         let england = "\u{1F3F4}\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}";
         assert_eq!(validate_text(&format!("go {england}!")), Ok(()));
+        // A red heart is a heart and a variation selector; a family is joined with ZWJ.
+        assert_eq!(
+            validate_text("\u{2764}\u{FE0F} \u{1F468}\u{200D}\u{1F469}"),
+            Ok(())
+        );
+        assert_eq!(validate_text("می\u{200C}خواهم"), Ok(()), "a Persian ZWNJ");
         assert!(!printable("a\u{E0041}").contains('\u{E0041}'));
     }
 

@@ -19,6 +19,7 @@ mod moderation;
 
 use crate::accounts::Auth;
 use crate::bans::Bans;
+use crate::names::NameMap;
 use crate::outbox::{Outbox, PushError};
 use crate::protocol::{
     self, ChatMessage, ErrorCode, Hello, Kind, Mode, ProtocolError, Request, RoomInfo, ServerMsg,
@@ -129,8 +130,8 @@ pub enum Event {
 pub struct Hub<W: LogFile = File> {
     /// Every connection that has not ended, named or not.
     clients: HashMap<u64, Client>,
-    /// Names in use, by [`protocol::name_key`], for case-insensitive uniqueness.
-    names: HashMap<String, u64>,
+    /// Names in use, look-alikes included (see [`crate::names`]), and who holds each.
+    names: NameMap<u64>,
     /// Rooms by [`protocol::room_key`]; a room stays (with its history) when it empties.
     rooms: HashMap<String, Room>,
     /// `messages.csv`.
@@ -305,7 +306,7 @@ impl<W: LogFile> Hub<W> {
         rooms.insert(protocol::LOBBY.to_string(), Room::new(protocol::LOBBY));
         Hub {
             clients: HashMap::new(),
-            names: HashMap::new(),
+            names: NameMap::default(),
             rooms,
             messages,
             connections,
@@ -419,11 +420,14 @@ impl<W: LogFile> Hub<W> {
     }
 
     fn hello(&mut self, conn: u64, hello: Hello) -> bool {
-        let key = protocol::name_key(&hello.name);
+        if let Some(refusal) = self.ban_refusal(&hello.name) {
+            self.send_now(conn, hello.mode, &refusal);
+            return false;
+        }
         // An account's owner takes its name back from a guest who holds it (possible only if
         // the account was created while the guest was connected).
         if hello.account.is_some()
-            && let Some(&holder) = self.names.get(&key)
+            && let Some(&holder) = self.names.get(&hello.name)
             && holder != conn
             && self
                 .clients
@@ -445,7 +449,7 @@ impl<W: LogFile> Hub<W> {
         client.name = Some(hello.name.clone());
         client.mode = hello.mode;
         client.account = hello.account.clone();
-        self.names.insert(key, conn);
+        self.names.insert(&hello.name, conn);
         let members = self
             .rooms
             .get(protocol::LOBBY)
@@ -532,8 +536,12 @@ impl<W: LogFile> Hub<W> {
                         members: r.members.len(),
                     })
                     .collect();
+                // The biggest first for the cut, then by name.
+                rooms.sort_by_key(|r| std::cmp::Reverse(r.members));
+                let more = rooms.len().saturating_sub(protocol::MAX_ROOMS_LISTED);
+                rooms.truncate(protocol::MAX_ROOMS_LISTED);
                 rooms.sort_by_key(|r| protocol::room_key(&r.name));
-                self.push(Target::One(conn), ServerMsg::Rooms { rooms });
+                self.push(Target::One(conn), ServerMsg::Rooms { rooms, more });
             }
             Request::Who(room) => {
                 let key = match room.as_deref().map(protocol::room_key) {
@@ -567,10 +575,7 @@ impl<W: LogFile> Hub<W> {
             Request::Away(reason) => self.set_away(conn, Some(reason.unwrap_or_default())),
             Request::Back => self.set_away(conn, None),
             Request::Whois(name) => {
-                let found = self
-                    .names
-                    .get(&protocol::name_key(&name))
-                    .and_then(|c| self.clients.get(c));
+                let found = self.names.get(&name).and_then(|c| self.clients.get(c));
                 match found {
                     Some(c) => {
                         let msg = ServerMsg::Whois {
@@ -638,7 +643,7 @@ impl<W: LogFile> Hub<W> {
                     .map_or(0, |r| r.members.len());
                 1.0 + size(members / 4)
             }
-            Request::Rooms => 1.0 + size(self.rooms.len() / 4),
+            Request::Rooms => 1.0 + size(self.rooms.len().min(protocol::MAX_ROOMS_LISTED) / 4),
             Request::Nick(_) | Request::Away(_) | Request::Back => 5.0,
             _ => 1.0,
         };
@@ -779,7 +784,7 @@ impl<W: LogFile> Hub<W> {
 
     /// Logs and delivers a direct message; only the two people concerned see it.
     fn direct(&mut self, conn: u64, to: &str, text: String) {
-        let Some(&to_conn) = self.names.get(&protocol::name_key(to)) else {
+        let Some(&to_conn) = self.names.get(to) else {
             return self.no_user(conn, to);
         };
         let (Some(from), Some(recipient)) = (
@@ -918,8 +923,13 @@ impl<W: LogFile> Hub<W> {
         }
         // Leaving changes who receives what: deliver what is queued to the old membership.
         self.flush();
-        let left = self.part(conn, &key, "left");
-        self.push(Target::One(conn), left);
+        // The flush may have dropped this client (a slow consumer), and its rooms with it.
+        if !self.is_member(conn, &key) {
+            return;
+        }
+        if let Some(left) = self.part(conn, &key, "left") {
+            self.push(Target::One(conn), left);
+        }
         let Some(client) = self.clients.get_mut(&conn) else {
             return;
         };
@@ -934,7 +944,7 @@ impl<W: LogFile> Hub<W> {
 
     /// Takes `conn` out of a room without flushing, tells the room (below the notice limit),
     /// and returns the `left` event for the one who left.
-    fn part(&mut self, conn: u64, key: &str, reason: &str) -> ServerMsg {
+    fn part(&mut self, conn: u64, key: &str, reason: &str) -> Option<ServerMsg> {
         let name = self
             .clients
             .get_mut(&conn)
@@ -943,7 +953,7 @@ impl<W: LogFile> Hub<W> {
                 c.name.clone().unwrap_or_default()
             })
             .unwrap_or_default();
-        let room = self.rooms.get_mut(key).expect("member of an existing room");
+        let room = self.rooms.get_mut(key)?;
         let before = room.members.len();
         room.members.remove(&conn);
         room.last_active = self.tick;
@@ -963,7 +973,7 @@ impl<W: LogFile> Hub<W> {
             );
         }
         self.drop_if_unused(key);
-        left
+        Some(left)
     }
 
     /// `/nick NEW`: for guests only (an account's name is the account's), to a name nobody
@@ -985,13 +995,12 @@ impl<W: LogFile> Hub<W> {
         if let Some(refusal) = self.name_refusal(conn, &new, None) {
             return self.push(Target::One(conn), refusal);
         }
-        let new_key = protocol::name_key(&new);
         let Some(client) = self.clients.get_mut(&conn) else {
             return;
         };
         let old = client.name.replace(new.clone()).unwrap_or_default();
-        self.names.remove(&protocol::name_key(&old));
-        self.names.insert(new_key, conn);
+        self.names.remove(&old);
+        self.names.insert(&new, conn);
         if let Some(client) = self.clients.get(&conn) {
             let row = conn_row(conn, client, "nick", &format!("{old} -> {new}"));
             self.connections.stage(&row);
@@ -1009,15 +1018,8 @@ impl<W: LogFile> Hub<W> {
     /// may not: the name is banned, belongs to an account that is not this one, or is held by
     /// (or looks like the name of) someone else connected.
     fn name_refusal(&self, conn: u64, name: &str, account: Option<&str>) -> Option<ServerMsg> {
-        let ban = self
-            .bans
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .for_name(name)
-            .map(|b| b.describe());
-        if let Some(ban) = ban {
-            let msg = format!("the name {name} is banned {ban}");
-            return Some(ServerMsg::failure(ErrorCode::Banned, msg));
+        if let Some(refusal) = self.ban_refusal(name) {
+            return Some(refusal);
         }
         if account.is_none()
             && let Some(owner) = self.auth.directory.lookup(name)
@@ -1032,7 +1034,7 @@ impl<W: LogFile> Hub<W> {
             };
             return Some(ServerMsg::failure(ErrorCode::NameTaken, msg));
         }
-        let holder = self.names.get(&protocol::name_key(name))?;
+        let holder = self.names.get(name)?;
         if *holder == conn {
             return None;
         }
@@ -1042,6 +1044,18 @@ impl<W: LogFile> Hub<W> {
             holder,
         };
         Some(ServerMsg::error(&err))
+    }
+
+    /// The refusal of a banned name (or a look-alike of one), if it is banned.
+    fn ban_refusal(&self, name: &str) -> Option<ServerMsg> {
+        let ban = self
+            .bans
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .for_name(name)
+            .map(|b| b.describe())?;
+        let msg = format!("the name {name} is banned {ban}");
+        Some(ServerMsg::failure(ErrorCode::Banned, msg))
     }
 
     /// What `conn` may do: its account's role in `users.csv` now (so `/deop`, or an edit of
@@ -1215,7 +1229,7 @@ impl<W: LogFile> Hub<W> {
         self.connections
             .stage(&conn_row(conn, &client, "disconnect", reason));
         if let Some(name) = client.name.take() {
-            self.names.remove(&protocol::name_key(&name));
+            self.names.remove(&name);
         }
         Some(client)
     }
@@ -1544,5 +1558,116 @@ fn public_reason(reason: &str) -> &str {
         reason
     } else {
         "connection closed"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::accounts::{Checker, Directory, Throttle};
+    use crate::outbox::{OutboxReceiver, outbox};
+
+    /// A hub over in-memory logs, and real sockets for its clients.
+    struct Rig {
+        hub: Hub<Vec<u8>>,
+        _dir: tempfile::TempDir,
+        /// Both ends of each client's socket, kept open.
+        _sockets: Vec<(TcpStream, Arc<TcpStream>)>,
+        listener: TcpListener,
+    }
+
+    fn rig(config: HubConfig) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Arc::new(Auth {
+            directory: Directory::open(dir.path().join("users.csv")).unwrap(),
+            throttle: Throttle::new(Duration::ZERO, Duration::from_secs(60), 10),
+            checker: Checker::new(1, 4).unwrap(),
+            private: false,
+        });
+        let bans = Arc::new(std::sync::RwLock::new(Bans::open(dir.path()).unwrap()));
+        let messages = CsvLog::new(Vec::new(), 0, "messages".into());
+        let connections = CsvLog::new(Vec::new(), 0, "connections".into());
+        Rig {
+            hub: Hub::new(messages, connections, 1, config, bans, auth),
+            _dir: dir,
+            _sockets: Vec::new(),
+            listener: TcpListener::bind("127.0.0.1:0").unwrap(),
+        }
+    }
+
+    impl Rig {
+        /// A guest named `name` whose outbox holds at most `limit` bytes. Marked TLS, so
+        /// everything for it goes through the outbox, where the test reads it.
+        fn client(&mut self, conn: u64, name: &str, limit: usize) -> OutboxReceiver {
+            let client = TcpStream::connect(self.listener.local_addr().unwrap()).unwrap();
+            let server = Arc::new(self.listener.accept().unwrap().0);
+            self._sockets.push((client, server.clone()));
+            let (tx, rx) = outbox(limit);
+            self.hub.handle(Event::Connect {
+                conn,
+                peer: "127.0.0.1:1".parse().unwrap(),
+                thread: "t".into(),
+                outbox: tx,
+                stream: server,
+                tls: true,
+            });
+            let (reply, granted) = crossbeam_channel::bounded(1);
+            let hello = Hello {
+                mode: Mode::Human,
+                name: name.into(),
+                password: None,
+                standing: Standing::Guest,
+                account: None,
+            };
+            self.hub.handle(Event::Hello { conn, hello, reply });
+            self.hub.flush();
+            assert_eq!(granted.try_recv(), Ok(true));
+            drain(&rx);
+            rx
+        }
+
+        fn request(&mut self, conn: u64, req: Request) {
+            self.hub.handle(Event::Request { conn, req });
+        }
+    }
+
+    fn drain(rx: &OutboxReceiver) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Ok(b) = rx.try_recv() {
+            rx.written(crate::outbox::charge(&b));
+            out.extend_from_slice(&b);
+        }
+        out
+    }
+
+    /// A client dropped as a slow consumer by the flush that `/leave` starts takes its empty
+    /// room with it; the leave must then find nothing to do, not a missing room.
+    #[test]
+    fn leaving_after_being_dropped_in_the_same_batch_is_harmless() {
+        let help = protocol::encode(&ServerMsg::help(), Mode::Human).len();
+        let mut r = rig(HubConfig::default());
+        let rx = r.client(1, "alice", help);
+        r.request(1, Request::Join("zzz".into()));
+        r.hub.flush();
+        drain(&rx);
+        // Something left in the outbox, so the big answer next does not fit.
+        r.request(1, Request::Ping(None));
+        r.hub.flush();
+        r.request(1, Request::Help);
+        r.request(1, Request::Leave(None));
+        r.hub.flush();
+        assert!(
+            !r.hub.clients.contains_key(&1),
+            "dropped as a slow consumer"
+        );
+        assert!(!r.hub.rooms.contains_key("zzz"), "its empty room freed");
+        // The broadcaster goes on serving.
+        let rx2 = r.client(2, "bob", 1 << 20);
+        r.request(2, Request::Ping(None));
+        r.hub.flush();
+        assert!(String::from_utf8(drain(&rx2)).unwrap().contains("* pong"));
     }
 }

@@ -72,7 +72,7 @@ impl<W: LogFile> Hub<W> {
                         bans::Target::Name(n) => c
                             .name
                             .as_deref()
-                            .is_some_and(|cn| protocol::name_key(cn) == protocol::name_key(n)),
+                            .is_some_and(|cn| crate::names::same(cn, n)),
                         other => other.covers(c.peer.ip()),
                     })
                     .map(|(&id, _)| id)
@@ -159,11 +159,14 @@ impl<W: LogFile> Hub<W> {
             Role::Member => ("deop", "a member"),
         };
         self.record(conn, event, name);
-        let key = protocol::name_key(name);
         let sessions: Vec<u64> = self
             .clients
             .iter()
-            .filter(|(_, c)| c.account.as_deref().map(protocol::name_key) == Some(key.clone()))
+            .filter(|(_, c)| {
+                c.account
+                    .as_deref()
+                    .is_some_and(|a| crate::names::same(a, name))
+            })
             .map(|(&id, _)| id)
             .collect();
         if sessions.is_empty() {
@@ -255,7 +258,7 @@ impl<W: LogFile> Hub<W> {
     }
 
     fn conn_of(&self, name: &str) -> Option<u64> {
-        self.names.get(&protocol::name_key(name)).copied()
+        self.names.get(name).copied()
     }
 }
 

@@ -402,6 +402,24 @@ fn refused_lines_in_a_row_end_the_connection() {
         "{bye}"
     );
     junk.closed();
+    // A `pong` costs nothing, so it does not start the count again.
+    let mut sly = server.json("sly");
+    for _ in 0..60 {
+        sly.send("{not json");
+        sly.send_json(json!({"type":"pong"}));
+    }
+    assert!(
+        sly.next_of("bye")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("flooding")
+    );
+    // Nor can the handshake be spent refusing names.
+    let mut namer = Client::connect(server.addr);
+    for _ in 0..60 {
+        namer.send("not a name");
+    }
+    assert!(namer.closed().contains("disconnected for flooding"));
     // A good request in between starts the count again.
     let mut careless = server.json("careless");
     for _ in 0..3 {

@@ -214,7 +214,10 @@ fn emotes_nick_away_back_and_whois() {
     assert_eq!(b.next_of("presence")["away"], "lunch");
     assert!(a.until("bob is away").ends_with("* bob is away: lunch"));
     a.send("/who");
-    assert_eq!(a.line(), "* 3 in #lobby: alice, alicia, bob (away: lunch)");
+    assert_eq!(
+        a.line(),
+        "* 3 in #lobby: alice, alicia, bob (away: \"lunch\")"
+    );
     b.send_json(json!({"type":"who"}));
     let users = b.next_of("users");
     assert_eq!(users["away"], json!({"bob":"lunch"}));
@@ -224,7 +227,7 @@ fn emotes_nick_away_back_and_whois() {
     a.send("/whois bob");
     let whois = a.until("* bob: in");
     assert!(
-        whois.contains("in #lobby; connected since 20") && whois.ends_with("; away: lunch"),
+        whois.contains("in #lobby; connected since 20") && whois.ends_with("; away: \"lunch\""),
         "{whois}"
     );
     b.send_json(json!({"type":"back"}));
