@@ -43,16 +43,25 @@ impl JsonClient {
         self.stream.write_all(line.as_bytes())
     }
 
-    /// The next event; `UnexpectedEof` when the server closed the connection.
+    /// The next event (a `ping` from the server is answered, not returned);
+    /// `UnexpectedEof` when the server closed the connection.
     pub fn event(&mut self) -> io::Result<Value> {
-        let mut line = String::new();
-        if self.reader.read_line(&mut line)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            if !line.starts_with('{') {
+                return Ok(json!({"type": "text", "text": line}));
+            }
+            let v: Value = serde_json::from_str(&line)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if v["type"] == "ping" {
+                self.send(&json!({"type": "pong", "id": v["id"]}))?;
+                continue;
+            }
+            return Ok(v);
         }
-        if !line.starts_with('{') {
-            return Ok(json!({"type": "text", "text": line}));
-        }
-        serde_json::from_str(&line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
     /// Reads events up to one of type `kind`, which it returns.

@@ -97,13 +97,24 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
 /// forgotten, so a scan from many addresses cannot grow it without bound.
 const FORGET_ABOVE: usize = 100_000;
 
-/// Connections being served, per (limited) address.
-type PerAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
+/// Per (limited) address: the connections being served, and the bytes queued for all of them
+/// (shared with their outboxes, which keep it).
+type PerAddress = Arc<Mutex<HashMap<IpAddr, (usize, Arc<AtomicUsize>)>>>;
 
 /// Held for as long as a connection is served; dropping it frees its place.
 pub struct Ticket {
     live: Arc<AtomicUsize>,
     per_ip: Option<(PerAddress, IpAddr)>,
+    /// The bytes queued for every connection of this address, when its limits apply.
+    address_queue: Option<Arc<AtomicUsize>>,
+}
+
+impl Ticket {
+    /// The count of bytes queued for all the connections of this address, for their outboxes
+    /// to share: `None` when the per-address limits do not apply (loopback, by default).
+    pub fn address_queue(&self) -> Option<Arc<AtomicUsize>> {
+        self.address_queue.clone()
+    }
 }
 
 impl Drop for Ticket {
@@ -111,7 +122,7 @@ impl Drop for Ticket {
         self.live.fetch_sub(1, Ordering::AcqRel);
         if let Some((map, ip)) = &self.per_ip {
             let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(n) = map.get_mut(ip) {
+            if let Some((n, _)) = map.get_mut(ip) {
                 *n -= 1;
                 if *n == 0 {
                     map.remove(ip);
@@ -166,21 +177,24 @@ impl Admission {
             self.take_connection_token(ip, now)?;
         }
         let mut per_ip = None;
+        let mut address_queue = None;
         if limited && self.rules.max_per_ip > 0 {
             let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-            let n = map.entry(ip).or_insert(0);
+            let (n, queue) = map.entry(ip).or_default();
             if *n >= self.rules.max_per_ip {
                 return Err(Refusal::TooManyFromAddress {
                     max: self.rules.max_per_ip,
                 });
             }
             *n += 1;
+            address_queue = Some(queue.clone());
             per_ip = Some((self.per_ip.clone(), ip));
         }
         self.live.fetch_add(1, Ordering::AcqRel);
         Ok(Ticket {
             live: self.live.clone(),
             per_ip,
+            address_queue,
         })
     }
 

@@ -52,11 +52,22 @@ pub enum PushError {
     Closed,
 }
 
+/// What all the outboxes of one address may hold together: without it, one address may open
+/// `--max-per-ip` connections that never read, each holding a full outbox.
+#[derive(Clone)]
+pub struct AddressBudget {
+    /// Bytes queued for all of them (as [`charge`] counts).
+    pub queued: Arc<AtomicUsize>,
+    pub limit: usize,
+}
+
 /// State shared by every handle of one outbox.
 struct Shared {
     /// Bytes pushed and not yet written: the writer lowers it only after writing, so zero
     /// means nothing is queued *and* nothing is half-way to the socket.
     queued: AtomicUsize,
+    /// The budget of the address this client connects from, if it has one.
+    address: Option<AddressBudget>,
     /// Held by whoever writes to the socket (the writer thread, or the broadcaster's fast
     /// path), so bytes from the two never interleave.
     writing: Mutex<()>,
@@ -79,9 +90,16 @@ pub struct OutboxReceiver {
 
 /// A new outbox holding at most `limit` bytes (and always at least one push).
 pub fn outbox(limit: usize) -> (Outbox, OutboxReceiver) {
+    outbox_within(limit, None)
+}
+
+/// A new outbox holding at most `limit` bytes, and sharing `address`'s budget with the other
+/// connections of its address.
+pub fn outbox_within(limit: usize, address: Option<AddressBudget>) -> (Outbox, OutboxReceiver) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let shared = Arc::new(Shared {
         queued: AtomicUsize::new(0),
+        address,
         writing: Mutex::new(()),
     });
     (
@@ -105,8 +123,20 @@ impl Outbox {
             queued.fetch_sub(n, Ordering::AcqRel);
             return Err(PushError::Full);
         }
+        let address = self.shared.address.as_ref();
+        if let Some(a) = address {
+            let all = a.queued.fetch_add(n, Ordering::AcqRel);
+            if all > 0 && all + n > a.limit {
+                a.queued.fetch_sub(n, Ordering::AcqRel);
+                queued.fetch_sub(n, Ordering::AcqRel);
+                return Err(PushError::Full);
+            }
+        }
         self.tx.send(bytes).map_err(|_| {
             queued.fetch_sub(n, Ordering::AcqRel);
+            if let Some(a) = address {
+                a.queued.fetch_sub(n, Ordering::AcqRel);
+            }
             PushError::Closed
         })
     }
@@ -164,6 +194,19 @@ impl OutboxReceiver {
     /// Records that received messages are now written: `n` is the sum of their [`charge`].
     pub fn written(&self, n: usize) {
         self.shared.queued.fetch_sub(n, Ordering::AcqRel);
+        if let Some(a) = &self.shared.address {
+            a.queued.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for OutboxReceiver {
+    /// The connection is over: what was still queued no longer counts against its address.
+    fn drop(&mut self) {
+        if let Some(a) = &self.shared.address {
+            let left = self.shared.queued.swap(0, Ordering::AcqRel);
+            a.queued.fetch_sub(left, Ordering::AcqRel);
+        }
     }
 }
 
@@ -333,5 +376,39 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 100);
+    }
+
+    /// The connections of one address share a budget: past it, a push to any of them fails,
+    /// and what a closed connection still held is given back.
+    #[test]
+    fn an_address_budget_bounds_all_its_outboxes() {
+        let one = charge(b"x");
+        let budget = AddressBudget {
+            queued: Arc::new(AtomicUsize::new(0)),
+            limit: 3 * one,
+        };
+        let (first, arx) = outbox_within(100 * one, Some(budget.clone()));
+        let (second, brx) = outbox_within(100 * one, Some(budget.clone()));
+        assert_eq!(first.push(b("x")), Ok(()));
+        assert_eq!(first.push(b("x")), Ok(()));
+        assert_eq!(second.push(b("x")), Ok(()));
+        assert_eq!(
+            second.push(b("x")),
+            Err(PushError::Full),
+            "the address is full"
+        );
+        arx.recv().unwrap();
+        arx.written(one);
+        assert_eq!(second.push(b("x")), Ok(()));
+        assert_eq!(budget.queued.load(Ordering::Acquire), 3 * one);
+        drop(arx);
+        assert_eq!(
+            budget.queued.load(Ordering::Acquire),
+            2 * one,
+            "a's last push given back"
+        );
+        drop(brx);
+        assert_eq!(budget.queued.load(Ordering::Acquire), 0);
+        drop((first, second));
     }
 }

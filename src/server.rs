@@ -95,7 +95,16 @@ pub struct Config {
     pub history_bytes: usize,
     /// Password checks that may run at once (each costs Argon2id's 19 MiB and tens of ms).
     pub password_checkers: usize,
+    /// Bytes that may wait for all the connections of one address together (where the
+    /// per-address limits apply); past it, the client that pushes is a slow consumer.
+    pub outbox_per_ip_bytes: usize,
 }
+
+/// The kernel's send buffer of a connection (it doubles this for its own bookkeeping).
+const SEND_BUFFER: usize = 256 * 1024;
+
+/// The kernel's receive buffer of a connection: lines are read as they come.
+const RECV_BUFFER: usize = 64 * 1024;
 
 impl Default for Config {
     fn default() -> Config {
@@ -129,6 +138,7 @@ impl Default for Config {
             max_rooms: 10_000,
             history_bytes: 64 << 20,
             password_checkers: 2,
+            outbox_per_ip_bytes: 64 << 20,
         }
     }
 }
@@ -260,6 +270,9 @@ impl Server {
             .map_err(|e| Error::io("cannot read the listener's address", e))?;
         crate::storage::create_private_dir(&config.data_dir)?;
         let lock = lock_data_dir(&config.data_dir)?;
+        for file in [crate::accounts::USERS_FILE, crate::bans::BANS_FILE] {
+            crate::storage::make_private(&config.data_dir.join(file))?;
+        }
         let directory = Directory::open(config.data_dir.join(crate::accounts::USERS_FILE))?;
         if (config.private || directory.any()) && config.tls.is_none() && !local.ip().is_loopback()
         {
@@ -398,6 +411,12 @@ impl Server {
     }
 
     fn spawn_connection(&self, conn: u64, stream: TcpStream, ticket: Ticket, alive: &Sender<()>) {
+        let address = ticket
+            .address_queue()
+            .map(|queued| crate::outbox::AddressBudget {
+                queued,
+                limit: self.config.outbox_per_ip_bytes,
+            });
         let live = Arc::new(ticket);
         let peer = match stream.peer_addr() {
             Ok(peer) => canonical(peer),
@@ -408,6 +427,16 @@ impl Server {
         };
         // Chat lines are small and latency matters; the writer coalesces bursts itself.
         let _ = stream.set_nodelay(true);
+        // What the kernel holds for one connection, bounded too (left to itself it grows each
+        // buffer to megabytes for a peer that does not read): chat lines are small.
+        let sock = SockRef::from(&stream);
+        let _ = sock.set_send_buffer_size(SEND_BUFFER);
+        let _ = sock.set_recv_buffer_size(RECV_BUFFER);
+        // A peer that takes no byte for this long is gone, whatever the writer was sending; the
+        // failed write ends the connection and frees its threads and its place.
+        let _ = stream.set_write_timeout(Some(
+            (self.config.ping_interval + self.config.ping_timeout).max(Duration::from_secs(1)),
+        ));
         // A peer that vanished without a word (a laptop lid, a dead NAT entry) is found by the
         // kernel's keepalive probes as well as by the idle timeouts.
         let keepalive = TcpKeepalive::new()
@@ -431,7 +460,8 @@ impl Server {
         let is_tls = transport.is_tls();
         let transport = Arc::new(transport);
         let for_writer = transport.clone();
-        let (outbox_tx, outbox_rx) = crate::outbox::outbox(self.config.outbox_bytes);
+        let (outbox_tx, outbox_rx) =
+            crate::outbox::outbox_within(self.config.outbox_bytes, address);
         let thread_name = format!("conn-{conn}");
         let connect = Event::Connect {
             conn,

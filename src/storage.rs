@@ -202,12 +202,33 @@ impl<W: LogFile> CsvLog<W> {
     }
 }
 
+/// Takes away what the group and others may do with `path` (an existing file or directory
+/// made before the server made its files private, or by hand), with a warning saying so.
+pub fn make_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let private = mode & 0o700;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(private))
+        .map_err(|e| Error::io(format!("cannot set the mode of {}", path.display()), e))?;
+    log::warn!(
+        "{}: was readable by others ({mode:o}); now {private:o}",
+        path.display()
+    );
+    Ok(())
+}
+
 /// Creates `dir` and its missing parents readable by the owner only (0700), whatever the
-/// umask. A directory that exists already keeps its mode.
+/// umask. A directory that exists already is made private (see [`make_private`]).
 pub fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if dir.is_dir() {
-        return Ok(());
+        return make_private(dir);
     }
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -256,6 +277,8 @@ pub fn open_log(path: &Path, header: &str) -> Result<(File, u64)> {
     if len == 0 {
         file.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(|e| Error::io(format!("cannot set the mode of {}", path.display()), e))?;
+    } else {
+        make_private(path)?;
     }
     let line = format!("{header}\n");
     let mut start = vec![0u8; (len as usize).min(line.len() + 1)];

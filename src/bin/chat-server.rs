@@ -104,6 +104,10 @@ struct Args {
     /// messages.csv).
     #[arg(long, env = "CHAT_HISTORY_MIB", default_value_t = 64)]
     history_mib: usize,
+    /// MiB that may wait for all the connections of one address together (where per-address
+    /// limits apply); past it, the client that falls behind is disconnected.
+    #[arg(long, env = "CHAT_OUTBOX_PER_IP_MIB", default_value_t = 64)]
+    outbox_per_ip_mib: usize,
     /// Password checks that may run at once (Argon2id: 19 MiB and tens of ms each).
     #[arg(long, env = "CHAT_PASSWORD_CHECKERS", default_value_t = 2)]
     password_checkers: usize,
@@ -235,6 +239,7 @@ fn run(args: Args) -> chatroom::Result<()> {
         max_rooms: args.max_rooms,
         history_bytes: args.history_mib << 20,
         password_checkers: args.password_checkers,
+        outbox_per_ip_bytes: args.outbox_per_ip_mib << 20,
         ..Config::default()
     };
     // Each client costs a descriptor: allow as many as the hard limit does.

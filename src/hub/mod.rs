@@ -155,15 +155,25 @@ pub struct Hub<W: LogFile = File> {
     bans: Arc<std::sync::RwLock<Bans>>,
     /// The accounts, for `/op` and `/deop`.
     auth: Arc<Auth>,
-    /// Muted names (by [`protocol::name_key`]) and until when (`None`: until unmuted). Kept by
-    /// name, so reconnecting does not lift a mute.
-    mutes: HashMap<String, Option<std::time::Instant>>,
+    /// Who is muted, until when (`None`: until unmuted), and the name they had. A member is
+    /// muted by account, a guest by address: reconnecting under another name does not lift a
+    /// mute, and whoever takes the name next is not muted for it.
+    mutes: HashMap<MuteKey, (Option<std::time::Instant>, String)>,
     /// The bound on all rooms' history tails together.
     budget: HistoryBudget,
     /// The broadcaster's clock: one tick per event, for rooms' `last_active`.
     tick: u64,
     /// Clients whose outbox overflowed outside a delivery; removed at the next flush.
     overflowed: Vec<u64>,
+}
+
+/// Whom a mute holds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum MuteKey {
+    /// An account, by [`crate::names::key`].
+    Account(String),
+    /// A guest's address, as [`crate::limits::address_key`] counts it.
+    Address(std::net::IpAddr),
 }
 
 /// What the broadcaster knows of one connection.

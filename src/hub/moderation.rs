@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::{Hub, Target, conn_row};
 use crate::accounts::Role;
 use crate::bans;
-use crate::protocol::{self, ErrorCode, Request, ServerMsg, Standing};
+use crate::protocol::{ErrorCode, Request, ServerMsg, Standing};
 use crate::storage::{self, LogFile};
 
 impl<W: LogFile> Hub<W> {
@@ -122,13 +122,24 @@ impl<W: LogFile> Hub<W> {
                     return self.no_user(conn, &name);
                 };
                 let until = duration.map(|d| Instant::now() + d);
-                self.mutes.insert(protocol::name_key(&name), until);
+                let Some(key) = self.mute_key(target) else {
+                    return;
+                };
+                self.mutes.insert(key, (until, name.clone()));
                 let how = duration.map_or(String::new(), |d| format!(" for {}", human(d)));
                 self.record(conn, "mute", &format!("{name}{how}"));
                 self.announce(target, format!("{name} was muted by {by}{how}"));
             }
             Request::Unmute(name) => {
-                if self.mutes.remove(&protocol::name_key(&name)).is_none() {
+                let key = match self.conn_of(&name).and_then(|c| self.mute_key(c)) {
+                    Some(key) => Some(key),
+                    None => self
+                        .mutes
+                        .iter()
+                        .find(|(_, (_, muted))| crate::names::same(muted, &name))
+                        .map(|(k, _)| k.clone()),
+                };
+                if key.and_then(|k| self.mutes.remove(&k)).is_none() {
                     return self.fail(conn, ErrorCode::BadRequest, format!("{name} is not muted"));
                 }
                 self.record(conn, "unmute", &name);
@@ -180,12 +191,8 @@ impl<W: LogFile> Hub<W> {
     /// How `conn` is muted now ("you are muted for 9m more"), if it is; an expired mute is
     /// lifted here.
     pub(super) fn muted(&mut self, conn: u64) -> Option<String> {
-        let key = self
-            .clients
-            .get(&conn)
-            .and_then(|c| c.name.as_deref())
-            .map(protocol::name_key)?;
-        match self.mutes.get(&key)? {
+        let key = self.mute_key(conn)?;
+        match &self.mutes.get(&key)?.0 {
             Some(until) if *until <= Instant::now() => {
                 self.mutes.remove(&key);
                 None
@@ -203,7 +210,16 @@ impl<W: LogFile> Hub<W> {
         }
     }
 
-    /// True (and the sender told) when `conn`'s name is muted now.
+    /// What a mute of `conn` holds: its account, or for a guest its address.
+    fn mute_key(&self, conn: u64) -> Option<super::MuteKey> {
+        let client = self.clients.get(&conn)?;
+        Some(match &client.account {
+            Some(account) => super::MuteKey::Account(crate::names::key(account)),
+            None => super::MuteKey::Address(crate::limits::address_key(client.peer.ip())),
+        })
+    }
+
+    /// True (and the sender told) when `conn` is muted now.
     pub(super) fn is_muted(&mut self, conn: u64) -> bool {
         let Some(how) = self.muted(conn) else {
             return false;

@@ -144,6 +144,12 @@ fn a_private_server_takes_only_accounts_and_does_not_say_which_names_exist() {
 #[test]
 fn the_users_commands_manage_accounts_atomically() {
     let dir = tempfile::tempdir().unwrap();
+    // Private already, so the commands have nothing to say about its mode.
+    std::fs::set_permissions(
+        dir.path(),
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+    )
+    .unwrap();
     let run = |args: &[&str], stdin: &str| {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
             .arg("--data-dir")

@@ -2,6 +2,7 @@
 //! real sockets and checks the bound: what is refused, what data.csv says, and for the
 //! attacks on memory, the server's RSS from /proc against what docs/RELIABILITY.md promises.
 
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -137,7 +138,17 @@ fn bans_and_mutes_hold_across_a_change_of_name() {
     assert_eq!(code, "muted", "{msg}");
     troll.send_json(json!({"type":"say","text":"still here"}));
     assert_eq!(error(&mut troll).0, "muted");
-    assert!(!server.read("messages.csv").contains("still here"));
+    // A guest is muted by address: coming back under another name does not lift it.
+    drop(troll);
+    let mut again = server.json("troll_returns");
+    again.send_json(json!({"type":"say","text":"back again"}));
+    assert_eq!(error(&mut again).0, "muted");
+    // An account is muted by account, not by the address it shares.
+    let mut alice = login(server.addr, "alice", "alice pw");
+    alice.send_json(json!({"type":"say","text":"I may speak"}));
+    alice.next_of("message");
+    let log = server.read("messages.csv");
+    assert!(!log.contains("still here") && !log.contains("back again"));
 }
 
 /// Item 4: names that look like another's, or hold invisible or compatibility characters,
@@ -225,6 +236,19 @@ fn rooms_per_connection_are_bounded() {
     let server = start_with(|_| {});
     let (joined, refused) = attack::join_many_and_hang_up(server.addr, "roamer", 150).unwrap();
     assert_eq!((joined, refused), (99, 51));
+    // `/rooms` lists the hundred biggest and counts the rest, however many there are.
+    let mut a = server.json("a");
+    let mut b = server.json("b");
+    for (c, from) in [(&mut a, 0), (&mut b, 60)] {
+        for i in from..from + 60 {
+            c.send_json(json!({"type":"join","room":format!("r{i}")}));
+        }
+        c.nothing_pending_after(true, |_| true);
+    }
+    a.send_json(json!({"type":"rooms"}));
+    let rooms = a.next_of("rooms");
+    assert_eq!(rooms["rooms"].as_array().unwrap().len(), 100);
+    assert_eq!(rooms["more"], 21, "120 rooms and the lobby");
     let mut bystander = server.json("bystander");
     let asked = Instant::now();
     bystander.nothing_pending_after(true, |_| true);
@@ -381,6 +405,62 @@ fn replies_to_a_client_that_never_reads_are_bounded() {
         .filter(|r| r[1] == "disconnect" && r[7].starts_with("slow consumer"))
         .count();
     assert_eq!(slow, 10, "{rows:#?}");
+}
+
+/// Item 10 again: a client that neither reads nor answers pings is dropped, and its writer
+/// (blocked on a socket that takes nothing) gives up after `--ping-interval` plus
+/// `--ping-timeout` too, so its threads and its place at the address are freed.
+#[test]
+fn a_client_that_takes_nothing_frees_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--ping-interval",
+        "0.5",
+        "--ping-timeout",
+        "0.5",
+        "--max-per-ip",
+        "2",
+        "--limit-loopback",
+    ];
+    let server = ServerProcess::start(dir.path(), &args);
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let silent: std::net::TcpStream = socket.into();
+    (&silent)
+        .write_all(b"{\"type\":\"hello\",\"name\":\"silent\"}\n")
+        .unwrap();
+    let mut talker = JsonClient::join(server.addr, "talker").unwrap();
+    let line = "y".repeat(1000);
+    for _ in 0..200 {
+        talker.send(&json!({"type":"say","text":line})).unwrap();
+    }
+    talker.sync().unwrap();
+    // About 2 MB of history it asks for and never reads: more than the kernel holds, less
+    // than its outbox.
+    for _ in 0..10 {
+        (&silent)
+            .write_all(b"{\"type\":\"history\",\"n\":200}\n")
+            .unwrap();
+    }
+    let left = talker.until("left").unwrap();
+    assert_eq!(left["name"], "silent", "{left}");
+    // Its place is free once its writer gives up: about a second later.
+    let started = Instant::now();
+    loop {
+        let mut c = Client::connect(server.addr);
+        let first = c.line();
+        if first.starts_with("Welcome") {
+            break;
+        }
+        assert!(first.contains("too many connections"), "{first}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the place was never freed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(silent);
 }
 
 /// Item 10 again: a client that sends nothing but lines the server must refuse costs a parse
@@ -581,6 +661,16 @@ fn one_server_per_data_dir_and_its_files_are_private() {
     drop(first);
 
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // Files made before (or by hand) readable by others are made private at start-up.
+    let old = tempfile::tempdir().unwrap();
+    let set =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    std::fs::write(old.path().join("messages.csv"), format!("{HEADER}\n")).unwrap();
+    set(&old.path().join("messages.csv"), 0o644);
+    set(old.path(), 0o755);
+    drop(try_start(old.path()).unwrap());
+    assert_eq!(mode(old.path()), 0o700);
+    assert_eq!(mode(&old.path().join("messages.csv")), 0o600);
     let base = tempfile::tempdir().unwrap();
     let data = base.path().join("data");
     // With umask 0, as a careless service file might leave it.
