@@ -554,10 +554,11 @@ impl Throttle {
         self.attempt_at(ip, name, Instant::now())
     }
 
-    /// The attempt succeeded: forgets the failures of the name (not of the address) and takes
-    /// back the failure this attempt counted for the address.
+    /// The attempt succeeded: takes back what it counted, and remembers the address as the
+    /// owner's. The failures of others stay until their window ends: a success does not open
+    /// a locked name to strangers (the owner's addresses pass it anyway).
     pub fn succeeded(&self, ip: IpAddr, name: &str) {
-        let [ip_key, name_key] = Self::keys(ip, name);
+        let name_key = Self::keys(ip, name)[1].clone();
         {
             let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
             let addresses = known.entry(name_key.clone()).or_default();
@@ -567,17 +568,11 @@ impl Throttle {
             }
             addresses.push(address_key(ip));
         }
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&name_key);
-        if let Some(entry) = map.get_mut(&ip_key) {
-            entry.0 = entry.0.saturating_sub(1);
-            if entry.0 == 0 {
-                map.remove(&ip_key);
-            }
-        }
+        self.withdraw(ip, name);
     }
 
-    /// The attempt was never checked (the checkers were busy): takes back what it counted.
+    /// Takes back what an attempt counted: it was never checked (the checkers were busy), or
+    /// it succeeded.
     pub fn withdraw(&self, ip: IpAddr, name: &str) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         for key in Self::keys(ip, name) {
@@ -702,7 +697,8 @@ mod tests {
         let ip: IpAddr = "198.51.100.9".parse().unwrap();
         let started = (0..60).filter(|_| t.attempt(ip, "alice").is_ok()).count();
         assert_eq!(started, 10);
-        // A success takes back its own count for the address and clears the name.
+        // A success takes back its own count; its address is the owner's from now on, and
+        // passes the name's lockout, not the address's.
         t.succeeded(ip, "alice");
         assert!(t.attempt(ip, "alice").is_ok());
         assert!(t.attempt(ip, "alice").is_err());
@@ -888,7 +884,7 @@ mod tests {
     }
 
     #[test]
-    fn a_success_forgets_the_names_failures_not_the_addresses() {
+    fn a_success_takes_back_only_its_own_attempt() {
         let t = Throttle::new(Duration::from_millis(10), Duration::from_secs(60), 5);
         let ip: IpAddr = "198.51.100.9".parse().unwrap();
         let other: IpAddr = "198.51.100.10".parse().unwrap();
@@ -896,8 +892,8 @@ mod tests {
         t.attempt(ip, "bob").unwrap();
         t.attempt(ip, "bob").unwrap();
         t.succeeded(ip, "bob");
-        // From another address the name starts again; this address keeps its two failures.
-        assert_eq!(t.attempt(other, "bob"), Ok(Duration::from_millis(10)));
+        // Two failures stay on the name and on the address.
+        assert_eq!(t.attempt(other, "bob"), Ok(Duration::from_millis(40)));
         assert_eq!(t.attempt(ip, "carol"), Ok(Duration::from_millis(40)));
     }
 
