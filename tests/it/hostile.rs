@@ -299,7 +299,7 @@ fn rooms_left_empty_are_freed() {
 }
 
 /// Item 8: sixty logins parked at the password prompt answer at once. Each attempt counts
-/// as a failure before it is checked, so no more than the lockout (10) are checked, and the
+/// as a failure before it is checked, so no more than the lockout (10) fail a check, and the
 /// checks run a few at a time: memory stays within the checkers' share.
 #[test]
 fn a_storm_of_logins_is_checked_a_few_at_a_time() {
@@ -314,8 +314,11 @@ fn a_storm_of_logins_is_checked_a_few_at_a_time() {
         60,
         "{storm:?}"
     );
+    // At most the lockout's worth of wrong passwords is checked. The right one may be checked
+    // too, and its success takes back its own attempt, which may let one more wrong one in
+    // when the storm arrives slowly (a loaded machine).
     assert!(
-        storm.welcomed + storm.failed <= 10,
+        storm.failed <= 10 && storm.welcomed <= 1,
         "checked more than the lockout: {storm:?}"
     );
     // Argon2id takes 19 MiB a check; two checkers at once, not sixty (1.7 GiB was seen).
