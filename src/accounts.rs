@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::limits::address_key;
-use crate::names::NameMap;
-use crate::protocol;
+use crate::proto;
+use crate::proto::names::NameMap;
 
 /// The file name of the accounts inside the data directory.
 pub const USERS_FILE: &str = "users.csv";
@@ -38,7 +38,7 @@ pub enum Role {
     Admin,
 }
 
-pub use crate::protocol::Standing;
+pub use crate::proto::Standing;
 
 impl From<Role> for Standing {
     fn from(role: Role) -> Standing {
@@ -159,13 +159,14 @@ impl Accounts {
 
     /// Adds an account; an existing name is an error.
     pub fn add(&mut self, name: &str, password: &str, role: Role) -> Result<()> {
-        protocol::validate_name(name).map_err(|e| Error::Config(e.to_string()))?;
+        proto::validate_name(name).map_err(|e| Error::Config(e.to_string()))?;
         if let Some(existing) = self.by_key.get(name) {
-            let msg = if crate::names::fold(&existing.name) == crate::names::fold(name) {
-                format!("the account {name} exists already")
-            } else {
-                format!("{name} looks like the account {}", existing.name)
-            };
+            let msg =
+                if crate::proto::names::fold(&existing.name) == crate::proto::names::fold(name) {
+                    format!("the account {name} exists already")
+                } else {
+                    format!("{name} looks like the account {}", existing.name)
+                };
             return Err(Error::Config(msg));
         }
         let account = Account {
@@ -543,7 +544,7 @@ impl Throttle {
     fn keys(ip: IpAddr, name: &str) -> [String; 2] {
         [
             format!("ip:{}", address_key(ip)),
-            format!("name:{}", protocol::name_key(name)),
+            format!("name:{}", proto::name_key(name)),
         ]
     }
 

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::protocol;
+use crate::proto;
 
 /// The file name of the bans inside the data directory.
 pub const BANS_FILE: &str = "bans.csv";
@@ -51,7 +51,7 @@ impl Target {
         if let Ok(ip) = s.parse::<IpAddr>() {
             return Ok(Target::Ip(ip.to_canonical()));
         }
-        protocol::validate_name(s).map_err(|e| e.to_string())?;
+        proto::validate_name(s).map_err(|e| e.to_string())?;
         Ok(Target::Name(s.to_string()))
     }
 
@@ -90,21 +90,6 @@ impl Target {
             },
         }
     }
-}
-
-/// A duration such as `30s`, `10m`, `2h`, `7d`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = n.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
-        "d" => n.checked_mul(86_400)?,
-        "w" => n.checked_mul(7 * 86_400)?,
-        _ => return None,
-    };
-    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 /// One row of `bans.csv`.
@@ -189,7 +174,7 @@ impl Bans {
         self.list
             .iter()
             .filter(|b| b.active(now) && b.kind == "name")
-            .find(|b| crate::names::same(&b.target, name))
+            .find(|b| crate::proto::names::same(&b.target, name))
     }
 
     /// Active bans, oldest first.
@@ -292,16 +277,6 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
-        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
-        assert_eq!(parse_duration("spam"), None);
-        assert_eq!(parse_duration("10"), None);
-        assert_eq!(parse_duration("0m"), None);
-    }
-
-    #[test]
     fn bans_persist_and_expire() {
         let dir = tempfile::tempdir().unwrap();
         let mut bans = Bans::open(dir.path()).unwrap();
@@ -357,14 +332,6 @@ mod tests {
         assert!(host.covers(ip("2001:db8::1")) && !host.covers(ip("2001:db8::2")));
         assert!(Target::parse("::/0").unwrap().covers(ip("2001:db9::1")));
         assert!(Target::parse("::/129").is_err());
-    }
-
-    #[test]
-    fn durations_in_every_unit() {
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("2w"), Some(Duration::from_secs(14 * 86_400)));
-        assert_eq!(parse_duration("1y"), None);
-        assert_eq!(parse_duration("m"), None);
     }
 
     #[test]

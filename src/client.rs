@@ -17,7 +17,7 @@ use chrono::{DateTime, Local};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::protocol::printable;
+use crate::proto::printable;
 use crate::tls::Transport;
 
 /// How the client looks and behaves.

@@ -20,7 +20,7 @@ use crate::error::is_hangup;
 use crate::hub::Event;
 use crate::lines::{Line, LineReader};
 use crate::outbox::{Outbox, OutboxReceiver, PushError};
-use crate::protocol::{self, ErrorCode, Hello, Mode, ProtocolError, Request, ServerMsg, Standing};
+use crate::proto::{self, ErrorCode, Hello, Mode, ProtocolError, Request, ServerMsg, Standing};
 use crate::tls::{DeadlineReader, Transport, TransportReader};
 
 /// The reader's buffer. Chat lines are short; a small buffer keeps an idle connection small
@@ -132,7 +132,7 @@ impl Reader {
         lines: &mut LineReader<TransportReader<'_>>,
         deadline: Instant,
     ) -> io::Result<Result<Mode, String>> {
-        self.send_raw(protocol::GREETING.as_bytes());
+        self.send_raw(proto::GREETING.as_bytes());
         // Names refused so far: they count toward the flood limit like refused lines.
         let mut refused = 0u32;
         loop {
@@ -155,7 +155,7 @@ impl Reader {
                 Line::Eof | Line::EofMidLine => return Ok(Err("closed during handshake".into())),
             };
             if matches!(
-                utf8(bytes).map(protocol::parse_command),
+                utf8(bytes).map(proto::parse_command),
                 Ok(Ok(Request::Quit(_)))
             ) {
                 return Ok(Err(self.quit_before_name()));
@@ -165,7 +165,7 @@ impl Reader {
             } else {
                 Mode::Human
             };
-            let mut hello = match utf8(bytes).and_then(protocol::parse_hello) {
+            let mut hello = match utf8(bytes).and_then(proto::parse_hello) {
                 Ok(hello) => hello,
                 Err(e) => {
                     self.refuse_name(guess, &e);
@@ -387,7 +387,7 @@ impl Reader {
                 }
                 continue;
             }
-            let req = match utf8(bytes).and_then(|line| protocol::parse_request(mode, line)) {
+            let req = match utf8(bytes).and_then(|line| proto::parse_request(mode, line)) {
                 Ok(Some(req)) => req,
                 Ok(None) => continue,
                 Err(e) => {
@@ -408,7 +408,7 @@ impl Reader {
                     let text = format!(
                         "pasting: send the lines, then a line holding only '.' (at most {} bytes, {} lines)",
                         self.max_line,
-                        protocol::MAX_MESSAGE_LINES
+                        proto::MAX_MESSAGE_LINES
                     );
                     self.send(mode, &ServerMsg::System { ts, text });
                     paste = Some(Paste {
@@ -445,7 +445,7 @@ impl Reader {
             );
             return Some(match done.refused {
                 Some(e) => Err(e),
-                None => protocol::validate_text(&done.text).map(|()| done.text),
+                None => proto::validate_text(&done.text).map(|()| done.text),
             });
         }
         if p.refused.is_some() {
@@ -459,7 +459,7 @@ impl Reader {
             }
         };
         p.lines += 1;
-        if p.lines > protocol::MAX_MESSAGE_LINES {
+        if p.lines > proto::MAX_MESSAGE_LINES {
             p.refused = Some(ProtocolError::TooManyLines { lines: p.lines });
         } else if p.text.len() + line.len() + 1 > self.max_line {
             p.refused = Some(ProtocolError::LineTooLong {
@@ -570,12 +570,12 @@ impl Reader {
 
     fn prompt_again(&self, mode: Mode) {
         if mode == Mode::Human {
-            self.send_raw(protocol::NAME_PROMPT.as_bytes());
+            self.send_raw(proto::NAME_PROMPT.as_bytes());
         }
     }
 
     fn send(&self, mode: Mode, msg: &ServerMsg) {
-        self.send_raw(&protocol::encode(msg, mode));
+        self.send_raw(&proto::encode(msg, mode));
     }
 
     /// Queues bytes for this connection's writer. A full outbox means the client does not

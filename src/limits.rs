@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::protocol::{self, ErrorCode, Mode, ServerMsg};
+use crate::proto::{self, ErrorCode, Mode, ServerMsg};
 
 /// The admission rules.
 #[derive(Debug, Clone)]
@@ -74,8 +74,8 @@ impl Refusal {
     /// A human line and a JSON line: the client's mode is not known yet.
     pub fn lines(&self) -> Vec<u8> {
         let msg = ServerMsg::failure(self.code(), self.reason());
-        let mut out = protocol::encode(&msg, Mode::Human);
-        out.extend_from_slice(&protocol::encode(&msg, Mode::Json));
+        let mut out = proto::encode(&msg, Mode::Human);
+        out.extend_from_slice(&proto::encode(&msg, Mode::Json));
         out
     }
 }

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
-use crate::protocol::{self, ChatMessage, Kind};
+use crate::proto::{self, ChatMessage, Kind};
 use crate::storage::RecordsBackwards;
 
 /// One room.
@@ -32,7 +32,7 @@ pub struct Room {
 impl Room {
     pub fn new(name: &str) -> Room {
         Room {
-            name: protocol::room_display(name).to_string(),
+            name: proto::room_display(name).to_string(),
             members: HashSet::new(),
             history: VecDeque::new(),
             last_active: 0,
@@ -184,7 +184,7 @@ impl HistoryBudget {
 /// What start-up found in the log.
 #[derive(Debug, Default)]
 pub struct Loaded {
-    /// Rooms with their history tails, by [`protocol::room_key`].
+    /// Rooms with their history tails, by [`proto::room_key`].
     pub rooms: HashMap<String, Room>,
     /// Rows read.
     pub rows: usize,
@@ -241,7 +241,7 @@ pub fn load_history(
         }
         let room = loaded
             .rooms
-            .entry(protocol::room_key(&row[2]))
+            .entry(proto::room_key(&row[2]))
             .or_insert_with(|| Room::new(&row[2]));
         if room.history.len() < keep {
             room.history.push_front(ChatMessage {

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use regex::Regex;
 
 use crate::error::{Error, Result};
-use crate::protocol::{self, printable};
+use crate::proto::{self, duration, printable};
 use crate::storage::{ConnRecord, MESSAGES_HEADER, MessageRecord, RecordsBackwards};
 
 /// How rows are shown.
@@ -426,7 +426,7 @@ fn same_name(a: &str, b: &str) -> bool {
     if a.is_ascii() && b.is_ascii() {
         a.eq_ignore_ascii_case(b)
     } else {
-        crate::names::fold(a) == crate::names::fold(b)
+        crate::proto::names::fold(a) == crate::proto::names::fold(b)
     }
 }
 
@@ -441,7 +441,7 @@ impl Filter {
                 || (!a.is_ascii() && std::str::from_utf8(a).is_ok_and(|a| same_name(a, b)))
         };
         if let Some(room) = &self.room
-            && !same(field(2), protocol::room_display(room))
+            && !same(field(2), proto::room_display(room))
         {
             return false;
         }
@@ -482,9 +482,9 @@ impl Filter {
 
     /// Whether `rec` passes every condition.
     pub fn matches(&self, rec: &MessageRecord) -> bool {
-        let same = |a: &str, b: &str| crate::names::fold(a) == crate::names::fold(b);
+        let same = |a: &str, b: &str| crate::proto::names::fold(a) == crate::proto::names::fold(b);
         if let Some(room) = &self.room
-            && protocol::room_key(&rec.room) != protocol::room_key(room)
+            && proto::room_key(&rec.room) != proto::room_key(room)
         {
             return false;
         }
@@ -543,7 +543,7 @@ pub fn parse_when(s: &str, now: DateTime<Utc>) -> std::result::Result<DateTime<U
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return midnight(d).ok_or_else(|| s.to_string());
     }
-    if let Some(d) = crate::bans::parse_duration(s) {
+    if let Some(d) = crate::proto::parse_duration(s) {
         let d = chrono::Duration::from_std(d).map_err(|e| e.to_string())?;
         return Ok(now - d);
     }
@@ -727,7 +727,10 @@ pub fn connections(
                 };
                 let mut detail = printable(&rec.detail);
                 if let Some(d) = lasted {
-                    detail = format!("after {}: {detail}", human_duration(d));
+                    detail = format!(
+                        "after {}: {detail}",
+                        duration::display(d.to_std().unwrap_or_default())
+                    );
                 }
                 let line = format!(
                     "{}  {:<12} {:>6}  {:<21}  {:<16} {}\n",
@@ -743,16 +746,6 @@ pub fn connections(
         }
     }
     out.flush().map_err(|e| Error::io("cannot write output", e))
-}
-
-fn human_duration(d: chrono::Duration) -> String {
-    let s = d.num_seconds().max(0);
-    match (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60) {
-        (0, 0, 0, s) => format!("{s}s"),
-        (0, 0, m, s) => format!("{m}m {s}s"),
-        (0, h, m, _) => format!("{h}h {m}m"),
-        (d, h, _, _) => format!("{d}d {h}h"),
-    }
 }
 
 /// `chat-log stats`: messages per room, per sender and per hour of day (UTC) for the rows that

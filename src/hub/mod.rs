@@ -19,9 +19,9 @@ mod moderation;
 
 use crate::accounts::Auth;
 use crate::bans::Bans;
-use crate::names::NameMap;
 use crate::outbox::{Outbox, PushError};
-use crate::protocol::{
+use crate::proto::names::NameMap;
+use crate::proto::{
     self, ChatMessage, ErrorCode, Hello, Kind, Mode, ProtocolError, Request, RoomInfo, ServerMsg,
     Standing,
 };
@@ -130,9 +130,9 @@ pub enum Event {
 pub struct Hub<W: LogFile = File> {
     /// Every connection that has not ended, named or not.
     clients: HashMap<u64, Client>,
-    /// Names in use, look-alikes included (see [`crate::names`]), and who holds each.
+    /// Names in use, look-alikes included (see [`crate::proto::names`]), and who holds each.
     names: NameMap<u64>,
-    /// Rooms by [`protocol::room_key`]; a room stays (with its history) when it empties.
+    /// Rooms by [`proto::room_key`]; a room stays (with its history) when it empties.
     rooms: HashMap<String, Room>,
     /// `messages.csv`.
     messages: CsvLog<W>,
@@ -170,7 +170,7 @@ pub struct Hub<W: LogFile = File> {
 /// Whom a mute holds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum MuteKey {
-    /// An account, by [`crate::names::key`].
+    /// An account, by [`crate::proto::names::key`].
     Account(String),
     /// A guest's address, as [`crate::limits::address_key`] counts it.
     Address(std::net::IpAddr),
@@ -313,7 +313,7 @@ impl<W: LogFile> Hub<W> {
         auth: Arc<Auth>,
     ) -> Hub<W> {
         let mut rooms = HashMap::new();
-        rooms.insert(protocol::LOBBY.to_string(), Room::new(protocol::LOBBY));
+        rooms.insert(proto::LOBBY.to_string(), Room::new(proto::LOBBY));
         Hub {
             clients: HashMap::new(),
             names: NameMap::default(),
@@ -460,15 +460,11 @@ impl<W: LogFile> Hub<W> {
         client.mode = hello.mode;
         client.account = hello.account.clone();
         self.names.insert(&hello.name, conn);
-        let members = self
-            .rooms
-            .get(protocol::LOBBY)
-            .map_or(0, |r| r.members.len())
-            + 1;
+        let members = self.rooms.get(proto::LOBBY).map_or(0, |r| r.members.len()) + 1;
         let welcome = ServerMsg::Welcome {
             conn,
             name: hello.name,
-            room: protocol::LOBBY.to_string(),
+            room: proto::LOBBY.to_string(),
             members,
             role: hello.standing,
             server: format!("chatroom {}", env!("CARGO_PKG_VERSION")),
@@ -478,7 +474,7 @@ impl<W: LogFile> Hub<W> {
             let row = conn_row(conn, client, "named", hello.standing.as_str());
             self.connections.stage(&row);
         }
-        self.join(conn, protocol::LOBBY);
+        self.join(conn, proto::LOBBY);
         true
     }
 
@@ -507,7 +503,7 @@ impl<W: LogFile> Hub<W> {
                 None => self.no_room(conn),
             },
             Request::SayIn { room, text } => {
-                let key = protocol::room_key(&room);
+                let key = proto::room_key(&room);
                 if self.is_member(conn, &key) {
                     self.say(conn, &key, text, Kind::Message);
                 } else {
@@ -548,13 +544,13 @@ impl<W: LogFile> Hub<W> {
                     .collect();
                 // The biggest first for the cut, then by name.
                 rooms.sort_by_key(|r| std::cmp::Reverse(r.members));
-                let more = rooms.len().saturating_sub(protocol::MAX_ROOMS_LISTED);
-                rooms.truncate(protocol::MAX_ROOMS_LISTED);
-                rooms.sort_by_key(|r| protocol::room_key(&r.name));
+                let more = rooms.len().saturating_sub(proto::MAX_ROOMS_LISTED);
+                rooms.truncate(proto::MAX_ROOMS_LISTED);
+                rooms.sort_by_key(|r| proto::room_key(&r.name));
                 self.push(Target::One(conn), ServerMsg::Rooms { rooms, more });
             }
             Request::Who(room) => {
-                let key = match room.as_deref().map(protocol::room_key) {
+                let key = match room.as_deref().map(proto::room_key) {
                     Some(key) => key,
                     None => match client.current.clone() {
                         Some(key) => key,
@@ -571,7 +567,7 @@ impl<W: LogFile> Hub<W> {
                 }
             }
             Request::Switch(room) => {
-                let key = protocol::room_key(&room);
+                let key = proto::room_key(&room);
                 if !self.is_member(conn, &key) {
                     return self.not_in(conn, &room);
                 }
@@ -646,14 +642,14 @@ impl<W: LogFile> Hub<W> {
             Request::Who(room) => {
                 let key = room
                     .as_deref()
-                    .map(protocol::room_key)
+                    .map(proto::room_key)
                     .or_else(|| self.clients.get(&conn).and_then(|c| c.current.clone()));
                 let members = key
                     .and_then(|k| self.rooms.get(&k))
                     .map_or(0, |r| r.members.len());
                 1.0 + size(members / 4)
             }
-            Request::Rooms => 1.0 + size(self.rooms.len().min(protocol::MAX_ROOMS_LISTED) / 4),
+            Request::Rooms => 1.0 + size(self.rooms.len().min(proto::MAX_ROOMS_LISTED) / 4),
             Request::Nick(_) | Request::Away(_) | Request::Back => 5.0,
             _ => 1.0,
         };
@@ -836,7 +832,7 @@ impl<W: LogFile> Hub<W> {
     /// Adds `conn` to a room (created if new) and makes it current; tells the room and sends
     /// the joiner the member list and the room's recent history.
     fn join(&mut self, conn: u64, room: &str) {
-        let key = protocol::room_key(room);
+        let key = proto::room_key(room);
         if self.is_member(conn, &key) {
             if let Some(c) = self.clients.get_mut(&conn) {
                 c.current = Some(key.clone());
@@ -921,7 +917,7 @@ impl<W: LogFile> Hub<W> {
         let Some(client) = self.clients.get(&conn) else {
             return;
         };
-        let key = match room.as_deref().map(protocol::room_key) {
+        let key = match room.as_deref().map(proto::room_key) {
             Some(key) => key,
             None => match client.current.clone() {
                 Some(key) => key,
@@ -1034,7 +1030,7 @@ impl<W: LogFile> Hub<W> {
         if account.is_none()
             && let Some(owner) = self.auth.directory.lookup(name)
         {
-            let msg = if crate::names::fold(&owner.name) == crate::names::fold(name) {
+            let msg = if crate::proto::names::fold(&owner.name) == crate::proto::names::fold(name) {
                 format!("{name} is a registered name: to use it, log in as {name}")
             } else {
                 format!(
@@ -1087,7 +1083,7 @@ impl<W: LogFile> Hub<W> {
         let idle = self
             .rooms
             .iter()
-            .filter(|(k, r)| r.members.is_empty() && k.as_str() != protocol::LOBBY)
+            .filter(|(k, r)| r.members.is_empty() && k.as_str() != proto::LOBBY)
             .filter(|(k, _)| !self.pending_history.iter().any(|(p, _)| p == *k))
             .min_by_key(|(_, r)| r.last_active)
             .map(|(k, _)| k.clone());
@@ -1103,7 +1099,7 @@ impl<W: LogFile> Hub<W> {
     /// Forgets the room `key` if nobody is in it and it has no history to offer (the lobby
     /// stays): rooms cost memory, and one guest could otherwise create a million.
     fn drop_if_unused(&mut self, key: &str) {
-        let unused = key != protocol::LOBBY
+        let unused = key != proto::LOBBY
             && self
                 .rooms
                 .get(key)
@@ -1169,7 +1165,7 @@ impl<W: LogFile> Hub<W> {
             }
             users.push(name);
         }
-        users.sort_by_key(|n| crate::names::fold(n));
+        users.sort_by_key(|n| crate::proto::names::fold(n));
         Some(ServerMsg::Users {
             room: room.name.clone(),
             users,
@@ -1198,7 +1194,7 @@ impl<W: LogFile> Hub<W> {
     }
 
     fn no_user(&mut self, conn: u64, name: &str) {
-        let name = protocol::printable(name);
+        let name = proto::printable(name);
         self.fail(
             conn,
             ErrorCode::NoSuchUser,
@@ -1217,7 +1213,7 @@ impl<W: LogFile> Hub<W> {
         if let Some(msg) = last {
             let _ = client
                 .outbox
-                .push(Arc::from(protocol::encode(&msg, client.mode)));
+                .push(Arc::from(proto::encode(&msg, client.mode)));
         }
         // End the connection's reader too (when the broadcaster is the one ending it, as for a
         // flood, the reader would otherwise wait on a client that has no reason to leave). The
@@ -1253,8 +1249,8 @@ impl<W: LogFile> Hub<W> {
             ts,
             reason: "the server is shutting down".to_string(),
         };
-        let notice_human: Bytes = Arc::from(protocol::encode(&notice, Mode::Human));
-        let notice_json: Bytes = Arc::from(protocol::encode(&notice, Mode::Json));
+        let notice_human: Bytes = Arc::from(proto::encode(&notice, Mode::Human));
+        let notice_json: Bytes = Arc::from(proto::encode(&notice, Mode::Json));
         let mut conns: Vec<u64> = self.clients.keys().copied().collect();
         conns.sort_unstable();
         for conn in conns {
@@ -1290,7 +1286,7 @@ impl<W: LogFile> Hub<W> {
     /// slow consumer like any other: its socket is shut now and it is removed at the flush.
     fn send_now(&mut self, conn: u64, mode: Mode, msg: &ServerMsg) {
         if let Some(client) = self.clients.get(&conn)
-            && client.outbox.push(Arc::from(protocol::encode(msg, mode))) == Err(PushError::Full)
+            && client.outbox.push(Arc::from(proto::encode(msg, mode))) == Err(PushError::Full)
         {
             crate::outbox::abandon(&client.stream);
             if !self.overflowed.contains(&conn) {
@@ -1393,7 +1389,7 @@ impl<W: LogFile> Hub<W> {
                 for &conn in conns {
                     if let Some(c) = self.clients.get(&conn) {
                         let bytes = encoded[c.mode as usize].get_or_insert_with(|| {
-                            Arc::from(protocol::encode(&pending[i].msg, c.mode))
+                            Arc::from(proto::encode(&pending[i].msg, c.mode))
                         });
                         send(conn, c, bytes, &mut slow);
                     }
@@ -1533,7 +1529,7 @@ impl<'a> Encoded<'a> {
     }
 
     fn get(&mut self, k: usize, mode: Mode) -> &[u8] {
-        self.bytes[mode as usize][k].get_or_insert_with(|| protocol::encode(&self.seg[k].msg, mode))
+        self.bytes[mode as usize][k].get_or_insert_with(|| proto::encode(&self.seg[k].msg, mode))
     }
 }
 
@@ -1657,7 +1653,7 @@ mod tests {
     /// room with it; the leave must then find nothing to do, not a missing room.
     #[test]
     fn leaving_after_being_dropped_in_the_same_batch_is_harmless() {
-        let help = protocol::encode(&ServerMsg::help(), Mode::Human).len();
+        let help = proto::encode(&ServerMsg::help(), Mode::Human).len();
         let mut r = rig(HubConfig::default());
         let rx = r.client(1, "alice", help);
         r.request(1, Request::Join("zzz".into()));

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::{Hub, Target, conn_row};
 use crate::accounts::Role;
 use crate::bans;
-use crate::protocol::{ErrorCode, Request, ServerMsg, Standing};
+use crate::proto::{ErrorCode, Request, ServerMsg, Standing, duration};
 use crate::storage::{self, LogFile};
 
 impl<W: LogFile> Hub<W> {
@@ -72,7 +72,7 @@ impl<W: LogFile> Hub<W> {
                         bans::Target::Name(n) => c
                             .name
                             .as_deref()
-                            .is_some_and(|cn| crate::names::same(cn, n)),
+                            .is_some_and(|cn| crate::proto::names::same(cn, n)),
                         other => other.covers(c.peer.ip()),
                     })
                     .map(|(&id, _)| id)
@@ -126,7 +126,8 @@ impl<W: LogFile> Hub<W> {
                     return;
                 };
                 self.mutes.insert(key, (until, name.clone()));
-                let how = duration.map_or(String::new(), |d| format!(" for {}", human(d)));
+                let how =
+                    duration.map_or(String::new(), |d| format!(" for {}", duration::display(d)));
                 self.record(conn, "mute", &format!("{name}{how}"));
                 self.announce(target, format!("{name} was muted by {by}{how}"));
             }
@@ -136,7 +137,7 @@ impl<W: LogFile> Hub<W> {
                     None => self
                         .mutes
                         .iter()
-                        .find(|(_, (_, muted))| crate::names::same(muted, &name))
+                        .find(|(_, (_, muted))| crate::proto::names::same(muted, &name))
                         .map(|(k, _)| k.clone()),
                 };
                 if key.and_then(|k| self.mutes.remove(&k)).is_none() {
@@ -176,7 +177,7 @@ impl<W: LogFile> Hub<W> {
             .filter(|(_, c)| {
                 c.account
                     .as_deref()
-                    .is_some_and(|a| crate::names::same(a, name))
+                    .is_some_and(|a| crate::proto::names::same(a, name))
             })
             .map(|(&id, _)| id)
             .collect();
@@ -203,7 +204,7 @@ impl<W: LogFile> Hub<W> {
                     until.saturating_duration_since(Instant::now()) + Duration::from_millis(999);
                 Some(format!(
                     "you are muted for {} more",
-                    human(Duration::from_secs(left.as_secs()))
+                    duration::display(left)
                 ))
             }
             None => Some("you are muted".to_string()),
@@ -214,7 +215,7 @@ impl<W: LogFile> Hub<W> {
     fn mute_key(&self, conn: u64) -> Option<super::MuteKey> {
         let client = self.clients.get(&conn)?;
         Some(match &client.account {
-            Some(account) => super::MuteKey::Account(crate::names::key(account)),
+            Some(account) => super::MuteKey::Account(crate::proto::names::key(account)),
             None => super::MuteKey::Address(crate::limits::address_key(client.peer.ip())),
         })
     }
@@ -283,17 +284,5 @@ fn with_reason(what: &str, reason: &str) -> String {
         what.to_string()
     } else {
         format!("{what}: {reason}")
-    }
-}
-
-/// `90` → "1m 30s", for mute and ban messages.
-fn human(d: Duration) -> String {
-    let s = d.as_secs().max(1);
-    match (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60) {
-        (0, 0, 0, s) => format!("{s}s"),
-        (0, 0, m, 0) => format!("{m}m"),
-        (0, 0, m, s) => format!("{m}m {s}s"),
-        (0, h, m, _) => format!("{h}h {m}m"),
-        (d, h, _, _) => format!("{d}d {h}h"),
     }
 }

@@ -215,7 +215,7 @@ fn help_who_and_unknown_commands() {
     a.send("/help");
     assert_eq!(a.line(), "* commands:");
     let mut listed = Vec::new();
-    for _ in 0..chatroom::protocol::COMMANDS.len() {
+    for _ in 0..chatroom::proto::COMMANDS.len() {
         listed.push(a.line());
     }
     for cmd in [

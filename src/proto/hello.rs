@@ -1,0 +1,71 @@
+//! The first line of a connection: the greeting, the name, and the mode it chooses.
+
+use std::fmt;
+
+use super::{ProtocolError, Standing};
+
+/// The line a server sends first, before it knows the client's mode. JSON clients skip every
+/// line that is not a JSON object until their `welcome`.
+pub const GREETING: &str =
+    "Welcome to chatroom. What is your name? (1-32 letters, digits, _ - .)\n";
+
+/// The line a human-mode client gets after a refused name.
+pub const NAME_PROMPT: &str = "What is your name?\n";
+
+/// The two encodings of the event model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Readable lines for `nc` and people.
+    Human = 0,
+    /// One JSON object per line, for programs.
+    Json = 1,
+}
+
+/// The first line of a connection, once parsed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub mode: Mode,
+    pub name: String,
+    /// The password sent with a JSON `hello` (human mode sends it on the next line).
+    pub password: Option<String>,
+    /// How the client logged in; set by the server after checking the password.
+    pub standing: Standing,
+    /// The account it logged in to (its name as registered); `None` for a guest. Roles and
+    /// the name follow the account, never what was typed.
+    pub account: Option<String>,
+}
+
+impl fmt::Debug for Hello {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print a password, not even in a debug log.
+        f.debug_struct("Hello")
+            .field("mode", &self.mode)
+            .field("name", &self.name)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("standing", &self.standing)
+            .field("account", &self.account)
+            .finish()
+    }
+}
+
+/// Parses the first line of a connection: a JSON `hello` object, or a bare name.
+pub fn parse_hello(line: &str) -> Result<Hello, ProtocolError> {
+    let trimmed = line.trim();
+    if trimmed.starts_with('{') {
+        super::json::parse_hello(trimmed)
+    } else {
+        validate_name(trimmed)?;
+        Ok(Hello {
+            mode: Mode::Human,
+            name: trimmed.to_string(),
+            password: None,
+            standing: Standing::Guest,
+            account: None,
+        })
+    }
+}
+
+/// Checks a name: see [`names::validate`](super::names::validate).
+pub fn validate_name(name: &str) -> Result<(), ProtocolError> {
+    super::names::validate(name).map_err(ProtocolError::Name)
+}

@@ -1,0 +1,44 @@
+//! The wire contract: names and room rules, requests and their grammar, the server's events,
+//! one module per encoding (human lines, JSON Lines), durations, and the refusal type.
+//!
+//! No sockets, no files, no clocks, and nothing else of the crate: everything that decides
+//! whether input is acceptable lives here so that the server, the clients and the tests agree
+//! on one definition. One event model ([`ServerMsg`] from the server, [`Hello`] and
+//! [`Request`] from a client) has two encodings: *human* lines, readable in `nc`, and *JSON
+//! Lines* for programs. The mode is chosen by the client's first line: a JSON object selects
+//! JSON, anything else is a name.
+
+pub mod duration;
+mod error;
+mod event;
+mod hello;
+mod human;
+mod json;
+pub mod names;
+mod request;
+mod room;
+mod text;
+
+pub use duration::parse_duration;
+pub use error::ProtocolError;
+pub use event::*;
+pub use hello::*;
+pub use names::{MAX_NAME_CHARS, key as name_key};
+pub use request::*;
+pub use room::*;
+pub use text::*;
+
+/// Encodes `msg` for a client in `mode`, ending with `\n`.
+pub fn encode(msg: &ServerMsg, mode: Mode) -> Vec<u8> {
+    match mode {
+        Mode::Json => {
+            let mut out = serde_json::to_vec(msg).expect("server messages always serialize");
+            out.push(b'\n');
+            out
+        }
+        Mode::Human => human::encode_human(msg).into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
