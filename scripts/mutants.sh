@@ -22,8 +22,8 @@ fi
 
 files=("$@")
 if [ ${#files[@]} -eq 0 ]; then
-  files=(src/bans.rs src/limits.rs src/lines.rs src/outbox.rs src/accounts.rs
-         src/hub/mod.rs src/storage.rs src/protocol.rs)
+  files=(src/store/bans.rs src/server/limits.rs src/server/lines.rs src/server/outbox.rs
+         src/store/users.rs src/server/login.rs src/server/hub/mod.rs src/store/mod.rs)
 fi
 args=()
 for f in "${files[@]}"; do

@@ -300,7 +300,7 @@ pub fn make_dev_cert(dir: &Path, names: &[String]) -> Result<()> {
     // Owner-only, whatever the umask: the key is a secret.
     let write = |file: &str, text: String| {
         let path = dir.join(file);
-        crate::storage::create_private_file(&path)
+        crate::store::create_private_file(&path)
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
     };

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use chatroom::storage::MESSAGES_FILE;
+use chatroom::store::MESSAGES_FILE;
 use chatroom::viewer::{self, Filter, Format, ShowOptions, ViewOptions};
 
 /// Read, filter and follow the chat log.
@@ -135,7 +135,7 @@ fn run(args: Args) -> chatroom::Result<()> {
         Some(Command::Connections { name, ip }) => {
             let ip = ip
                 .as_deref()
-                .map(chatroom::bans::Target::parse)
+                .map(chatroom::store::bans::Target::parse)
                 .transpose()
                 .map_err(|e| chatroom::Error::Config(format!("--ip: {e}")))?;
             let conn_filter = viewer::ConnFilter {
@@ -144,7 +144,7 @@ fn run(args: Args) -> chatroom::Result<()> {
                 since: filter.since,
                 until: filter.until,
             };
-            let path = args.data_dir.join(chatroom::storage::CONNECTIONS_FILE);
+            let path = args.data_dir.join(chatroom::store::CONNECTIONS_FILE);
             return viewer::connections(&path, &mut out, &conn_filter, args.format, view);
         }
         Some(Command::Stats) => {

@@ -47,8 +47,8 @@ struct Args {
     history_scan_mib: u64,
     /// When messages reach the disk: always (fsync per message), batch (one fsync per batch,
     /// before delivery), never (left to the kernel).
-    #[arg(long, env = "CHAT_FSYNC", value_enum, default_value_t = chatroom::storage::Fsync::Batch)]
-    fsync: chatroom::storage::Fsync,
+    #[arg(long, env = "CHAT_FSYNC", value_enum, default_value_t = chatroom::store::Fsync::Batch)]
+    fsync: chatroom::store::Fsync,
     /// Messages per second one client may send on average (0: no limit).
     #[arg(long, env = "CHAT_MSG_RATE", default_value_t = 5.0)]
     msg_rate: f64,
@@ -121,7 +121,7 @@ enum Command {
     /// Manage accounts in DATA_DIR/users.csv (the server need not be stopped).
     Users {
         #[command(subcommand)]
-        action: chatroom::accounts::UsersCommand,
+        action: chatroom::store::users::UsersCommand,
     },
     /// Write a self-signed certificate (cert.pem, key.pem) for testing; not for production.
     GenCert {
@@ -154,7 +154,7 @@ fn main() -> ExitCode {
         };
     }
     if let Some(Command::Users { action }) = &args.command {
-        return match chatroom::accounts::users_command(&args.data_dir, action, read_password) {
+        return match chatroom::store::users::users_command(&args.data_dir, action, read_password) {
             Ok(out) => {
                 print!("{out}");
                 if !out.ends_with('\n') {

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use chatroom::accounts::{Accounts, Role, USERS_FILE};
+use chatroom::store::users::{Accounts, Role, USERS_FILE};
 use serde_json::json;
 
 use crate::support::{Client, csv_rows, start_in, write_accounts};
@@ -192,7 +192,7 @@ fn the_users_commands_manage_accounts_atomically() {
     let accounts = Accounts::load(&dir.path().join(USERS_FILE)).unwrap();
     let boss = accounts.get("boss").unwrap();
     assert_eq!(boss.role, Role::Admin);
-    assert!(chatroom::accounts::verify_password(
+    assert!(chatroom::store::users::verify_password(
         "second pw",
         &boss.password_hash
     ));

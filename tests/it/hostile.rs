@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chatroom::accounts::{Accounts, Role, USERS_FILE};
 use chatroom::attack::{self, Bystander, JsonClient, Trickle};
+use chatroom::store::users::{Accounts, Role, USERS_FILE};
 use serde_json::json;
 
 use crate::support::{
@@ -582,7 +582,7 @@ fn try_start(dir: &Path) -> Result<chatroom::Server, String> {
     chatroom::Server::new(listener, config).map_err(|e| e.to_string())
 }
 
-const HEADER: &str = chatroom::storage::MESSAGES_HEADER;
+const HEADER: &str = chatroom::store::MESSAGES_HEADER;
 
 /// Item 13: start-up takes what a crash, a hand edit or another encoding left behind: a
 /// header without its newline is completed (not lost), a deleted header is refused with a

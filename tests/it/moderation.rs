@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use chatroom::accounts::{Accounts, Role, USERS_FILE};
+use chatroom::store::users::{Accounts, Role, USERS_FILE};
 use serde_json::json;
 
 use crate::support::{Client, TestServer, command, csv_rows, login, start_in, write_accounts};

@@ -112,12 +112,13 @@ impl Drop for TestServer {
 }
 
 /// Writes `users.csv` in `dir` with these accounts: (name, password, role).
-pub fn write_accounts(dir: &Path, list: &[(&str, &str, chatroom::accounts::Role)]) {
-    let mut a = chatroom::accounts::Accounts::default();
+pub fn write_accounts(dir: &Path, list: &[(&str, &str, chatroom::store::users::Role)]) {
+    let mut a = chatroom::store::users::Accounts::default();
     for (name, pw, role) in list {
         a.add(name, pw, *role).unwrap();
     }
-    a.save(&dir.join(chatroom::accounts::USERS_FILE)).unwrap();
+    a.save(&dir.join(chatroom::store::users::USERS_FILE))
+        .unwrap();
 }
 
 /// A JSON client logged in to an account, past the lobby's history.

@@ -5,6 +5,9 @@
 //! and reach the file in one `write_all` per batch ([`CsvLog::commit`]), which is what lets the
 //! broadcaster log a whole batch before delivering any of it.
 
+pub mod bans;
+pub mod users;
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};

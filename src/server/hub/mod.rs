@@ -16,17 +16,18 @@ use crossbeam_channel::{Receiver, Sender};
 use log::{debug, error, info, warn};
 
 mod moderation;
+pub mod rooms;
 
-use crate::accounts::Auth;
-use crate::bans::Bans;
-use crate::outbox::{Outbox, PushError};
+use self::rooms::{HistoryBudget, Room};
 use crate::proto::names::NameMap;
 use crate::proto::{
     self, ChatMessage, ErrorCode, Hello, Kind, Mode, ProtocolError, Request, RoomInfo, ServerMsg,
     Standing,
 };
-use crate::rooms::{self, HistoryBudget, Room};
-use crate::storage::{self, ConnRecord, CsvLog, Fsync, LogFile, MessageRecord};
+use crate::server::login::Auth;
+use crate::server::outbox::{Outbox, PushError};
+use crate::store::bans::Bans;
+use crate::store::{self, ConnRecord, CsvLog, Fsync, LogFile, MessageRecord};
 
 /// Encoded bytes shared by every recipient of one message.
 pub type Bytes = Arc<[u8]>;
@@ -172,7 +173,7 @@ pub struct Hub<W: LogFile = File> {
 enum MuteKey {
     /// An account, by [`crate::proto::names::key`].
     Account(String),
-    /// A guest's address, as [`crate::limits::address_key`] counts it.
+    /// A guest's address, as [`crate::server::limits::address_key`] counts it.
     Address(std::net::IpAddr),
 }
 
@@ -254,12 +255,12 @@ impl Hub<File> {
         bans: Arc<std::sync::RwLock<Bans>>,
         auth: Arc<Auth>,
     ) -> crate::Result<Hub<File>> {
-        let mpath = data_dir.join(storage::MESSAGES_FILE);
-        let cpath = data_dir.join(storage::CONNECTIONS_FILE);
-        let (mfile, mlen) = storage::open_log(&mpath, storage::MESSAGES_HEADER)?;
-        let (cfile, clen) = storage::open_log(&cpath, storage::CONNECTIONS_HEADER)?;
+        let mpath = data_dir.join(store::MESSAGES_FILE);
+        let cpath = data_dir.join(store::CONNECTIONS_FILE);
+        let (mfile, mlen) = store::open_log(&mpath, store::MESSAGES_HEADER)?;
+        let (cfile, clen) = store::open_log(&cpath, store::CONNECTIONS_HEADER)?;
         let sync = config.fsync != Fsync::Never;
-        let last_id = storage::last_message_id(&mpath)?;
+        let last_id = store::last_message_id(&mpath)?;
         let started = std::time::Instant::now();
         let loaded = rooms::load_history(
             &mpath,
@@ -338,7 +339,7 @@ impl<W: LogFile> Hub<W> {
     /// Writes a server-wide row (`start`, `stop`) to `data.csv` now.
     pub fn log_server_event(&mut self, event: &str, detail: &str) {
         self.connections.stage(&ConnRecord {
-            timestamp: storage::now_timestamp(),
+            timestamp: store::now_timestamp(),
             event: event.to_string(),
             conn: None,
             ip: String::new(),
@@ -397,7 +398,7 @@ impl<W: LogFile> Hub<W> {
                     current: None,
                     away: None,
                     reply_to: None,
-                    connected: storage::now_timestamp(),
+                    connected: store::now_timestamp(),
                     tokens: self.config.msg_burst,
                     refilled: std::time::Instant::now(),
                     refused: 0,
@@ -620,7 +621,7 @@ impl<W: LogFile> Hub<W> {
                     None => "quit".to_string(),
                 };
                 let bye = ServerMsg::Bye {
-                    ts: storage::now_timestamp(),
+                    ts: store::now_timestamp(),
                     reason: "you left; goodbye".to_string(),
                 };
                 self.remove(conn, &reason, Some(bye));
@@ -680,7 +681,7 @@ impl<W: LogFile> Hub<W> {
         c.refused += 1;
         if c.refused >= flood_limit {
             let bye = ServerMsg::Bye {
-                ts: storage::now_timestamp(),
+                ts: store::now_timestamp(),
                 reason: format!(
                     "disconnected for flooding ({flood_limit} requests refused in a row); you may reconnect"
                 ),
@@ -724,7 +725,7 @@ impl<W: LogFile> Hub<W> {
     ) -> Option<ChatMessage> {
         let id = self.next_id;
         self.next_id += 1;
-        let ts = storage::now_timestamp();
+        let ts = store::now_timestamp();
         self.messages.stage(&MessageRecord {
             id,
             timestamp: ts.clone(),
@@ -824,7 +825,7 @@ impl<W: LogFile> Hub<W> {
             } else {
                 format!("{to_name} is away: {reason}")
             };
-            let ts = storage::now_timestamp();
+            let ts = store::now_timestamp();
             self.push(Target::One(conn), ServerMsg::System { ts, text });
         }
     }
@@ -874,7 +875,7 @@ impl<W: LogFile> Hub<W> {
         let members = room.members.len();
         let display = room.name.clone();
         let joined = ServerMsg::Joined {
-            ts: storage::now_timestamp(),
+            ts: store::now_timestamp(),
             room: display,
             name,
         };
@@ -964,7 +965,7 @@ impl<W: LogFile> Hub<W> {
         room.members.remove(&conn);
         room.last_active = self.tick;
         let left = ServerMsg::Left {
-            ts: storage::now_timestamp(),
+            ts: store::now_timestamp(),
             room: room.name.clone(),
             name,
             reason: reason.to_string(),
@@ -1012,7 +1013,7 @@ impl<W: LogFile> Hub<W> {
             self.connections.stage(&row);
         }
         let msg = ServerMsg::Nick {
-            ts: storage::now_timestamp(),
+            ts: store::now_timestamp(),
             old,
             new,
         };
@@ -1117,7 +1118,7 @@ impl<W: LogFile> Hub<W> {
         };
         client.away = away.clone();
         let msg = ServerMsg::Presence {
-            ts: storage::now_timestamp(),
+            ts: store::now_timestamp(),
             name: client.name.clone().unwrap_or_default(),
             away,
         };
@@ -1244,7 +1245,7 @@ impl<W: LogFile> Hub<W> {
     /// their sockets for reading so their threads end.
     fn stop_all(&mut self) {
         self.flush();
-        let ts = storage::now_timestamp();
+        let ts = store::now_timestamp();
         let notice = ServerMsg::Bye {
             ts,
             reason: "the server is shutting down".to_string(),
@@ -1288,7 +1289,7 @@ impl<W: LogFile> Hub<W> {
         if let Some(client) = self.clients.get(&conn)
             && client.outbox.push(Arc::from(proto::encode(msg, mode))) == Err(PushError::Full)
         {
-            crate::outbox::abandon(&client.stream);
+            crate::server::outbox::abandon(&client.stream);
             if !self.overflowed.contains(&conn) {
                 self.overflowed.push(conn);
             }
@@ -1341,7 +1342,7 @@ impl<W: LogFile> Hub<W> {
                         "conn {conn} ({}) is a slow consumer: its outbox is full; disconnecting",
                         client.name.as_deref().unwrap_or("unnamed")
                     );
-                    crate::outbox::abandon(&client.stream);
+                    crate::server::outbox::abandon(&client.stream);
                 }
                 // Removed without flushing: this loop is the flush.
                 self.forget(conn, SLOW_CONSUMER);
@@ -1536,7 +1537,7 @@ impl<'a> Encoded<'a> {
 /// The `data.csv` row of one connection event.
 fn conn_row(conn: u64, client: &Client, event: &str, detail: &str) -> ConnRecord {
     ConnRecord {
-        timestamp: storage::now_timestamp(),
+        timestamp: store::now_timestamp(),
         event: event.to_string(),
         conn: Some(conn),
         ip: client.peer.ip().to_string(),
@@ -1573,8 +1574,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::accounts::{Checker, Directory, Throttle};
-    use crate::outbox::{OutboxReceiver, outbox};
+    use crate::server::login::{Checker, Throttle};
+    use crate::server::outbox::{OutboxReceiver, outbox};
+    use crate::store::users::Directory;
 
     /// A hub over in-memory logs, and real sockets for its clients.
     struct Rig {
@@ -1643,7 +1645,7 @@ mod tests {
     fn drain(rx: &OutboxReceiver) -> Vec<u8> {
         let mut out = Vec::new();
         while let Ok(b) = rx.try_recv() {
-            rx.written(crate::outbox::charge(&b));
+            rx.written(crate::server::outbox::charge(&b));
             out.extend_from_slice(&b);
         }
         out

@@ -16,7 +16,7 @@ use regex::Regex;
 
 use crate::error::{Error, Result};
 use crate::proto::{self, duration, printable};
-use crate::storage::{ConnRecord, MESSAGES_HEADER, MessageRecord, RecordsBackwards};
+use crate::store::{ConnRecord, MESSAGES_HEADER, MessageRecord, RecordsBackwards};
 
 /// How rows are shown.
 #[derive(Debug, Clone, Copy, Default)]
@@ -606,7 +606,7 @@ pub struct ConnFilter {
     /// The client's name (case-insensitive).
     pub name: Option<String>,
     /// An address or a network (`203.0.113.0/24`).
-    pub ip: Option<crate::bans::Target>,
+    pub ip: Option<crate::store::bans::Target>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
 }
@@ -656,7 +656,7 @@ pub fn connections(
             .map_err(|e| Error::io("cannot write output", e))
     };
     if format == Format::Csv {
-        w(out, &format!("{}\n", crate::storage::CONNECTIONS_HEADER))?;
+        w(out, &format!("{}\n", crate::store::CONNECTIONS_HEADER))?;
     }
     // When each open connection started, to say how long it lasted.
     let mut started: std::collections::HashMap<u64, DateTime<Utc>> = Default::default();

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crossbeam_channel::{Receiver, RecvError, Sender, TryRecvError};
 use socket2::SockRef;
 
-use crate::hub::Bytes;
+use crate::server::hub::Bytes;
 
 /// What one push costs beyond its bytes: the shared allocation's header and the allocator's
 /// rounding, and the channel's slot.

@@ -750,13 +750,13 @@ pub struct StartupResult {
 
 /// Writes a `messages.csv` of about `bytes` bytes into `dir`; returns (bytes, rows).
 pub fn generate_log(dir: &Path, bytes: u64) -> Result<(u64, u64)> {
-    let path = dir.join(crate::storage::MESSAGES_FILE);
+    let path = dir.join(crate::store::MESSAGES_FILE);
     let file = fs::File::create(&path)
         .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
     let mut out = io::BufWriter::with_capacity(1 << 20, file);
     let mut written = 0u64;
     let mut rows = 0u64;
-    let header = format!("{}\n", crate::storage::MESSAGES_HEADER);
+    let header = format!("{}\n", crate::store::MESSAGES_HEADER);
     out.write_all(header.as_bytes())
         .map_err(|e| Error::io("write failed", e))?;
     written += header.len() as u64;
@@ -836,7 +836,7 @@ pub fn startup(dir: &Path, rows: u64, bytes: u64, extra: &[String]) -> Result<St
     }
     drop(target);
     // Remove the message we added so the generated log can be reused as it was.
-    truncate_to(&dir.join(crate::storage::MESSAGES_FILE), bytes)?;
+    truncate_to(&dir.join(crate::store::MESSAGES_FILE), bytes)?;
     Ok(StartupResult {
         log_bytes: bytes,
         log_rows: rows,
@@ -1492,9 +1492,9 @@ pub fn hostile(server_args: &[String]) -> Result<Vec<HostileResult>> {
     let mut results = Vec::new();
     for (name, extra, run) in attacks {
         let dir = scratch_dir("hostile")?;
-        let mut users = crate::accounts::Accounts::default();
-        users.add("alice", "alice pw", crate::accounts::Role::Member)?;
-        users.save(&dir.join(crate::accounts::USERS_FILE))?;
+        let mut users = crate::store::users::Accounts::default();
+        users.add("alice", "alice pw", crate::store::users::Role::Member)?;
+        users.save(&dir.join(crate::store::users::USERS_FILE))?;
         let mut args: Vec<String> = vec!["--msg-rate".into(), "5".into()];
         args.extend(extra.iter().map(|s| s.to_string()));
         args.extend(server_args.iter().cloned());

@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use log::debug;
 
-use crate::accounts::{Auth, Verdict};
 use crate::error::is_hangup;
-use crate::hub::Event;
-use crate::lines::{Line, LineReader};
-use crate::outbox::{Outbox, OutboxReceiver, PushError};
 use crate::proto::{self, ErrorCode, Hello, Mode, ProtocolError, Request, ServerMsg, Standing};
+use crate::server::hub::Event;
+use crate::server::lines::{Line, LineReader};
+use crate::server::login::{Auth, Verdict};
+use crate::server::outbox::{Outbox, OutboxReceiver, PushError};
 use crate::tls::{DeadlineReader, Transport, TransportReader};
 
 /// The reader's buffer. Chat lines are short; a small buffer keeps an idle connection small
@@ -85,7 +85,7 @@ impl Reader {
     /// Serves the connection until it ends, then tells the broadcaster why.
     pub fn run(self) {
         let reason = match self.serve() {
-            _ if self.overflowed.get() => crate::hub::SLOW_CONSUMER.to_string(),
+            _ if self.overflowed.get() => crate::server::hub::SLOW_CONSUMER.to_string(),
             Ok(reason) => reason,
             Err(e) if is_hangup(&e) => "connection reset".to_string(),
             Err(e) => format!("read error: {e}"),
@@ -404,7 +404,7 @@ impl Reader {
             match req {
                 Request::Pong => {}
                 Request::Paste => {
-                    let ts = crate::storage::now_timestamp();
+                    let ts = crate::store::now_timestamp();
                     let text = format!(
                         "pasting: send the lines, then a line holding only '.' (at most {} bytes, {} lines)",
                         self.max_line,
@@ -490,7 +490,7 @@ impl Reader {
     #[inline(never)]
     fn flooded(&self, mode: Mode) -> String {
         let bye = ServerMsg::Bye {
-            ts: crate::storage::now_timestamp(),
+            ts: crate::store::now_timestamp(),
             reason: format!(
                 "disconnected for flooding ({} refused lines in a row); you may reconnect",
                 self.flood_limit
@@ -505,7 +505,7 @@ impl Reader {
     #[inline(never)]
     fn silent(&self, mode: Mode, why: &str) -> String {
         let bye = ServerMsg::Bye {
-            ts: crate::storage::now_timestamp(),
+            ts: crate::store::now_timestamp(),
             reason: why.to_string(),
         };
         self.send(mode, &bye);
@@ -542,7 +542,7 @@ impl Reader {
     #[inline(never)]
     fn quit_before_name(&self) -> String {
         let bye = ServerMsg::Bye {
-            ts: crate::storage::now_timestamp(),
+            ts: crate::store::now_timestamp(),
             reason: "you left before choosing a name".into(),
         };
         self.send(Mode::Human, &bye);
@@ -587,7 +587,7 @@ impl Reader {
         }
         if self.outbox.push(Arc::from(bytes)) == Err(PushError::Full) {
             self.overflowed.set(true);
-            crate::outbox::abandon(self.transport.socket());
+            crate::server::outbox::abandon(self.transport.socket());
         }
     }
 }
@@ -616,18 +616,18 @@ pub fn write_loop(conn: u64, transport: Arc<Transport>, outbox: OutboxReceiver) 
         // Hold the write lock from here, so the broadcaster's fast path cannot slip a later
         // message onto the socket before these.
         let _writing = outbox.lock();
-        let mut taken = crate::outbox::charge(&first);
+        let mut taken = crate::server::outbox::charge(&first);
         let result = match outbox.try_recv() {
             Err(_) => (&*transport).write_all(&first),
             Ok(second) => {
-                taken += crate::outbox::charge(&second);
+                taken += crate::server::outbox::charge(&second);
                 buf.clear();
                 buf.extend_from_slice(&first);
                 buf.extend_from_slice(&second);
                 while buf.len() < MAX_COALESCE {
                     match outbox.try_recv() {
                         Ok(more) => {
-                            taken += crate::outbox::charge(&more);
+                            taken += crate::server::outbox::charge(&more);
                             buf.extend_from_slice(&more);
                         }
                         Err(_) => break,

@@ -6,6 +6,13 @@
 //! every client and writes their `disconnect` rows) and waits, for a bounded time, for the
 //! connection threads to finish writing.
 
+pub mod connection;
+pub mod hub;
+pub mod limits;
+pub mod lines;
+pub mod login;
+pub mod outbox;
+
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
@@ -18,13 +25,14 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use log::{debug, error, info, warn};
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
-use crate::accounts::{Auth, Checker, Directory, Throttle};
-use crate::bans::Bans;
-use crate::connection::{self, Reader};
 use crate::error::{Error, Result};
-use crate::hub::{Event, Hub, HubConfig};
-use crate::limits::{Admission, Refusal, Rules, Ticket};
+use crate::server::hub::{Event, Hub, HubConfig};
+use crate::server::limits::{Admission, Refusal, Rules, Ticket};
+use crate::server::login::{Auth, Checker, Throttle};
+use crate::store::bans::Bans;
+use crate::store::users::Directory;
 use crate::tls::{TlsStream, Transport};
+use connection::Reader;
 
 /// How a server runs. [`Config::default`] matches the command line's defaults.
 #[derive(Debug, Clone)]
@@ -52,7 +60,7 @@ pub struct Config {
     /// grows with this, not with the log.
     pub history_scan_bytes: u64,
     /// When log writes are synced to disk.
-    pub fsync: crate::storage::Fsync,
+    pub fsync: crate::store::Fsync,
     /// Messages per second one client may send on average; 0 turns the limit off.
     pub msg_rate: f64,
     /// Messages one client may send at once before the rate applies.
@@ -119,7 +127,7 @@ impl Default for Config {
             history_keep: 200,
             history_scan_bytes: 16 << 20,
             max_clients: None,
-            fsync: crate::storage::Fsync::Batch,
+            fsync: crate::store::Fsync::Batch,
             msg_rate: 5.0,
             msg_burst: 20.0,
             flood_limit: 50,
@@ -268,12 +276,15 @@ impl Server {
         let local = listener
             .local_addr()
             .map_err(|e| Error::io("cannot read the listener's address", e))?;
-        crate::storage::create_private_dir(&config.data_dir)?;
+        crate::store::create_private_dir(&config.data_dir)?;
         let lock = lock_data_dir(&config.data_dir)?;
-        for file in [crate::accounts::USERS_FILE, crate::bans::BANS_FILE] {
-            crate::storage::make_private(&config.data_dir.join(file))?;
+        for file in [
+            crate::store::users::USERS_FILE,
+            crate::store::bans::BANS_FILE,
+        ] {
+            crate::store::make_private(&config.data_dir.join(file))?;
         }
-        let directory = Directory::open(config.data_dir.join(crate::accounts::USERS_FILE))?;
+        let directory = Directory::open(config.data_dir.join(crate::store::users::USERS_FILE))?;
         if (config.private || directory.any()) && config.tls.is_none() && !local.ip().is_loopback()
         {
             warn!(
@@ -315,8 +326,7 @@ impl Server {
             &format!("chatroom {} on {local}", env!("CARGO_PKG_VERSION")),
         );
         let next_conn =
-            crate::storage::last_conn_id(&config.data_dir.join(crate::storage::CONNECTIONS_FILE))?
-                + 1;
+            crate::store::last_conn_id(&config.data_dir.join(crate::store::CONNECTIONS_FILE))? + 1;
         // Bounded: a flood of events slows the readers that cause it, not the broadcaster. And
         // not deep: it is one queue for everyone, so an honest client's request waits behind
         // whatever is queued; 4,096 events (16 full batches) is a few milliseconds of work.
@@ -413,7 +423,7 @@ impl Server {
     fn spawn_connection(&self, conn: u64, stream: TcpStream, ticket: Ticket, alive: &Sender<()>) {
         let address = ticket
             .address_queue()
-            .map(|queued| crate::outbox::AddressBudget {
+            .map(|queued| crate::server::outbox::AddressBudget {
                 queued,
                 limit: self.config.outbox_per_ip_bytes,
             });
@@ -461,7 +471,7 @@ impl Server {
         let transport = Arc::new(transport);
         let for_writer = transport.clone();
         let (outbox_tx, outbox_rx) =
-            crate::outbox::outbox_within(self.config.outbox_bytes, address);
+            crate::server::outbox::outbox_within(self.config.outbox_bytes, address);
         let thread_name = format!("conn-{conn}");
         let connect = Event::Connect {
             conn,

@@ -7,10 +7,10 @@
 use std::time::{Duration, Instant};
 
 use super::{Hub, Target, conn_row};
-use crate::accounts::Role;
-use crate::bans;
 use crate::proto::{ErrorCode, Request, ServerMsg, Standing, duration};
-use crate::storage::{self, LogFile};
+use crate::store::bans;
+use crate::store::users::Role;
+use crate::store::{self, LogFile};
 
 impl<W: LogFile> Hub<W> {
     /// Handles a moderation request from `conn`.
@@ -216,7 +216,7 @@ impl<W: LogFile> Hub<W> {
         let client = self.clients.get(&conn)?;
         Some(match &client.account {
             Some(account) => super::MuteKey::Account(crate::proto::names::key(account)),
-            None => super::MuteKey::Address(crate::limits::address_key(client.peer.ip())),
+            None => super::MuteKey::Address(crate::server::limits::address_key(client.peer.ip())),
         })
     }
 
@@ -243,11 +243,11 @@ impl<W: LogFile> Hub<W> {
             .unwrap_or_default();
         let mut audience = self.audience(target);
         audience.retain(|&c| c != target);
-        let ts = storage::now_timestamp();
+        let ts = store::now_timestamp();
         let text = format!("{name} was {why}");
         self.push(Target::Set(audience), ServerMsg::System { ts, text });
         let bye = ServerMsg::Bye {
-            ts: storage::now_timestamp(),
+            ts: store::now_timestamp(),
             reason: format!("you were {why}"),
         };
         self.remove(target, why, Some(bye));
@@ -256,13 +256,13 @@ impl<W: LogFile> Hub<W> {
     /// Tells `target` and everyone sharing a room with it.
     fn announce(&mut self, target: u64, text: String) {
         let audience = self.audience(target);
-        let ts = storage::now_timestamp();
+        let ts = store::now_timestamp();
         self.push(Target::Set(audience), ServerMsg::System { ts, text });
     }
 
     /// A system line to one client.
     fn tell(&mut self, conn: u64, text: String) {
-        let ts = storage::now_timestamp();
+        let ts = store::now_timestamp();
         self.push(Target::One(conn), ServerMsg::System { ts, text });
     }
 

@@ -13,7 +13,7 @@ use std::io;
 use std::path::Path;
 
 use crate::proto::{self, ChatMessage, Kind};
-use crate::storage::RecordsBackwards;
+use crate::store::RecordsBackwards;
 
 /// One room.
 #[derive(Debug)]
@@ -264,7 +264,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::storage::MESSAGES_HEADER;
+    use crate::store::MESSAGES_HEADER;
 
     #[test]
     fn tails_are_rebuilt_from_the_end_without_direct_messages() {

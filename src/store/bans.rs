@@ -196,7 +196,7 @@ impl Bans {
             .map(|d| (Utc::now() + d).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             .unwrap_or_default();
         let record = BanRecord {
-            created: crate::storage::now_timestamp(),
+            created: crate::store::now_timestamp(),
             kind: target.kind().to_string(),
             target: target.text(),
             until,
@@ -232,7 +232,7 @@ impl Bans {
             source: e,
         };
         let mut w = csv::Writer::from_writer(
-            crate::storage::create_private_file(&tmp).map_err(|e| io("cannot create", e))?,
+            crate::store::create_private_file(&tmp).map_err(|e| io("cannot create", e))?,
         );
         if self.list.is_empty() {
             w.write_record(["created", "kind", "target", "until", "by", "reason"])
