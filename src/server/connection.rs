@@ -17,6 +17,7 @@ use log::debug;
 
 use crate::error::is_hangup;
 use crate::proto::{self, ErrorCode, Hello, Mode, ProtocolError, Request, ServerMsg, Standing};
+use crate::server::Config;
 use crate::server::hub::Event;
 use crate::server::lines::{Line, LineReader};
 use crate::server::login::{Auth, Verdict};
@@ -47,17 +48,8 @@ pub struct Reader {
     pub events: Sender<Event>,
     /// To this connection's own writer, for answers that need no shared state.
     pub outbox: Outbox,
-    pub max_line: usize,
-    pub handshake_timeout: Duration,
-    /// A silent JSON client is pinged after this long...
-    pub ping_interval: Duration,
-    /// ... and dropped if it does not answer within this.
-    pub ping_timeout: Duration,
-    /// A silent human-mode client is dropped after this long.
-    pub idle_timeout: Duration,
-    /// Lines refused in a row (malformed, too long, not UTF-8) after which the connection is
-    /// closed for flooding: each costs the server a parse and an error line.
-    pub flood_limit: u32,
+    /// The server's configuration: lines, deadlines, the flood limit.
+    pub config: Arc<Config>,
     /// Set when an answer did not fit in the outbox: the client does not read what it asks
     /// for, so the connection is ended as a slow consumer.
     pub overflowed: Cell<bool>,
@@ -101,7 +93,7 @@ impl Reader {
     fn serve(&self) -> io::Result<String> {
         // The whole handshake (TLS, name, password) has one deadline, however slowly the
         // peer trickles its bytes.
-        let deadline = Instant::now() + self.handshake_timeout;
+        let deadline = Instant::now() + self.config.connection.handshake_timeout.get();
         if self.transport.is_tls()
             && let Some(reason) = self.refuse_plain_text(deadline)?
         {
@@ -112,7 +104,7 @@ impl Reader {
                 READ_BUFFER,
                 DeadlineReader::new(&self.transport, Some(deadline)),
             ),
-            self.max_line,
+            self.config.connection.max_line,
         );
         let mode = match self.handshake(&mut lines, deadline)? {
             Ok(mode) => mode,
@@ -136,7 +128,7 @@ impl Reader {
         // Names refused so far: they count toward the flood limit like refused lines.
         let mut refused = 0u32;
         loop {
-            if refused >= self.flood_limit {
+            if refused >= self.config.chat.flood_limit {
                 return Ok(Err(self.flooded(Mode::Human)));
             }
             let line = match lines.read_line() {
@@ -147,7 +139,7 @@ impl Reader {
             let bytes = match line {
                 Line::Complete(bytes) => bytes,
                 Line::TooLong => {
-                    let limit = self.max_line;
+                    let limit = self.config.connection.max_line;
                     self.refuse_name(Mode::Human, &ProtocolError::LineTooLong { limit });
                     refused += 1;
                     continue;
@@ -320,9 +312,9 @@ impl Reader {
         let mut timeout = None;
         loop {
             let wanted = Some(match (mode, pinged) {
-                (Mode::Json, false) => self.ping_interval,
-                (Mode::Json, true) => self.ping_timeout,
-                (Mode::Human, _) => self.idle_timeout,
+                (Mode::Json, false) => self.config.connection.ping_interval.get(),
+                (Mode::Json, true) => self.config.connection.ping_timeout.get(),
+                (Mode::Human, _) => self.config.connection.idle_timeout.get(),
             });
             if wanted != timeout {
                 self.transport.socket().set_read_timeout(wanted)?;
@@ -346,7 +338,7 @@ impl Reader {
             let bytes = match line {
                 Line::Complete(bytes) => bytes,
                 Line::TooLong => {
-                    let limit = self.max_line;
+                    let limit = self.config.connection.max_line;
                     let err = ProtocolError::LineTooLong { limit };
                     match &mut paste {
                         Some(p) => {
@@ -355,7 +347,7 @@ impl Reader {
                         None => {
                             self.send(mode, &ServerMsg::error(&err));
                             refused += 1;
-                            if refused >= self.flood_limit {
+                            if refused >= self.config.chat.flood_limit {
                                 return Ok(self.flooded(mode));
                             }
                         }
@@ -380,7 +372,7 @@ impl Reader {
                     Err(e) => {
                         self.send(mode, &ServerMsg::error(&e));
                         refused += 1;
-                        if refused >= self.flood_limit {
+                        if refused >= self.config.chat.flood_limit {
                             return Ok(self.flooded(mode));
                         }
                     }
@@ -393,7 +385,7 @@ impl Reader {
                 Err(e) => {
                     self.send(mode, &ServerMsg::error(&e));
                     refused += 1;
-                    if refused >= self.flood_limit {
+                    if refused >= self.config.chat.flood_limit {
                         return Ok(self.flooded(mode));
                     }
                     continue;
@@ -407,7 +399,7 @@ impl Reader {
                     let ts = crate::store::now_timestamp();
                     let text = format!(
                         "pasting: send the lines, then a line holding only '.' (at most {} bytes, {} lines)",
-                        self.max_line,
+                        self.config.connection.max_line,
                         proto::MAX_MESSAGE_LINES
                     );
                     self.send(mode, &ServerMsg::System { ts, text });
@@ -461,9 +453,9 @@ impl Reader {
         p.lines += 1;
         if p.lines > proto::MAX_MESSAGE_LINES {
             p.refused = Some(ProtocolError::TooManyLines { lines: p.lines });
-        } else if p.text.len() + line.len() + 1 > self.max_line {
+        } else if p.text.len() + line.len() + 1 > self.config.connection.max_line {
             p.refused = Some(ProtocolError::LineTooLong {
-                limit: self.max_line,
+                limit: self.config.connection.max_line,
             });
         } else {
             if p.lines > 1 {
@@ -493,7 +485,7 @@ impl Reader {
             ts: crate::store::now_timestamp(),
             reason: format!(
                 "disconnected for flooding ({} refused lines in a row); you may reconnect",
-                self.flood_limit
+                self.config.chat.flood_limit
             ),
         };
         self.send(mode, &bye);
@@ -552,7 +544,7 @@ impl Reader {
     #[cold]
     #[inline(never)]
     fn handshake_timed_out(&self) -> String {
-        let secs = self.handshake_timeout.as_secs_f64();
+        let secs = self.config.connection.handshake_timeout.get().as_secs_f64();
         let err = ServerMsg::failure(
             ErrorCode::HandshakeTimeout,
             format!("no name given within {secs} s; closing the connection"),

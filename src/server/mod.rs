@@ -6,6 +6,7 @@
 //! every client and writes their `disconnect` rows) and waits, for a bounded time, for the
 //! connection threads to finish writing.
 
+pub mod config;
 pub mod connection;
 pub mod hub;
 pub mod limits;
@@ -15,7 +16,7 @@ pub mod outbox;
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
@@ -26,130 +27,20 @@ use log::{debug, error, info, warn};
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
 use crate::error::{Error, Result};
-use crate::server::hub::{Event, Hub, HubConfig};
+use crate::server::hub::{Event, Hub};
 use crate::server::limits::{Admission, Refusal, Rules, Ticket};
 use crate::server::login::{Auth, Checker, Throttle};
 use crate::store::bans::Bans;
 use crate::store::users::Directory;
 use crate::tls::{TlsStream, Transport};
+pub use config::Config;
 use connection::Reader;
-
-/// How a server runs. [`Config::default`] matches the command line's defaults.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Where `messages.csv` and `data.csv` live.
-    pub data_dir: PathBuf,
-    /// The longest accepted line, in bytes; longer lines are refused with an error.
-    pub max_line: usize,
-    /// How long a new connection has to give an acceptable name.
-    pub handshake_timeout: Duration,
-    /// How many bytes may wait for one client; a client this far behind is disconnected.
-    /// One batch is at most about 1 MiB, so the default of 4 MiB is never filled by a burst
-    /// alone for a client that keeps up.
-    pub outbox_bytes: usize,
-    /// Stack size of each connection's reader thread; the writer gets a quarter.
-    pub stack_size: usize,
-    /// Rooms with more members than this get no join/leave notices (and joiners get a member
-    /// count instead of the list), so a reconnect storm does not cost O(n^2) writes.
-    pub notice_limit: usize,
-    /// Messages of history sent on joining a room; 0 sends none.
-    pub history: usize,
-    /// Messages of history kept in memory per room: the most `/history N` shows.
-    pub history_keep: usize,
-    /// How much of the end of `messages.csv` start-up reads to rebuild history. Start-up time
-    /// grows with this, not with the log.
-    pub history_scan_bytes: u64,
-    /// When log writes are synced to disk.
-    pub fsync: crate::store::Fsync,
-    /// Messages per second one client may send on average; 0 turns the limit off.
-    pub msg_rate: f64,
-    /// Messages one client may send at once before the rate applies.
-    pub msg_burst: f64,
-    /// Messages refused in a row for the rate after which a client is disconnected.
-    pub flood_limit: u32,
-    /// Connections at once from one IP address (0: no limit).
-    pub max_per_ip: usize,
-    /// New connections per minute from one IP address (0: no limit).
-    pub per_ip_per_minute: usize,
-    /// Apply the per-IP limits to loopback addresses too.
-    pub limit_loopback: bool,
-    /// A JSON client silent this long is sent a `ping`.
-    pub ping_interval: Duration,
-    /// ... and dropped if it then stays silent this long.
-    pub ping_timeout: Duration,
-    /// A human-mode client silent this long is dropped.
-    pub idle_timeout: Duration,
-    /// Serve TLS with this certificate and key instead of plain TCP.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Only accounts may connect (otherwise unregistered names join as guests).
-    pub private: bool,
-    /// The wait after a first failed login; it doubles with each failure, up to 30 s.
-    pub login_delay: Duration,
-    /// Failed logins (per name, and per address) within 15 minutes that lock it out for the
-    /// rest of that window.
-    pub login_lockout: u32,
-    /// The most connections served at once; more are refused with a line saying why. `None`
-    /// means what the kernel's limits allow (see [`capacity`]).
-    pub max_clients: Option<usize>,
-    /// How long [`Server::run`] waits for connection threads after the broadcaster stops.
-    pub drain_timeout: Duration,
-    /// Rooms one connection may be in at once.
-    pub max_rooms_per_client: usize,
-    /// Rooms the server keeps at once (with members, or empty with history); a new room past
-    /// this replaces the longest-idle empty room, or is refused when none is empty.
-    pub max_rooms: usize,
-    /// Bytes of room history kept in memory across all rooms; past it the oldest messages
-    /// are forgotten (they stay in messages.csv).
-    pub history_bytes: usize,
-    /// Password checks that may run at once (each costs Argon2id's 19 MiB and tens of ms).
-    pub password_checkers: usize,
-    /// Bytes that may wait for all the connections of one address together (where the
-    /// per-address limits apply); past it, the client that pushes is a slow consumer.
-    pub outbox_per_ip_bytes: usize,
-}
 
 /// The kernel's send buffer of a connection (it doubles this for its own bookkeeping).
 const SEND_BUFFER: usize = 256 * 1024;
 
 /// The kernel's receive buffer of a connection: lines are read as they come.
 const RECV_BUFFER: usize = 64 * 1024;
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            data_dir: PathBuf::from("data"),
-            max_line: 4096,
-            handshake_timeout: Duration::from_secs(30),
-            outbox_bytes: 4 << 20,
-            stack_size: 256 * 1024,
-            notice_limit: 200,
-            history: 50,
-            history_keep: 200,
-            history_scan_bytes: 16 << 20,
-            max_clients: None,
-            fsync: crate::store::Fsync::Batch,
-            msg_rate: 5.0,
-            msg_burst: 20.0,
-            flood_limit: 50,
-            max_per_ip: 256,
-            per_ip_per_minute: 120,
-            limit_loopback: false,
-            ping_interval: Duration::from_secs(60),
-            ping_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(3600),
-            tls: None,
-            private: false,
-            login_delay: Duration::from_secs(1),
-            login_lockout: 10,
-            drain_timeout: Duration::from_secs(5),
-            max_rooms_per_client: 100,
-            max_rooms: 10_000,
-            history_bytes: 64 << 20,
-            password_checkers: 2,
-            outbox_per_ip_bytes: 64 << 20,
-        }
-    }
-}
 
 /// Binds a listener for `addr` with a deep accept queue (std's default of 128 overflows in a
 /// login storm, and every dropped SYN costs its client a one-second retry) and `SO_REUSEADDR`
@@ -230,7 +121,7 @@ pub struct Server {
     listener: TcpListener,
     /// The id of the next connection; ids continue from `data.csv` across restarts.
     next_conn: u64,
-    config: Config,
+    config: Arc<Config>,
     /// Feeds the broadcaster.
     events: Sender<Event>,
     broadcaster: JoinHandle<()>,
@@ -272,7 +163,9 @@ impl ShutdownHandle {
 
 impl Server {
     /// Opens the logs under `config.data_dir` and starts the broadcaster.
-    pub fn new(listener: TcpListener, config: Config) -> Result<Server> {
+    pub fn new(listener: TcpListener, mut config: Config) -> Result<Server> {
+        config.validate()?;
+        config.tls.load()?;
         let local = listener
             .local_addr()
             .map_err(|e| Error::io("cannot read the listener's address", e))?;
@@ -285,7 +178,9 @@ impl Server {
             crate::store::make_private(&config.data_dir.join(file))?;
         }
         let directory = Directory::open(config.data_dir.join(crate::store::users::USERS_FILE))?;
-        if (config.private || directory.any()) && config.tls.is_none() && !local.ip().is_loopback()
+        if (config.login.private || directory.any())
+            && config.tls.server.is_none()
+            && !local.ip().is_loopback()
         {
             warn!(
                 "accounts are in use on {local} without TLS: passwords cross the network in clear; use --tls-cert/--tls-key or an SSH tunnel"
@@ -294,33 +189,15 @@ impl Server {
         let auth = Arc::new(Auth {
             directory,
             throttle: Throttle::new(
-                config.login_delay,
+                config.login.login_delay.get(),
                 Duration::from_secs(15 * 60),
-                config.login_lockout.max(1),
+                config.login.login_lockout,
             ),
-            checker: Checker::new(config.password_checkers.max(1), 64)?,
-            private: config.private,
+            checker: Checker::new(config.login.password_checkers, 64)?,
+            private: config.login.private,
         });
         let bans = Arc::new(std::sync::RwLock::new(Bans::open(&config.data_dir)?));
-        let mut hub = Hub::open(
-            &config.data_dir,
-            HubConfig {
-                notice_limit: config.notice_limit,
-                history: config.history,
-                history_keep: config.history_keep.max(config.history),
-                history_scan_bytes: config.history_scan_bytes,
-                fsync: config.fsync,
-                msg_rate: config.msg_rate,
-                msg_burst: config.msg_burst,
-                flood_limit: config.flood_limit.max(1),
-                max_rooms_per_client: config.max_rooms_per_client.max(1),
-                max_rooms: config.max_rooms.max(1),
-                history_bytes: config.history_bytes,
-                max_text: config.max_line,
-            },
-            bans.clone(),
-            auth.clone(),
-        )?;
+        let mut hub = Hub::open(&config.data_dir, config.clone(), bans.clone(), auth.clone())?;
         hub.log_server_event(
             "start",
             &format!("chatroom {} on {local}", env!("CARGO_PKG_VERSION")),
@@ -336,7 +213,7 @@ impl Server {
             .spawn(move || hub.run(rx))
             .map_err(|e| Error::io("cannot start the broadcaster thread", e))?;
         let (kernel_cap, binding) = capacity();
-        let max_clients = match config.max_clients {
+        let max_clients = match config.connection.max_clients {
             Some(n) if n > kernel_cap => {
                 warn!(
                     "--max-clients {n} is more than this machine allows ({kernel_cap}, {binding}); using {kernel_cap}"
@@ -351,9 +228,9 @@ impl Server {
         );
         let rules = Rules {
             max_clients,
-            max_per_ip: config.max_per_ip,
-            per_ip_per_minute: config.per_ip_per_minute,
-            limit_loopback: config.limit_loopback,
+            max_per_ip: config.limits.max_per_ip,
+            per_ip_per_minute: config.limits.conn_per_minute,
+            limit_loopback: config.limits.limit_loopback,
         };
         Ok(Server {
             _lock: lock,
@@ -362,7 +239,7 @@ impl Server {
             bans,
             next_conn,
             listener,
-            config,
+            config: Arc::new(config),
             events,
             broadcaster,
             stopping: Arc::new(AtomicBool::new(false)),
@@ -425,7 +302,7 @@ impl Server {
             .address_queue()
             .map(|queued| crate::server::outbox::AddressBudget {
                 queued,
-                limit: self.config.outbox_per_ip_bytes,
+                limit: self.config.limits.outbox_per_ip_mib.saturating_mul(1 << 20),
             });
         let live = Arc::new(ticket);
         let peer = match stream.peer_addr() {
@@ -444,9 +321,7 @@ impl Server {
         let _ = sock.set_recv_buffer_size(RECV_BUFFER);
         // A peer that takes no byte for this long is gone, whatever the writer was sending; the
         // failed write ends the connection and frees its threads and its place.
-        let _ = stream.set_write_timeout(Some(
-            (self.config.ping_interval + self.config.ping_timeout).max(Duration::from_secs(1)),
-        ));
+        let _ = stream.set_write_timeout(Some(self.config.connection.send_timeout()));
         // A peer that vanished without a word (a laptop lid, a dead NAT entry) is found by the
         // kernel's keepalive probes as well as by the idle timeouts.
         let keepalive = TcpKeepalive::new()
@@ -457,7 +332,7 @@ impl Server {
         // down. One descriptor per connection, not three.
         let stream = Arc::new(stream);
         let for_hub = stream.clone();
-        let transport = match &self.config.tls {
+        let transport = match &self.config.tls.server {
             Some(tls) => match TlsStream::server(tls.clone(), stream.clone()) {
                 Ok(t) => Transport::Tls(Box::new(t)),
                 Err(e) => {
@@ -471,7 +346,7 @@ impl Server {
         let transport = Arc::new(transport);
         let for_writer = transport.clone();
         let (outbox_tx, outbox_rx) =
-            crate::server::outbox::outbox_within(self.config.outbox_bytes, address);
+            crate::server::outbox::outbox_within(self.config.limits.outbox_bytes(), address);
         let thread_name = format!("conn-{conn}");
         let connect = Event::Connect {
             conn,
@@ -505,12 +380,7 @@ impl Server {
             transport,
             events: self.events.clone(),
             outbox: outbox_tx,
-            max_line: self.config.max_line,
-            handshake_timeout: self.config.handshake_timeout,
-            ping_interval: self.config.ping_interval,
-            ping_timeout: self.config.ping_timeout,
-            idle_timeout: self.config.idle_timeout,
-            flood_limit: self.config.flood_limit.max(1),
+            config: self.config.clone(),
             overflowed: std::cell::Cell::new(false),
         };
         let reader_alive = alive.clone();

@@ -14,7 +14,9 @@ use crate::support::{Client, csv_rows, start_in, write_accounts};
 fn guests_join_freely_and_registered_names_need_their_password() {
     let dir = tempfile::tempdir().unwrap();
     write_accounts(dir.path(), &[("bob", "s3cret pass", Role::Member)]);
-    let server = start_in(dir.path(), |c| c.login_delay = Duration::from_millis(10));
+    let server = start_in(dir.path(), |c| {
+        c.login.login_delay = Duration::from_millis(10).into()
+    });
 
     // A guest: no password asked.
     let mut g = Client::json(server.addr, "guest1");
@@ -90,8 +92,8 @@ fn failed_logins_are_throttled_and_locked_out() {
     let dir = tempfile::tempdir().unwrap();
     write_accounts(dir.path(), &[("bob", "right", Role::Member)]);
     let server = start_in(dir.path(), |c| {
-        c.login_delay = Duration::from_millis(40);
-        c.login_lockout = 3;
+        c.login.login_delay = Duration::from_millis(40).into();
+        c.login.login_lockout = 3;
     });
     let mut j = Client::connect(server.addr);
     let mut waits = Vec::new();
@@ -116,8 +118,8 @@ fn a_private_server_takes_only_accounts_and_does_not_say_which_names_exist() {
     let dir = tempfile::tempdir().unwrap();
     write_accounts(dir.path(), &[("boss", "pw", Role::Admin)]);
     let server = start_in(dir.path(), |c| {
-        c.private = true;
-        c.login_delay = Duration::from_millis(1);
+        c.login.private = true;
+        c.login.login_delay = Duration::from_millis(1).into();
     });
     let mut h = Client::connect(server.addr);
     h.line();
@@ -205,7 +207,9 @@ fn the_users_commands_manage_accounts_atomically() {
     assert_eq!(names, [USERS_FILE]);
 
     // A running server sees the change without a restart.
-    let server = start_in(dir.path(), |c| c.login_delay = Duration::from_millis(1));
+    let server = start_in(dir.path(), |c| {
+        c.login.login_delay = Duration::from_millis(1).into()
+    });
     assert!(run(&["add", "erin"], "erin pw\n").0);
     let mut e = Client::connect(server.addr);
     e.send_json(json!({"type":"hello","name":"erin","password":"erin pw"}));
@@ -216,7 +220,9 @@ fn the_users_commands_manage_accounts_atomically() {
 fn chat_client_logs_in_with_a_password() {
     let dir = tempfile::tempdir().unwrap();
     write_accounts(dir.path(), &[("bob", "bob pw", Role::Member)]);
-    let server = start_in(dir.path(), |c| c.login_delay = Duration::from_millis(1));
+    let server = start_in(dir.path(), |c| {
+        c.login.login_delay = Duration::from_millis(1).into()
+    });
     // In a script the password is the line after the name (or CHAT_PASSWORD).
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat-client"))
         .arg(server.addr.to_string())

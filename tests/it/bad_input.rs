@@ -19,7 +19,7 @@ fn assert_only_marker_arrives(watcher: &mut Client, sender: &str) {
 
 #[test]
 fn an_over_long_line_is_refused_and_the_connection_stays_usable() {
-    let server = start_with(|c| c.max_line = 100);
+    let server = start_with(|c| c.connection.max_line = 100);
     let mut a = server.human("alice");
     let mut w = server.human("watcher");
     a.until("watcher joined");
@@ -157,7 +157,7 @@ fn malformed_json_gets_an_error_and_nothing_crashes() {
 
 #[test]
 fn a_silent_connection_is_dropped_after_the_handshake_timeout() {
-    let server = start_with(|c| c.handshake_timeout = Duration::from_millis(300));
+    let server = start_with(|c| c.connection.handshake_timeout = Duration::from_millis(300).into());
     let mut silent = Client::connect(server.addr);
     assert!(silent.line().contains("What is your name?"));
     // A name started but never finished counts as silence too.
@@ -234,7 +234,7 @@ fn a_reset_connection_is_cleaned_up() {
 
 #[test]
 fn connections_beyond_max_clients_are_refused_with_a_reason() {
-    let server = start_with(|c| c.max_clients = Some(2));
+    let server = start_with(|c| c.connection.max_clients = Some(2));
     let mut a = server.human("first");
     let _b = server.human("second");
     let mut third = Client::connect(server.addr);

@@ -54,6 +54,43 @@ fn every_binary_has_help_and_version() {
     }
 }
 
+/// A value that makes no sense is a usage error (exit code 2, one line naming the flag), never
+/// a panic and never a server that starts and fails later.
+#[test]
+fn bad_settings_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    for (args, flag) in [
+        (&["--ping-interval=-1"][..], "--ping-interval"),
+        (&["--handshake-timeout", "inf"], "--handshake-timeout"),
+        (&["--ping-interval", "0"], "--ping-interval"),
+        (&["--max-line", "0"], "--max-line"),
+        (&["--history", "500"], "--history"),
+        (&["--msg-rate", "NaN"], "--msg-rate"),
+    ] {
+        let child = Command::new(BINARIES[0])
+            .args(["--bind", "127.0.0.1:0", "--data-dir", data])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || tx.send(child.wait_with_output()));
+        let Ok(out) = rx.recv_timeout(Duration::from_secs(20)) else {
+            let _ = Command::new("kill").arg(&pid).status();
+            panic!("{args:?}: the server started");
+        };
+        let out = out.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(first.contains(flag), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn settings_come_from_the_environment_too() {
     let dir = tempfile::tempdir().unwrap();

@@ -285,7 +285,7 @@ fn quit_with_a_reason_tells_the_room_and_logs_it() {
 /// message, in order, and nobody waits for the slow one.
 #[test]
 fn a_slow_consumer_is_dropped_and_does_not_delay_the_others() {
-    let server = start_with(|c| c.outbox_bytes = 256 << 10);
+    let server = start_with(|c| c.limits.outbox_kib = 256);
     let mut slow = server.json("sloth");
     let mut fast = server.json("hare");
     let mut sender = server.human("talker");

@@ -113,7 +113,7 @@ fn many_floods_of_over_long_lines_at_once() {
 /// timeout, and a real client gets in meanwhile.
 #[test]
 fn slowloris_connections_are_dropped_and_do_not_block_others() {
-    let server = start_with(|c| c.handshake_timeout = Duration::from_millis(500));
+    let server = start_with(|c| c.connection.handshake_timeout = Duration::from_millis(500).into());
     let started = Instant::now();
     let mut silent: Vec<TcpStream> = (0..200)
         .map(|i| {
@@ -410,9 +410,9 @@ fn fsync_modes_all_log_before_delivering() {
 #[test]
 fn the_rate_limit_refuses_with_a_retry_hint_and_floods_are_disconnected() {
     let server = start_with(|c| {
-        c.msg_rate = 2.0;
-        c.msg_burst = 3.0;
-        c.flood_limit = 10;
+        c.chat.msg_rate = 2.0;
+        c.chat.msg_burst = 3.0;
+        c.chat.flood_limit = 10;
     });
     let mut a = server.json("alice");
     let mut w = server.human("watcher");
@@ -470,7 +470,7 @@ fn the_rate_limit_refuses_with_a_retry_hint_and_floods_are_disconnected() {
 
 #[test]
 fn pastes_over_the_limits_are_refused_whole() {
-    let server = start_with(|c| c.max_line = 200);
+    let server = start_with(|c| c.connection.max_line = 200);
     let mut h = server.human("paster");
     let mut w = server.human("watcher");
     h.until("watcher joined");
@@ -502,9 +502,9 @@ fn pastes_over_the_limits_are_refused_whole() {
 #[test]
 fn per_address_limits_refuse_with_a_reason() {
     let server = start_with(|c| {
-        c.limit_loopback = true;
-        c.max_per_ip = 2;
-        c.per_ip_per_minute = 3;
+        c.limits.limit_loopback = true;
+        c.limits.max_per_ip = 2;
+        c.limits.conn_per_minute = 3;
     });
     let _a = server.human("a");
     let _b = server.human("b");
@@ -522,9 +522,9 @@ fn per_address_limits_refuse_with_a_reason() {
 #[test]
 fn quiet_json_clients_are_pinged_and_silent_ones_dropped() {
     let server = start_with(|c| {
-        c.ping_interval = Duration::from_millis(300);
-        c.ping_timeout = Duration::from_millis(300);
-        c.idle_timeout = Duration::from_millis(600);
+        c.connection.ping_interval = Duration::from_millis(300).into();
+        c.connection.ping_timeout = Duration::from_millis(300).into();
+        c.connection.idle_timeout = Duration::from_millis(600).into();
     });
     let mut alive = server.json("alive");
     let ping = alive.next_of("ping");

@@ -36,7 +36,7 @@ fn with_write_accounts(
         ],
     );
     start_in(dir, |c| {
-        c.login_delay = Duration::from_millis(1);
+        c.login.login_delay = Duration::from_millis(1).into();
         tune(c);
     })
 }
@@ -200,8 +200,8 @@ fn look_alike_and_invisible_names_are_refused() {
 #[test]
 fn ipv4_mapped_peers_are_ipv4_everywhere() {
     let server = start_on("[::ffff:127.0.0.1]:0", |c| {
-        c.max_per_ip = 1;
-        c.login_delay = Duration::from_millis(1);
+        c.limits.max_per_ip = 1;
+        c.login.login_delay = Duration::from_millis(1).into();
     });
     // Written while it runs: the server reads users.csv again when it changes.
     write_accounts(&server.dir, &[("boss", "boss pw", Role::Admin)]);
@@ -279,7 +279,7 @@ fn rooms_left_empty_are_freed() {
     let e = watcher.until("error").unwrap();
     assert_eq!(e["code"], "no_such_room", "{e}");
 
-    let server = start_with(|c| c.max_rooms = 3);
+    let server = start_with(|c| c.chat.max_rooms = 3);
     let mut a = server.json("a");
     for room in ["one", "two"] {
         a.send_json(json!({"type":"join","room":room}));
@@ -334,7 +334,9 @@ fn a_storm_of_logins_is_checked_a_few_at_a_time() {
 #[test]
 fn the_handshake_ends_at_its_deadline_however_the_bytes_trickle() {
     let dir = tempfile::tempdir().unwrap();
-    let server = with_write_accounts(dir.path(), |c| c.handshake_timeout = Duration::from_secs(1));
+    let server = with_write_accounts(dir.path(), |c| {
+        c.connection.handshake_timeout = Duration::from_secs(1).into()
+    });
     let limit = Duration::from_secs(4);
     let every = Duration::from_millis(300);
     let name = Trickle {
@@ -366,8 +368,8 @@ fn the_handshake_ends_at_its_deadline_however_the_bytes_trickle() {
     )
     .unwrap();
     let server = start_with(|c| {
-        c.tls = Some(tls);
-        c.handshake_timeout = Duration::from_secs(1);
+        c.tls.server = Some(tls);
+        c.connection.handshake_timeout = Duration::from_secs(1).into();
     });
     let silent_then_tls = Trickle {
         first: Vec::new(),
@@ -471,7 +473,7 @@ fn a_client_that_takes_nothing_frees_its_place() {
 /// cannot keep a core busy.
 #[test]
 fn refused_lines_in_a_row_end_the_connection() {
-    let server = start_with(|c| c.flood_limit = 50);
+    let server = start_with(|c| c.chat.flood_limit = 50);
     // Exactly as many as the limit: a line sent after the server has closed could fail.
     let mut junk = server.json("junk");
     junk.send_raw("{not json\n".repeat(50).as_bytes());
@@ -516,8 +518,8 @@ fn refused_lines_in_a_row_end_the_connection() {
 #[test]
 fn every_request_costs_tokens() {
     let server = start_with(|c| {
-        c.msg_rate = 5.0;
-        c.msg_burst = 20.0;
+        c.chat.msg_rate = 5.0;
+        c.chat.msg_burst = 20.0;
     });
     let mut long = server.json("long");
     long.send_json(json!({"type":"away","reason":"x".repeat(4000)}));

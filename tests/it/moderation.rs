@@ -17,7 +17,9 @@ fn setup(dir: &Path) -> TestServer {
             ("carol", "carol pw", Role::Member),
         ],
     );
-    start_in(dir, |c| c.login_delay = Duration::from_millis(1))
+    start_in(dir, |c| {
+        c.login.login_delay = Duration::from_millis(1).into()
+    })
 }
 
 /// The next `system` event whose text starts with `prefix`.
@@ -160,7 +162,9 @@ fn bans_by_name_and_network_survive_a_restart_and_can_be_lifted() {
     server.stop();
 
     // After a restart the ban still holds.
-    let server = start_in(dir.path(), |c| c.login_delay = Duration::from_millis(1));
+    let server = start_in(dir.path(), |c| {
+        c.login.login_delay = Duration::from_millis(1).into()
+    });
     let mut again = Client::connect(server.addr);
     again.send_json(json!({"type":"hello","name":"mallory"}));
     assert_eq!(again.next_of("error")["code"], "banned");

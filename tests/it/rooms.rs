@@ -255,7 +255,7 @@ fn emotes_nick_away_back_and_whois() {
 
 #[test]
 fn history_on_join_in_order_marked_and_ended_and_on_request() {
-    let server = start_with(|c| c.history = 3);
+    let server = start_with(|c| c.chat.history = 3);
     let mut a = server.human("alice");
     a.send("/join dev");
     a.until("end of history of #dev");
@@ -335,7 +335,7 @@ fn history_survives_a_restart() {
 
 #[test]
 fn join_and_leave_notices_stop_above_the_notice_limit() {
-    let server = start_with(|c| c.notice_limit = 2);
+    let server = start_with(|c| c.chat.notice_limit = 2);
     let mut a = server.human("a1");
     let mut b = server.human("b2");
     assert!(a.line().ends_with("* b2 joined #lobby"));

@@ -58,9 +58,9 @@ fn start_listening(
     // Tests send as fast as they can; the rate limit has tests of its own that turn it on.
     let mut config = Config {
         data_dir: dir.to_path_buf(),
-        msg_rate: 0.0,
         ..Config::default()
     };
+    config.chat.msg_rate = 0.0;
     tune(&mut config);
     // The socket is bound before the server thread starts: clients can connect at once.
     let addr = listener.local_addr().expect("local addr");

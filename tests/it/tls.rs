@@ -81,7 +81,7 @@ fn a_whole_session_over_tls() {
         &certs.path().join("key.pem"),
     )
     .unwrap();
-    let server = start_with(|c| c.tls = Some(config));
+    let server = start_with(|c| c.tls.server = Some(config));
     let ca = certs.path().join("cert.pem");
     let mut a = TlsClient::connect(server.addr, &ca);
     a.send(json!({"type":"hello","name":"alice"}));
@@ -121,7 +121,7 @@ fn a_plain_client_is_refused_cleanly_by_a_tls_listener() {
         &certs.path().join("key.pem"),
     )
     .unwrap();
-    let server = start_with(|c| c.tls = Some(config));
+    let server = start_with(|c| c.tls.server = Some(config));
     // A plain client that speaks first (nc, a name)...
     let mut plain = Client::connect(server.addr);
     plain.send("alice");
@@ -132,14 +132,14 @@ fn a_plain_client_is_refused_cleanly_by_a_tls_listener() {
     );
     // ... and one that waits for a greeting both get the same readable line.
     let server2 = start_with(|c| {
-        c.tls = Some(
+        c.tls.server = Some(
             tls::server_config(
                 &certs.path().join("cert.pem"),
                 &certs.path().join("key.pem"),
             )
             .unwrap(),
         );
-        c.handshake_timeout = std::time::Duration::from_millis(300);
+        c.connection.handshake_timeout = std::time::Duration::from_millis(300).into();
     });
     let mut waiting = Client::connect(server2.addr);
     assert!(waiting.closed().contains("this server speaks TLS"));
@@ -153,7 +153,7 @@ fn a_client_refuses_a_certificate_it_does_not_trust() {
         &certs.path().join("key.pem"),
     )
     .unwrap();
-    let server = start_with(|c| c.tls = Some(config));
+    let server = start_with(|c| c.tls.server = Some(config));
     let client = tls::client_config(None).unwrap();
     let transport = tls::connect(&server.addr.to_string(), client).unwrap();
     transport.socket().set_read_timeout(Some(TIMEOUT)).unwrap();
@@ -177,7 +177,7 @@ fn chat_client_speaks_tls_with_a_private_ca() {
         &certs.path().join("key.pem"),
     )
     .unwrap();
-    let server = start_with(|c| c.tls = Some(config));
+    let server = start_with(|c| c.tls.server = Some(config));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-client"))
         .args(["--name", "tlsuser", "--ca"])
         .arg(certs.path().join("cert.pem"))

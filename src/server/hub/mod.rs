@@ -24,6 +24,7 @@ use crate::proto::{
     self, ChatMessage, ErrorCode, Hello, Kind, Mode, ProtocolError, Request, RoomInfo, ServerMsg,
     Standing,
 };
+use crate::server::Config;
 use crate::server::login::Auth;
 use crate::server::outbox::{Outbox, PushError};
 use crate::store::bans::Bans;
@@ -41,56 +42,6 @@ const MAX_BATCH: usize = 256;
 
 /// The fewest recipients per thread worth a helper thread for one segment.
 const PARALLEL_SEND_MIN: usize = 1024;
-
-/// What the broadcaster needs to know of the server's configuration.
-#[derive(Debug, Clone)]
-pub struct HubConfig {
-    /// Rooms with more members than this get no join/leave/presence notices and no member list
-    /// on joining: in a reconnect storm those would cost O(n^2) writes.
-    pub notice_limit: usize,
-    /// Messages of history sent on joining a room; 0 sends none.
-    pub history: usize,
-    /// Messages of history kept in memory per room (the most `/history N` can show).
-    pub history_keep: usize,
-    /// How much of the end of `messages.csv` start-up reads to rebuild history.
-    pub history_scan_bytes: u64,
-    /// When log writes are synced to disk.
-    pub fsync: Fsync,
-    /// Messages per second one client may send on average; 0 turns the limit off.
-    pub msg_rate: f64,
-    /// Messages one client may send at once before the rate applies.
-    pub msg_burst: f64,
-    /// Messages refused in a row (for the rate) after which a client is disconnected.
-    pub flood_limit: u32,
-    /// Rooms one connection may be in at once.
-    pub max_rooms_per_client: usize,
-    /// Rooms kept at once, with members or empty with history.
-    pub max_rooms: usize,
-    /// Bytes of room history kept in memory across all rooms.
-    pub history_bytes: usize,
-    /// The longest message text the server accepts (`--max-line`): longer rows in the log
-    /// are a hand edit and stay out of history.
-    pub max_text: usize,
-}
-
-impl Default for HubConfig {
-    fn default() -> HubConfig {
-        HubConfig {
-            notice_limit: 200,
-            history: 50,
-            history_keep: 200,
-            history_scan_bytes: 16 << 20,
-            fsync: Fsync::Batch,
-            msg_rate: 5.0,
-            msg_burst: 20.0,
-            flood_limit: 50,
-            max_rooms_per_client: 100,
-            max_rooms: 10_000,
-            history_bytes: 64 << 20,
-            max_text: 4096,
-        }
-    }
-}
 
 /// Everything a connection thread (or the accept loop) can tell the broadcaster.
 pub enum Event {
@@ -141,7 +92,7 @@ pub struct Hub<W: LogFile = File> {
     connections: CsvLog<W>,
     /// The id the next message gets; ids continue from the log across restarts.
     next_id: u64,
-    config: HubConfig,
+    config: Config,
     /// How many threads may send one segment to a very large room (the cores).
     send_threads: usize,
     /// Events already logged (staged) but not yet delivered, in log order.
@@ -251,7 +202,7 @@ impl Hub<File> {
     /// rebuilds room history from the end of `messages.csv`.
     pub fn open(
         data_dir: &std::path::Path,
-        config: HubConfig,
+        config: Config,
         bans: Arc<std::sync::RwLock<Bans>>,
         auth: Arc<Auth>,
     ) -> crate::Result<Hub<File>> {
@@ -259,14 +210,14 @@ impl Hub<File> {
         let cpath = data_dir.join(store::CONNECTIONS_FILE);
         let (mfile, mlen) = store::open_log(&mpath, store::MESSAGES_HEADER)?;
         let (cfile, clen) = store::open_log(&cpath, store::CONNECTIONS_HEADER)?;
-        let sync = config.fsync != Fsync::Never;
+        let sync = config.chat.fsync != Fsync::Never;
         let last_id = store::last_message_id(&mpath)?;
         let started = std::time::Instant::now();
         let loaded = rooms::load_history(
             &mpath,
-            config.history_keep,
-            config.history_scan_bytes,
-            config.max_text,
+            config.chat.history_keep,
+            config.chat.history_scan_mib << 20,
+            config.connection.max_line,
         )
         .map_err(|e| {
             crate::Error::io(format!("cannot read history from {}", mpath.display()), e)
@@ -309,7 +260,7 @@ impl<W: LogFile> Hub<W> {
         messages: CsvLog<W>,
         connections: CsvLog<W>,
         next_id: u64,
-        config: HubConfig,
+        config: Config,
         bans: Arc<std::sync::RwLock<Bans>>,
         auth: Arc<Auth>,
     ) -> Hub<W> {
@@ -330,7 +281,7 @@ impl<W: LogFile> Hub<W> {
             bans,
             auth,
             mutes: HashMap::new(),
-            budget: HistoryBudget::new(config.history_bytes),
+            budget: HistoryBudget::new(config.chat.history_mib.saturating_mul(1 << 20)),
             tick: 0,
             overflowed: Vec::new(),
         }
@@ -399,7 +350,7 @@ impl<W: LogFile> Hub<W> {
                     away: None,
                     reply_to: None,
                     connected: store::now_timestamp(),
-                    tokens: self.config.msg_burst,
+                    tokens: self.config.chat.msg_burst,
                     refilled: std::time::Instant::now(),
                     refused: 0,
                     account: None,
@@ -598,8 +549,8 @@ impl<W: LogFile> Hub<W> {
             }
             Request::History(n) => match client.current.clone() {
                 Some(room) => {
-                    let n = n.unwrap_or(self.config.history.max(1));
-                    self.send_history(conn, &room, n.min(self.config.history_keep));
+                    let n = n.unwrap_or(self.config.chat.history.max(1));
+                    self.send_history(conn, &room, n.min(self.config.chat.history_keep));
                 }
                 None => self.no_room(conn),
             },
@@ -638,8 +589,8 @@ impl<W: LogFile> Hub<W> {
         let cost = match req {
             Request::Quit(_) | Request::Pong => 0.0,
             Request::Ping(_) => 0.2,
-            Request::History(n) => 1.0 + size(n.unwrap_or(self.config.history)),
-            Request::Join(_) => 1.0 + size(self.config.history),
+            Request::History(n) => 1.0 + size(n.unwrap_or(self.config.chat.history)),
+            Request::Join(_) => 1.0 + size(self.config.chat.history),
             Request::Who(room) => {
                 let key = room
                     .as_deref()
@@ -654,16 +605,16 @@ impl<W: LogFile> Hub<W> {
             Request::Nick(_) | Request::Away(_) | Request::Back => 5.0,
             _ => 1.0,
         };
-        cost.min(self.config.msg_burst.max(1.0))
+        cost.min(self.config.chat.msg_burst.max(1.0))
     }
 
     /// Takes `cost` tokens from `conn`'s bucket. When there are not enough, the request is
     /// refused with an error that says when to retry; too many refusals in a row disconnect
     /// the client (it may reconnect: this is not a ban).
     fn within_rate(&mut self, conn: u64, cost: f64, is_message: bool) -> bool {
-        let rate = self.config.msg_rate;
-        let burst = self.config.msg_burst.max(1.0);
-        let flood_limit = self.config.flood_limit;
+        let rate = self.config.chat.msg_rate;
+        let burst = self.config.chat.msg_burst.max(1.0);
+        let flood_limit = self.config.chat.flood_limit;
         let Some(c) = self.clients.get_mut(&conn) else {
             return false;
         };
@@ -735,7 +686,7 @@ impl<W: LogFile> Hub<W> {
             kind: kind.as_str().to_string(),
             text: text.clone(),
         });
-        if self.config.fsync == Fsync::Always
+        if self.config.chat.fsync == Fsync::Always
             && let Err(e) = self.messages.commit()
         {
             error!("{e}; the message was not delivered");
@@ -841,7 +792,7 @@ impl<W: LogFile> Hub<W> {
             let room = self.rooms[&key].name.clone();
             return self.push(Target::One(conn), ServerMsg::Switched { room });
         }
-        let max = self.config.max_rooms_per_client;
+        let max = self.config.chat.max_rooms_per_client;
         if self
             .clients
             .get(&conn)
@@ -880,7 +831,7 @@ impl<W: LogFile> Hub<W> {
             name,
         };
         self.push(Target::One(conn), joined.clone());
-        if members <= self.config.notice_limit {
+        if members <= self.config.chat.notice_limit {
             if let Some(users) = self.users(&key) {
                 self.push(Target::One(conn), users);
             }
@@ -892,8 +843,8 @@ impl<W: LogFile> Hub<W> {
                 joined,
             );
         }
-        if self.config.history > 0 {
-            self.send_history(conn, &key, self.config.history);
+        if self.config.chat.history > 0 {
+            self.send_history(conn, &key, self.config.chat.history);
         }
     }
 
@@ -970,7 +921,7 @@ impl<W: LogFile> Hub<W> {
             name,
             reason: reason.to_string(),
         };
-        if before <= self.config.notice_limit {
+        if before <= self.config.chat.notice_limit {
             self.push(
                 Target::Room {
                     room: key.to_string(),
@@ -1078,7 +1029,7 @@ impl<W: LogFile> Hub<W> {
     /// Makes room for one more room: true when there is room already or the longest-idle
     /// empty room (never the lobby) was forgotten to make it.
     fn make_room(&mut self) -> bool {
-        if self.rooms.len() < self.config.max_rooms {
+        if self.rooms.len() < self.config.chat.max_rooms {
             return true;
         }
         let idle = self
@@ -1135,7 +1086,7 @@ impl<W: LogFile> Hub<W> {
         if let Some(client) = self.clients.get(&conn) {
             for key in &client.rooms {
                 let room = &self.rooms[key];
-                if room.members.len() > self.config.notice_limit {
+                if room.members.len() > self.config.chat.notice_limit {
                     continue;
                 }
                 for &m in &room.members {
@@ -1305,7 +1256,7 @@ impl<W: LogFile> Hub<W> {
             }
             match self.messages.commit() {
                 Ok(()) => {
-                    let keep = self.config.history_keep;
+                    let keep = self.config.chat.history_keep;
                     for (key, msg) in std::mem::take(&mut self.pending_history) {
                         for emptied in self.budget.remember(&mut self.rooms, &key, msg, keep) {
                             self.drop_if_unused(&emptied);
@@ -1587,7 +1538,7 @@ mod tests {
         listener: TcpListener,
     }
 
-    fn rig(config: HubConfig) -> Rig {
+    fn rig(config: Config) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let auth = Arc::new(Auth {
             directory: Directory::open(dir.path().join("users.csv")).unwrap(),
@@ -1656,7 +1607,7 @@ mod tests {
     #[test]
     fn leaving_after_being_dropped_in_the_same_batch_is_harmless() {
         let help = proto::encode(&ServerMsg::help(), Mode::Human).len();
-        let mut r = rig(HubConfig::default());
+        let mut r = rig(Config::default());
         let rx = r.client(1, "alice", help);
         r.request(1, Request::Join("zzz".into()));
         r.hub.flush();
