@@ -423,6 +423,36 @@ mod tests {
     }
 
     #[test]
+    fn adding_a_name_taken_says_whether_it_is_the_same_or_a_look_alike() {
+        let mut accounts = Accounts::default();
+        accounts.add("boss", "pw", Role::Member).unwrap();
+        let same = accounts.add("BOSS", "pw", Role::Member).unwrap_err();
+        assert_eq!(same.to_string(), "the account BOSS exists already");
+        let alike = accounts.add("b0ss", "pw", Role::Member).unwrap_err();
+        assert_eq!(alike.to_string(), "b0ss looks like the account boss");
+    }
+
+    #[test]
+    fn a_shadowed_row_is_removed_by_its_exact_name_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(USERS_FILE);
+        // The second row looks like the first (a Cyrillic о): kept, but nobody can use it.
+        fs::write(
+            &path,
+            "name,password_hash,role,created\n\
+             boss,x,admin,2026-01-01T00:00:00Z\n\
+             b\u{43e}ss,x,member,2026-01-02T00:00:00Z\n",
+        )
+        .unwrap();
+        let mut accounts = Accounts::load(&path).unwrap();
+        assert_eq!(accounts.list().len(), 2);
+        assert_eq!(accounts.remove("boss").unwrap().name, "boss");
+        assert_eq!(accounts.list()[0].name, "b\u{43e}ss");
+        assert_eq!(accounts.remove("b\u{43e}ss").unwrap().name, "b\u{43e}ss");
+        assert!(accounts.is_empty());
+    }
+
+    #[test]
     fn the_directory_rereads_the_file_when_it_changes_and_writes_roles() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(USERS_FILE);
