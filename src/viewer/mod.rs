@@ -16,7 +16,10 @@ use regex::Regex;
 
 use crate::error::{Error, Result};
 use crate::proto::{self, duration, printable};
-use crate::store::{ConnRecord, MESSAGES_HEADER, MessageRecord, RecordsBackwards};
+use crate::store::{
+    ConnRecord, MESSAGES_HEADER, MessageRecord, Prefix, RecordSplitter, RecordsBackwards,
+    complete_len,
+};
 
 /// How rows are shown.
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,51 +39,6 @@ pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
         format!("'{cell}").into()
     } else {
         cell.into()
-    }
-}
-
-/// Cuts a byte stream of CSV into complete records, tracking quotes across chunks.
-#[derive(Debug, Default)]
-pub struct RecordSplitter {
-    /// Bytes of the record being assembled.
-    partial: Vec<u8>,
-    /// True while inside a quoted field of `partial`.
-    in_quotes: bool,
-}
-
-impl RecordSplitter {
-    /// Feeds `bytes`; calls `emit` with each record completed by them (with its `\n`).
-    pub fn feed(&mut self, bytes: &[u8], mut emit: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            match b {
-                b'"' => self.in_quotes = !self.in_quotes,
-                b'\n' if !self.in_quotes => {
-                    if self.partial.is_empty() {
-                        emit(&bytes[start..=i])?;
-                    } else {
-                        self.partial.extend_from_slice(&bytes[start..=i]);
-                        let record = std::mem::take(&mut self.partial);
-                        emit(&record)?;
-                    }
-                    start = i + 1;
-                }
-                _ => {}
-            }
-        }
-        self.partial.extend_from_slice(&bytes[start..]);
-        Ok(())
-    }
-
-    /// Bytes held back because their record has not ended yet.
-    pub fn pending(&self) -> usize {
-        self.partial.len()
-    }
-
-    /// Forgets any partial record (the file was truncated or replaced).
-    pub fn reset(&mut self) {
-        self.partial.clear();
-        self.in_quotes = false;
     }
 }
 
@@ -234,7 +192,8 @@ pub fn show(path: &Path, out: &mut impl Write, o: &ShowOptions) -> Result<()> {
             .map_err(|e| Error::io("cannot write output", e))?;
     }
     // Where the complete rows end: a last row without its newline is still being written.
-    let complete = complete_len(&mut file, len).map_err(read_err)?;
+    let fields = MESSAGES_HEADER.split(',').count();
+    let complete = complete_len(&mut file, fields).map_err(read_err)?;
     if complete < len && !o.follow {
         eprintln!(
             "chat-log: the last {} bytes of {} are an unfinished row; not shown",
@@ -245,7 +204,7 @@ pub fn show(path: &Path, out: &mut impl Write, o: &ShowOptions) -> Result<()> {
     match o.last {
         Some(n) => {
             let mut found = Vec::new();
-            let limited = LimitedFile {
+            let limited = Prefix {
                 file: &mut file,
                 len: complete,
             };
@@ -306,50 +265,6 @@ pub fn show(path: &Path, out: &mut impl Write, o: &ShowOptions) -> Result<()> {
         return Ok(());
     }
     follow(path, file, complete, &mut printer)
-}
-
-/// The length of the file up to the end of its last complete row (one that ends with its
-/// newline).
-fn complete_len(file: &mut File, len: u64) -> io::Result<u64> {
-    let mut back = len;
-    let mut buf = [0u8; 4096];
-    while back > 0 {
-        let from = back.saturating_sub(buf.len() as u64);
-        let chunk = &mut buf[..(back - from) as usize];
-        file.seek(SeekFrom::Start(from))?;
-        file.read_exact(chunk)?;
-        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
-            return Ok(from + i as u64 + 1);
-        }
-        back = from;
-    }
-    Ok(0)
-}
-
-/// A file seen only up to `len` bytes (the complete rows), for reading backwards.
-struct LimitedFile<'a> {
-    file: &'a mut File,
-    len: u64,
-}
-
-impl Read for LimitedFile<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let pos = self.file.stream_position()?;
-        let left = self.len.saturating_sub(pos) as usize;
-        let n = buf.len().min(left);
-        self.file.read(&mut buf[..n])
-    }
-}
-
-impl Seek for LimitedFile<'_> {
-    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        match to {
-            SeekFrom::End(d) => self
-                .file
-                .seek(SeekFrom::Start((self.len as i64 + d) as u64)),
-            other => self.file.seek(other),
-        }
-    }
 }
 
 /// Prints rows as they are appended after `offset`, like `tail -F`: survives truncation and

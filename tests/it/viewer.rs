@@ -18,6 +18,17 @@ const FIXTURE: &str = "id,timestamp,room,sender,recipient,kind,text
 lines\"
 ";
 
+/// A `chat-log --follow` that is killed when the test ends, even by a failed assertion (it
+/// would otherwise hold the test's output open).
+struct Follower(std::process::Child);
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn fixture(extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("messages.csv"), format!("{FIXTURE}{extra}")).unwrap();
@@ -107,6 +118,72 @@ fn a_torn_last_line_is_held_back_and_reported() {
     assert_eq!(csv_rows(&out)[0][0], "6");
 }
 
+/// A row torn inside a quoted line break ends, in the file, with a newline of its own text:
+/// only the quotes tell that it is unfinished. It is held back like any torn row, whether the
+/// tear is just after that newline or further on.
+#[test]
+fn a_row_torn_inside_a_quoted_line_break_is_held_back() {
+    for torn in [
+        "7,2026-11-23T15:00:00.000Z,lobby,zed,,message,\"part one\npart",
+        "7,2026-11-23T15:00:00.000Z,lobby,zed,,message,\"part one\n",
+    ] {
+        let dir = fixture(torn);
+        let (ok, out, err) = chat_log(dir.path(), &["--format", "csv"]);
+        assert!(ok, "{err}");
+        let rows = csv_rows(&out);
+        assert_eq!(rows.len(), 6, "{torn:?} printed:\n{out}");
+        assert!(err.contains("are an unfinished row; not shown"), "{err}");
+        let (ok, out, _) = chat_log(dir.path(), &["--format", "csv", "--last", "1"]);
+        assert!(ok);
+        assert_eq!(csv_rows(&out)[0][0], "6", "{torn:?}");
+    }
+}
+
+/// `--follow` from a row torn inside a quoted line break shows it whole once its end is
+/// written, and every row after it.
+#[test]
+fn follow_completes_a_row_torn_inside_a_quoted_line_break() {
+    let dir = fixture("7,2026-11-23T15:00:00.000Z,lobby,zed,,message,\"part one\npart");
+    let path = dir.path().join("messages.csv");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-log"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--follow", "--format", "jsonl", "--room", "lobby"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _follower = Follower(child);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || -> serde_json::Value {
+        let line = rx
+            .recv_timeout(TIMEOUT)
+            .expect("chat-log printed nothing in time");
+        serde_json::from_str(&line).unwrap()
+    };
+    for id in [1, 5, 6] {
+        assert_eq!(next()["id"], id);
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(b" two\"\n8,2026-11-23T15:01:00.000Z,lobby,x,,message,after\n")
+        .unwrap();
+    let seven = next();
+    assert_eq!(seven["id"], 7);
+    assert_eq!(seven["text"], "part one\npart two");
+    assert_eq!(next()["id"], 8);
+}
+
 #[test]
 fn follow_survives_appends_truncation_and_replacement() {
     let dir = fixture("");
@@ -118,8 +195,9 @@ fn follow_survives_appends_truncation_and_replacement() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = crossbeam_channel::unbounded();
     let stdout = child.stdout.take().unwrap();
+    let _follower = Follower(child);
+    let (tx, rx) = crossbeam_channel::unbounded();
     std::thread::spawn(move || {
         for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
             let Ok(line) = line else { return };
@@ -157,8 +235,6 @@ fn follow_survives_appends_truncation_and_replacement() {
     assert_eq!(first_id(next()), "10");
     // Nothing else comes within a few polling intervals.
     assert!(rx.recv_timeout(Duration::from_millis(500)).is_err());
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 const DATA_FIXTURE: &str = "timestamp,event,conn,ip,port,thread,name,detail
