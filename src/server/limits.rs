@@ -429,4 +429,19 @@ mod tests {
         assert_eq!(address_key(ip("::ffff:203.0.113.5")), ip("203.0.113.5"));
         assert_eq!(address_key(ip("2001:db8::1:2:3:4")), ip("2001:db8::"));
     }
+
+    #[test]
+    fn the_connections_of_one_address_share_one_queue_count() {
+        let mut a = limited(3, 0);
+        let office: IpAddr = "203.0.113.7".parse().unwrap();
+        let home: IpAddr = "198.51.100.1".parse().unwrap();
+        let (t1, t2) = (a.admit(office).unwrap(), a.admit(office).unwrap());
+        let h = a.admit(home).unwrap();
+        let (q1, q2) = (t1.address_queue().unwrap(), t2.address_queue().unwrap());
+        assert!(Arc::ptr_eq(&q1, &q2), "one count for the address");
+        assert!(!Arc::ptr_eq(&q1, &h.address_queue().unwrap()));
+        // Loopback is exempt by default: no shared budget.
+        let lo = a.admit("127.0.0.1".parse().unwrap()).unwrap();
+        assert!(lo.address_queue().is_none());
+    }
 }

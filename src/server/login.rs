@@ -535,4 +535,48 @@ mod tests {
                 .is_err()
         );
     }
+
+    #[test]
+    fn the_owner_keeps_every_address_it_logged_in_from_up_to_the_last_few() {
+        let t = Throttle::new(Duration::ZERO, Duration::from_secs(900), 3);
+        let home: IpAddr = "198.51.100.9".parse().unwrap();
+        let office: IpAddr = "192.0.2.7".parse().unwrap();
+        for ip in [home, office, office] {
+            t.attempt(ip, "alice").unwrap();
+            t.succeeded(ip, "alice");
+        }
+        let attacker: IpAddr = "203.0.113.66".parse().unwrap();
+        for _ in 0..3 {
+            t.attempt(attacker, "alice").unwrap();
+        }
+        assert!(t.attempt(attacker, "alice").is_err());
+        assert!(
+            t.attempt(home, "alice").is_ok(),
+            "the first address is still known"
+        );
+        assert!(t.attempt(office, "alice").is_ok());
+    }
+
+    #[test]
+    fn only_the_last_few_owner_addresses_are_remembered() {
+        let t = Throttle::new(Duration::ZERO, Duration::from_secs(900), 3);
+        let home: IpAddr = "198.51.100.9".parse().unwrap();
+        let last = IpAddr::from([10, 0, 0, KNOWN_PER_NAME as u8]);
+        t.attempt(home, "alice").unwrap();
+        t.succeeded(home, "alice");
+        for i in 1..=KNOWN_PER_NAME {
+            let ip = IpAddr::from([10, 0, 0, i as u8]);
+            t.attempt(ip, "alice").unwrap();
+            t.succeeded(ip, "alice");
+        }
+        let attacker: IpAddr = "203.0.113.66".parse().unwrap();
+        for _ in 0..3 {
+            t.attempt(attacker, "alice").unwrap();
+        }
+        assert!(
+            t.attempt(home, "alice").is_err(),
+            "pushed out by newer addresses"
+        );
+        assert!(t.attempt(last, "alice").is_ok());
+    }
 }
