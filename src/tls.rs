@@ -1,10 +1,14 @@
 //! TLS (rustls) with blocking I/O, for a connection read by one thread and written by another.
 //!
 //! A [`Transport`] is a plain TCP socket or a [`TlsStream`]. A `TlsStream` keeps one rustls
-//! connection behind a mutex that is held only while rustls works, never while blocked on the
-//! socket: the reading thread reads raw bytes from the socket unlocked, then locks to feed them
-//! to rustls and take out plaintext; the writing thread locks to encrypt and send. So TLS keeps
-//! the threading model: one reader and one writer thread per connection, blocking I/O.
+//! connection behind a mutex (the session lock) that is held only while rustls works, never
+//! while blocked on the socket: the reading thread reads raw bytes from the socket unlocked,
+//! then locks to feed them to rustls and take out plaintext; the writing thread locks to
+//! encrypt into a buffer, and sends it unlocked. A second lock (the send lock) is held from
+//! taking records out of rustls until they are on the socket, so records leave in the order
+//! rustls made them whichever thread sends. So TLS keeps the threading model: one reader and
+//! one writer thread per connection, blocking I/O; a writer blocked on a full socket stops the
+//! reader only when the reader itself has something to send (a handshake message, an alert).
 
 use std::io::{self, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -109,6 +113,9 @@ impl Write for &Transport {
 pub struct TlsStream {
     conn: Mutex<Connection>,
     sock: Arc<TcpStream>,
+    /// The send lock: held while records taken out of `conn` are written to the socket, and
+    /// holding the buffer they are taken into. Taken before the session lock, never after.
+    send: Mutex<Vec<u8>>,
     /// Raw bytes read from the socket and not yet given to rustls; only the reading thread
     /// uses it. rustls refuses more input while its plaintext buffer is full, so bytes are
     /// fed only once the plaintext before them has been read out, and the rest waits here.
@@ -143,6 +150,7 @@ impl TlsStream {
         TlsStream {
             conn: Mutex::new(conn),
             sock,
+            send: Mutex::new(Vec::new()),
             raw: Mutex::new(RawBuf {
                 buf: vec![0u8; 16 * 1024],
                 start: 0,
@@ -155,12 +163,25 @@ impl TlsStream {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sends whatever rustls has to send (handshake messages, encrypted data, alerts).
-    fn send_pending(conn: &mut Connection, sock: &TcpStream) -> io::Result<()> {
-        while conn.wants_write() {
-            conn.write_tls(&mut &*sock)?;
+    /// Sends whatever rustls has to send (handshake messages, encrypted data, alerts), after
+    /// `work` has run on the session: the records are taken out under the session lock and
+    /// written to the socket without it, all under the send lock.
+    fn send_after<T>(&self, work: impl FnOnce(&mut Connection) -> io::Result<T>) -> io::Result<T> {
+        let mut out = self.send.lock().unwrap_or_else(|p| p.into_inner());
+        out.clear();
+        let done = {
+            let mut conn = self.lock();
+            let done = work(&mut conn);
+            while conn.wants_write() {
+                conn.write_tls(&mut *out)?;
+            }
+            done
+        };
+        (&*self.sock).write_all(&out)?;
+        if out.capacity() > 64 * 1024 {
+            *out = Vec::new();
         }
-        Ok(())
+        done
     }
 
     /// Reads plaintext; with a `deadline`, every read from the socket waits only for what is
@@ -168,7 +189,7 @@ impl TlsStream {
     fn read(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
         let mut raw = self.raw.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            {
+            let must_send = {
                 let mut conn = self.lock();
                 // Plaintext first: only an empty plaintext buffer may take more input.
                 match conn.reader().read(buf) {
@@ -187,14 +208,22 @@ impl TlsStream {
                     *start = *end - fed.len();
                     taken?;
                     if let Err(e) = conn.process_new_packets() {
+                        drop(conn);
                         // Tell the peer why (an alert), then give up on the connection.
-                        let _ = Self::send_pending(&mut conn, &self.sock);
+                        let _ = self.send_after(|_| Ok(()));
                         return Err(io::Error::new(io::ErrorKind::InvalidData, e));
                     }
-                    Self::send_pending(&mut conn, &self.sock)?;
-                    continue;
+                    if !conn.wants_write() {
+                        // There may be plaintext now, or more bytes to feed.
+                        continue;
+                    }
                 }
-                Self::send_pending(&mut conn, &self.sock)?;
+                conn.wants_write()
+            };
+            // The session lock is released before sending: the writer may work meanwhile.
+            if must_send {
+                self.send_after(|_| Ok(()))?;
+                continue;
             }
             // Unlocked: the writer may encrypt and send meanwhile.
             let n = read_by(&self.sock, &mut raw.buf, deadline)?;
@@ -207,15 +236,11 @@ impl TlsStream {
     }
 
     fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        let mut conn = self.lock();
-        let n = conn.writer().write(buf)?;
-        Self::send_pending(&mut conn, &self.sock)?;
-        Ok(n)
+        self.send_after(|conn| conn.writer().write(buf))
     }
 
     fn flush(&self) -> io::Result<()> {
-        let mut conn = self.lock();
-        Self::send_pending(&mut conn, &self.sock)
+        self.send_after(|_| Ok(()))
     }
 }
 
@@ -383,5 +408,86 @@ mod tests {
             }
         }
         assert!(reader.join().unwrap() == sent, "the bytes differ");
+    }
+
+    /// The session lock is not held while a writer is blocked on a full socket: the reader
+    /// still gets what the peer sends. (Before, it waited for the writer to unblock, which for
+    /// a peer that never reads is the send timeout.)
+    #[test]
+    fn a_writer_blocked_on_a_full_socket_does_not_stop_the_reader() {
+        let (server, client) = pair();
+        let (server, client) = (Arc::new(server), Arc::new(client));
+        // The handshake: the client's side moves as the client reads.
+        let greeter = {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                (&*client).write_all(b"hi").unwrap();
+                let mut ok = [0u8; 2];
+                (&*client).read_exact(&mut ok).unwrap();
+            })
+        };
+        let mut hi = [0u8; 2];
+        (&*server).read_exact(&mut hi).unwrap();
+        (&*server).write_all(b"ok").unwrap();
+        greeter.join().unwrap();
+        // The server writes far more than the socket buffers hold; the client reads none.
+        let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let writer = {
+            let (server, written) = (server.clone(), written.clone());
+            std::thread::spawn(move || {
+                let chunk = vec![b'x'; 16 * 1024];
+                for _ in 0..2048 {
+                    if (&*server).write_all(&chunk).is_err() {
+                        return;
+                    }
+                    written.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        };
+        // There is no signal for "blocked": wait until the writer has stopped making progress
+        // (bounded), so the read below happens while it is stuck.
+        let until = Instant::now() + Duration::from_secs(10);
+        let mut seen = usize::MAX;
+        while Instant::now() < until {
+            let now = written.load(std::sync::atomic::Ordering::Relaxed);
+            if now == seen && now > 0 {
+                break;
+            }
+            seen = now;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(seen < 2048 * 16 * 1024, "the writer never blocked");
+        (&*client).write_all(b"ping").unwrap();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let reader = {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                let mut ping = [0u8; 4];
+                let _ = tx.send((&*server).read_exact(&mut ping).map(|()| ping));
+            })
+        };
+        let got = rx.recv_timeout(Duration::from_secs(3));
+        // Let the writer finish: read (and drop) everything it sends, then close.
+        let drain = {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut total = 0;
+                while total < 2048 * 16 * 1024 {
+                    match (&*client).read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => total += n,
+                    }
+                }
+            })
+        };
+        writer.join().unwrap();
+        drain.join().unwrap();
+        let _ = reader.join();
+        assert_eq!(
+            got.expect("the reader waited for the blocked writer")
+                .unwrap(),
+            *b"ping"
+        );
     }
 }

@@ -28,11 +28,6 @@ pub struct Hello {
     pub name: String,
     /// The password sent with a JSON `hello` (human mode sends it on the next line).
     pub password: Option<String>,
-    /// How the client logged in; set by the server after checking the password.
-    pub standing: Standing,
-    /// The account it logged in to (its name as registered); `None` for a guest. Roles and
-    /// the name follow the account, never what was typed.
-    pub account: Option<String>,
 }
 
 impl fmt::Debug for Hello {
@@ -42,9 +37,43 @@ impl fmt::Debug for Hello {
             .field("mode", &self.mode)
             .field("name", &self.name)
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
-            .field("standing", &self.standing)
-            .field("account", &self.account)
             .finish()
+    }
+}
+
+/// Who a connection is once its login is checked: the name it asks for, and the account it
+/// proved (if any). It has no password field: the password never leaves the connection's
+/// thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub mode: Mode,
+    pub name: String,
+    /// How the client logged in.
+    pub standing: Standing,
+    /// The account it logged in to (its name as registered); `None` for a guest. Roles and
+    /// the name follow the account, never what was typed.
+    pub account: Option<String>,
+}
+
+impl Identity {
+    /// A guest: the name as asked for, no account.
+    pub fn guest(mode: Mode, name: String) -> Identity {
+        Identity {
+            mode,
+            name,
+            standing: Standing::Guest,
+            account: None,
+        }
+    }
+
+    /// The holder of `account`, under its registered name.
+    pub fn account(mode: Mode, account: String, standing: Standing) -> Identity {
+        Identity {
+            mode,
+            name: account.clone(),
+            standing,
+            account: Some(account),
+        }
     }
 }
 
@@ -59,8 +88,6 @@ pub fn parse_hello(line: &str) -> Result<Hello, ProtocolError> {
             mode: Mode::Human,
             name: trimmed.to_string(),
             password: None,
-            standing: Standing::Guest,
-            account: None,
         })
     }
 }

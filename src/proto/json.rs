@@ -26,8 +26,6 @@ pub(super) fn parse_hello(line: &str) -> Result<Hello, ProtocolError> {
         mode: Mode::Json,
         name: req.name,
         password: req.password,
-        standing: Standing::Guest,
-        account: None,
     })
 }
 

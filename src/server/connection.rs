@@ -16,7 +16,7 @@ use crossbeam_channel::Sender;
 use log::debug;
 
 use crate::error::is_hangup;
-use crate::proto::{self, ErrorCode, Hello, Mode, ProtocolError, Request, ServerMsg, Standing};
+use crate::proto::{self, ErrorCode, Hello, Identity, Mode, ProtocolError, Request, ServerMsg};
 use crate::server::Config;
 use crate::server::hub::Event;
 use crate::server::lines::{Line, LineReader};
@@ -57,8 +57,8 @@ pub struct Reader {
 
 /// The outcome of a login.
 enum Login {
-    /// In, as a guest (`None`) or to an account (its name as registered, and its role).
-    Granted(Option<(String, Standing)>),
+    /// In, as a guest or to an account.
+    Granted(Identity),
     /// Refused; the client was told and may try again.
     Refused,
     /// The connection ended (closed, or the handshake ran out of time).
@@ -157,7 +157,7 @@ impl Reader {
             } else {
                 Mode::Human
             };
-            let mut hello = match utf8(bytes).and_then(proto::parse_hello) {
+            let hello = match utf8(bytes).and_then(proto::parse_hello) {
                 Ok(hello) => hello,
                 Err(e) => {
                     self.refuse_name(guess, &e);
@@ -165,25 +165,21 @@ impl Reader {
                     continue;
                 }
             };
-            match self.log_in(lines, &hello, deadline)? {
-                Login::Granted(account) => {
-                    if let Some((name, standing)) = account {
-                        hello.name = name.clone();
-                        hello.account = Some(name);
-                        hello.standing = standing;
-                    }
-                }
+            let mode = hello.mode;
+            // The hello (and the password in it) ends here, on this thread: the broadcaster
+            // is told who the client is, never what it typed to prove it.
+            let who = match self.log_in(lines, hello, deadline)? {
+                Login::Granted(who) => who,
                 Login::Refused => {
-                    self.prompt_again(hello.mode);
+                    self.prompt_again(mode);
                     continue;
                 }
                 Login::Ended(reason) => return Ok(Err(reason)),
-            }
-            let mode = hello.mode;
+            };
             let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
             let hello_event = Event::Hello {
                 conn: self.conn,
-                hello,
+                who,
                 reply: reply_tx,
             };
             if self.events.send(hello_event).is_err() {
@@ -211,15 +207,15 @@ impl Reader {
     fn log_in(
         &self,
         lines: &mut LineReader<TransportReader<'_>>,
-        hello: &Hello,
+        hello: Hello,
         deadline: Instant,
     ) -> io::Result<Login> {
         let mode = hello.mode;
         let private = self.auth.private;
         let registered = self.auth.is_registered(&hello.name);
         let password = match mode {
-            Mode::Json => match &hello.password {
-                Some(p) => p.clone(),
+            Mode::Json => match hello.password {
+                Some(p) => p,
                 None if registered || private => {
                     let msg = format!(
                         "{} needs a password: send {{\"type\":\"hello\",\"name\":...,\"password\":...}}",
@@ -228,11 +224,11 @@ impl Reader {
                     self.send(mode, &ServerMsg::failure(ErrorCode::PasswordRequired, msg));
                     return Ok(Login::Refused);
                 }
-                None => return Ok(Login::Granted(None)),
+                None => return Ok(Login::Granted(Identity::guest(mode, hello.name))),
             },
             Mode::Human => {
                 if !private && !self.auth.directory.any() {
-                    return Ok(Login::Granted(None));
+                    return Ok(Login::Granted(Identity::guest(mode, hello.name)));
                 }
                 let prompt = if private {
                     format!("Password for {}:\n", hello.name)
@@ -254,7 +250,7 @@ impl Reader {
             }
         };
         if password.is_empty() && !registered && !private {
-            return Ok(Login::Granted(None));
+            return Ok(Login::Granted(Identity::guest(mode, hello.name)));
         }
         let ip = self.peer.ip();
         // Failures count against the account, however its name was spelt (`BOB`, `b0b`).
@@ -277,7 +273,8 @@ impl Reader {
         match self.auth.check(&hello.name, &password, deadline) {
             Verdict::Granted(account) => {
                 self.auth.throttle.succeeded(ip, &counted);
-                return Ok(Login::Granted(Some((account.name, account.role.into()))));
+                let who = Identity::account(mode, account.name, account.role.into());
+                return Ok(Login::Granted(who));
             }
             // Out of time: the attempt stays counted (it may have been checked).
             Verdict::TimedOut => return Ok(Login::Ended(self.handshake_timed_out())),

@@ -21,8 +21,8 @@ pub mod rooms;
 use self::rooms::{HistoryBudget, Room};
 use crate::proto::names::NameMap;
 use crate::proto::{
-    self, ChatMessage, ErrorCode, Hello, Kind, Mode, ProtocolError, Request, RoomInfo, ServerMsg,
-    Standing,
+    self, ChatMessage, ErrorCode, Identity, Kind, Mode, ProtocolError, Request, RoomInfo,
+    ServerMsg, Standing,
 };
 use crate::server::Config;
 use crate::server::login::Auth;
@@ -60,7 +60,7 @@ pub enum Event {
     /// A client asks for a name. The answer on `reply` is true when it was granted.
     Hello {
         conn: u64,
-        hello: Hello,
+        who: Identity,
         reply: Sender<bool>,
     },
     /// A named client's request.
@@ -360,8 +360,8 @@ impl<W: LogFile> Hub<W> {
                     .stage(&conn_row(conn, &client, "connect", ""));
                 self.clients.insert(conn, client);
             }
-            Event::Hello { conn, hello, reply } => {
-                let granted = self.hello(conn, hello);
+            Event::Hello { conn, who, reply } => {
+                let granted = self.hello(conn, who);
                 self.replies.push((reply, granted));
             }
             Event::Request { conn, req } => self.request(conn, req),
@@ -381,7 +381,7 @@ impl<W: LogFile> Hub<W> {
         false
     }
 
-    fn hello(&mut self, conn: u64, hello: Hello) -> bool {
+    fn hello(&mut self, conn: u64, hello: Identity) -> bool {
         if let Some(refusal) = self.ban_refusal(&hello.name) {
             self.send_now(conn, hello.mode, &refusal);
             return false;
@@ -1574,14 +1574,8 @@ mod tests {
                 tls: true,
             });
             let (reply, granted) = crossbeam_channel::bounded(1);
-            let hello = Hello {
-                mode: Mode::Human,
-                name: name.into(),
-                password: None,
-                standing: Standing::Guest,
-                account: None,
-            };
-            self.hub.handle(Event::Hello { conn, hello, reply });
+            let who = Identity::guest(Mode::Human, name.into());
+            self.hub.handle(Event::Hello { conn, who, reply });
             self.hub.flush();
             assert_eq!(granted.try_recv(), Ok(true));
             drain(&rx);
