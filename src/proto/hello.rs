@@ -12,13 +12,32 @@ pub const GREETING: &str =
 /// The line a human-mode client gets after a refused name.
 pub const NAME_PROMPT: &str = "What is your name?\n";
 
-/// The two encodings of the event model.
+/// The encodings of the event model (the codecs): each client has one, and the server encodes
+/// each event at most once per encoding, whoever gets it. A new front door with its own wire
+/// format (IRC, say) adds a variant here and an arm in [`encode`](super::encode); the hub only
+/// uses [`Mode::COUNT`], [`Mode::index`] and [`Mode::echoes_own_messages`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Readable lines for `nc` and people.
     Human = 0,
     /// One JSON object per line, for programs.
     Json = 1,
+}
+
+impl Mode {
+    /// How many encodings there are: the size of tables indexed by [`Mode::index`].
+    pub const COUNT: usize = 2;
+
+    /// This encoding's place in a table of [`Mode::COUNT`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Whether a sender gets its own room messages back: a program takes the copy as the
+    /// acknowledgement (with the message's id), a person already sees what they typed.
+    pub fn echoes_own_messages(self) -> bool {
+        matches!(self, Mode::Json)
+    }
 }
 
 /// The first line of a connection, once parsed.

@@ -331,30 +331,33 @@ impl Server {
         // One socket, shared: the reader reads, the writer writes, the broadcaster may shut it
         // down. One descriptor per connection, not three.
         let stream = Arc::new(stream);
-        let for_hub = stream.clone();
-        let transport = match &self.config.tls.server {
+        let limit = self.config.limits.outbox_bytes();
+        // A front door is a transport plus a codec: here the transport decides how bytes
+        // leave, once; the hub only ever sees "send these bytes".
+        let (transport, (outbox_tx, outbox_rx)) = match &self.config.tls.server {
             Some(tls) => match TlsStream::server(tls.clone(), stream.clone()) {
-                Ok(t) => Transport::Tls(Box::new(t)),
+                Ok(t) => (
+                    Transport::Tls(Box::new(t)),
+                    crate::server::outbox::queued(Some(stream.clone()), limit, address),
+                ),
                 Err(e) => {
                     error!("conn {conn}: cannot start TLS for {peer}: {e}");
                     return;
                 }
             },
-            None => Transport::Plain(stream.clone()),
+            None => (
+                Transport::Plain(stream.clone()),
+                crate::server::outbox::direct(stream.clone(), limit, address),
+            ),
         };
-        let is_tls = transport.is_tls();
         let transport = Arc::new(transport);
         let for_writer = transport.clone();
-        let (outbox_tx, outbox_rx) =
-            crate::server::outbox::outbox_within(self.config.limits.outbox_bytes(), address);
         let thread_name = format!("conn-{conn}");
         let connect = Event::Connect {
             conn,
             peer,
             thread: thread_name.clone(),
             outbox: outbox_tx.clone(),
-            stream: for_hub,
-            tls: is_tls,
         };
         if self.events.send(connect).is_err() {
             return;

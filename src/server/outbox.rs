@@ -10,10 +10,13 @@
 //! client that never reads while the server queues it one short error line after another is
 //! held to the same bound in memory as one that falls behind a busy room.
 //!
-//! [`Outbox::deliver`] is the broadcaster's fast path: when nothing is queued and the writer is
-//! idle, it sends with `MSG_DONTWAIT` itself, which never blocks, and queues only what the
-//! socket did not take. Waking one writer thread per recipient per message is what limits a
-//! thread-per-client server; most deliveries need no wake-up at all this way.
+//! How bytes leave is chosen once, when the connection is spawned: [`direct`] outboxes (plain
+//! TCP) let [`Outbox::send`] write with `MSG_DONTWAIT` itself when nothing is queued and the
+//! writer is idle, which never blocks, and queue only what the socket did not take; waking one
+//! writer thread per recipient per message is what limits a thread-per-client server, and most
+//! deliveries need no wake-up at all this way. [`queued`] outboxes (TLS, and any transport that
+//! must frame or encrypt the bytes) always go through the writer thread. The broadcaster sees
+//! neither the socket nor the transport: only "send these bytes".
 
 use std::io;
 use std::net::TcpStream;
@@ -23,7 +26,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crossbeam_channel::{Receiver, RecvError, Sender, TryRecvError};
 use socket2::SockRef;
 
-use crate::server::hub::Bytes;
+/// Encoded bytes, shared by every recipient of the same event in the same codec.
+pub type Bytes = Arc<[u8]>;
 
 /// What one push costs beyond its bytes: the shared allocation's header and the allocator's
 /// rounding, and the channel's slot.
@@ -34,10 +38,10 @@ pub fn charge(bytes: &[u8]) -> usize {
     bytes.len() + PUSH_OVERHEAD
 }
 
-/// Ends the connection of a client whose outbox is full. Not politely: it does not read, so
-/// a goodbye would wait behind what it has not read, and a FIN behind a closed window may not
-/// reach it for minutes. The socket is set to reset when it closes (`SO_LINGER` 0), and shut
-/// now, which ends the connection's reader and writer, whose end closes it.
+/// Ends a connection whose client does not read. Not politely: a goodbye would wait behind
+/// what it has not read, and a FIN behind a closed window may not reach it for minutes. The
+/// socket is set to reset when it closes (`SO_LINGER` 0), and shut now, which ends the
+/// connection's reader and writer, whose end closes it.
 pub fn abandon(stream: &TcpStream) {
     let _ = SockRef::from(stream).set_linger(Some(std::time::Duration::ZERO));
     let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -71,6 +75,11 @@ struct Shared {
     /// Held by whoever writes to the socket (the writer thread, or the broadcaster's fast
     /// path), so bytes from the two never interleave.
     writing: Mutex<()>,
+    /// The connection's socket: for ending it, and (when `direct`) for the fast path.
+    socket: Option<Arc<TcpStream>>,
+    /// Whether [`Outbox::send`] may write to `socket` itself: the bytes need no more work
+    /// (no encryption, no framing) on their way out.
+    direct: bool,
 }
 
 /// The sending side; cloned by the broadcaster and the connection's reader.
@@ -88,19 +97,41 @@ pub struct OutboxReceiver {
     shared: Arc<Shared>,
 }
 
-/// A new outbox holding at most `limit` bytes (and always at least one push).
-pub fn outbox(limit: usize) -> (Outbox, OutboxReceiver) {
-    outbox_within(limit, None)
+/// An outbox whose bytes go to `socket` as they are (plain TCP): [`Outbox::send`] writes them
+/// itself when it can do so without waiting. At most `limit` bytes wait (an empty outbox takes
+/// any one push), within `address`'s budget shared with the other connections of the address.
+pub fn direct(
+    socket: Arc<TcpStream>,
+    limit: usize,
+    address: Option<AddressBudget>,
+) -> (Outbox, OutboxReceiver) {
+    make(Some(socket), true, limit, address)
 }
 
-/// A new outbox holding at most `limit` bytes, and sharing `address`'s budget with the other
-/// connections of its address.
-pub fn outbox_within(limit: usize, address: Option<AddressBudget>) -> (Outbox, OutboxReceiver) {
+/// An outbox whose bytes all go through the connection's writer thread (TLS, or a transport
+/// that frames them); `socket`, when given, is what [`Outbox::abandon`] and
+/// [`Outbox::shut_reading`] end.
+pub fn queued(
+    socket: Option<Arc<TcpStream>>,
+    limit: usize,
+    address: Option<AddressBudget>,
+) -> (Outbox, OutboxReceiver) {
+    make(socket, false, limit, address)
+}
+
+fn make(
+    socket: Option<Arc<TcpStream>>,
+    direct: bool,
+    limit: usize,
+    address: Option<AddressBudget>,
+) -> (Outbox, OutboxReceiver) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let shared = Arc::new(Shared {
         queued: AtomicUsize::new(0),
         address,
         writing: Mutex::new(()),
+        socket,
+        direct,
     });
     (
         Outbox {
@@ -141,9 +172,13 @@ impl Outbox {
         })
     }
 
-    /// Delivers `bytes` to `stream`: written at once without blocking when the outbox is idle,
-    /// queued for the writer thread otherwise (or for what the socket did not take).
-    pub fn deliver(&self, bytes: &Bytes, stream: &TcpStream) -> Result<(), PushError> {
+    /// Sends `bytes` without ever blocking: written at once when the outbox is direct and
+    /// idle, queued for the writer thread otherwise (or for what the socket did not take).
+    pub fn send(&self, bytes: &Bytes) -> Result<(), PushError> {
+        let stream = match &self.shared.socket {
+            Some(s) if self.shared.direct => s,
+            _ => return self.push(bytes.clone()),
+        };
         let Ok(_writing) = self.shared.writing.try_lock() else {
             return self.push(bytes.clone());
         };
@@ -151,7 +186,7 @@ impl Outbox {
             return self.push(bytes.clone());
         }
         let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-        match SockRef::from(stream).send_with_flags(bytes, flags) {
+        match SockRef::from(&**stream).send_with_flags(bytes, flags) {
             Ok(n) if n == bytes.len() => Ok(()),
             // The rest goes through the queue; we still hold the lock, so nothing can get
             // between the part written and the part queued.
@@ -167,6 +202,21 @@ impl Outbox {
             }
             // A dead socket: the connection's reader reports the end.
             Err(_) => Err(PushError::Closed),
+        }
+    }
+
+    /// Ends the connection's reading side, so its reader thread ends; the writer still sends
+    /// what is queued, then the connection closes.
+    pub fn shut_reading(&self) {
+        if let Some(s) = &self.shared.socket {
+            let _ = s.shutdown(std::net::Shutdown::Read);
+        }
+    }
+
+    /// Ends the connection now, with a reset: see [`abandon`].
+    pub fn abandon(&self) {
+        if let Some(s) = &self.shared.socket {
+            abandon(s);
         }
     }
 }
@@ -221,7 +271,7 @@ mod tests {
     #[test]
     fn the_bound_counts_waiting_messages() {
         let one = charge(b"a");
-        let (tx, rx) = outbox(2 * one);
+        let (tx, rx) = queued(None, 2 * one, None);
         assert_eq!(tx.push(b("a")), Ok(()));
         assert_eq!(tx.push(b("b")), Ok(()));
         assert_eq!(tx.push(b("c")), Err(PushError::Full));
@@ -241,14 +291,14 @@ mod tests {
 
     #[test]
     fn closed_when_the_receiver_is_gone_and_empty_after_senders_go() {
-        let (tx, rx) = outbox(4);
+        let (tx, rx) = queued(None, 4, None);
         tx.push(b("last")).unwrap();
         let tx2 = tx.clone();
         drop(tx);
         drop(tx2);
         assert_eq!(&*rx.recv().unwrap(), b"last");
         assert!(rx.recv().is_err());
-        let (tx, rx) = outbox(4);
+        let (tx, rx) = queued(None, 4, None);
         drop(rx);
         assert_eq!(tx.push(b("x")), Err(PushError::Closed));
         // A refused push does not count against the bound.
@@ -256,22 +306,22 @@ mod tests {
     }
 
     #[test]
-    fn deliver_writes_directly_when_idle_and_queues_behind_a_backlog() {
+    fn a_direct_outbox_writes_when_idle_and_queues_behind_a_backlog() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        let (tx, rx) = outbox(1024);
-        tx.deliver(&b("one\n"), &server).unwrap();
+        let server = Arc::new(listener.accept().unwrap().0);
+        let (tx, rx) = direct(server.clone(), 1024, None);
+        tx.send(&b("one\n")).unwrap();
         assert!(rx.try_recv().is_err(), "an idle outbox is bypassed");
         // With something queued, later deliveries queue behind it, in order.
         tx.push(b("two\n")).unwrap();
-        tx.deliver(&b("three\n"), &server).unwrap();
+        tx.send(&b("three\n")).unwrap();
         assert_eq!(&*rx.try_recv().unwrap(), b"two\n");
         assert_eq!(&*rx.try_recv().unwrap(), b"three\n");
         // While the writer holds the lock, the broadcaster queues instead of writing.
         rx.written(charge(b"two\n") + charge(b"three\n"));
         let guard = rx.lock();
-        tx.deliver(&b("four\n"), &server).unwrap();
+        tx.send(&b("four\n")).unwrap();
         drop(guard);
         assert_eq!(&*rx.try_recv().unwrap(), b"four\n");
         client
@@ -292,24 +342,24 @@ mod tests {
         (Arc::new(server), client)
     }
 
-    /// Runs `deliver` on another thread and fails if it blocks: the broadcaster must never
+    /// Runs `send` on another thread and fails if it blocks: the broadcaster must never
     /// wait for a client.
-    fn deliver_without_blocking(
+    fn send_without_blocking(
         tx: &Outbox,
         bytes: &Bytes,
         server: &Arc<TcpStream>,
     ) -> Result<(), PushError> {
         let (done_tx, done) = crossbeam_channel::bounded(1);
-        let (tx, bytes, stream) = (tx.clone(), bytes.clone(), server.clone());
+        let (tx, bytes) = (tx.clone(), bytes.clone());
         std::thread::spawn(move || {
-            let _ = done_tx.send(tx.deliver(&bytes, &stream));
+            let _ = done_tx.send(tx.send(&bytes));
         });
         match done.recv_timeout(std::time::Duration::from_secs(5)) {
             Ok(result) => result,
             Err(_) => {
                 // Unblock the stuck send so the thread can end, then fail.
                 let _ = server.shutdown(std::net::Shutdown::Both);
-                panic!("deliver blocked on a client that does not read");
+                panic!("send blocked on a client that does not read");
             }
         }
     }
@@ -321,8 +371,8 @@ mod tests {
             .map(|i| (i % 251) as u8)
             .collect::<Vec<u8>>()
             .into();
-        let (tx, rx) = outbox(64 * 1024 * 1024);
-        deliver_without_blocking(&tx, &big, &server).unwrap();
+        let (tx, rx) = direct(server.clone(), 64 * 1024 * 1024, None);
+        send_without_blocking(&tx, &big, &server).unwrap();
         let rest = rx
             .try_recv()
             .expect("what the socket did not take is queued");
@@ -351,8 +401,8 @@ mod tests {
             .send_with_flags(&chunk, flags)
             .is_ok()
         {}
-        let (tx, rx) = outbox(1024);
-        deliver_without_blocking(&tx, &b("whole\n"), &server).unwrap();
+        let (tx, rx) = direct(server.clone(), 1024, None);
+        send_without_blocking(&tx, &b("whole\n"), &server).unwrap();
         assert_eq!(&*rx.try_recv().unwrap(), b"whole\n");
         assert_eq!(tx.shared.queued.load(Ordering::Acquire), charge(b"whole\n"));
     }
@@ -361,8 +411,8 @@ mod tests {
     fn a_dead_socket_is_reported_closed_and_nothing_is_queued() {
         let (server, _client) = sockets();
         server.shutdown(std::net::Shutdown::Write).unwrap();
-        let (tx, rx) = outbox(1024);
-        assert_eq!(tx.deliver(&b("lost\n"), &server), Err(PushError::Closed));
+        let (tx, rx) = direct(server.clone(), 1024, None);
+        assert_eq!(tx.send(&b("lost\n")), Err(PushError::Closed));
         assert!(rx.try_recv().is_err());
         assert_eq!(tx.shared.queued.load(Ordering::Acquire), 0);
     }
@@ -370,7 +420,7 @@ mod tests {
     /// Many small pushes cost more than their bytes: the bound counts what they hold.
     #[test]
     fn small_pushes_are_charged_their_overhead() {
-        let (tx, _rx) = outbox(100 * (2 + PUSH_OVERHEAD));
+        let (tx, _rx) = queued(None, 100 * (2 + PUSH_OVERHEAD), None);
         let mut n = 0;
         while tx.push(b("!\n")).is_ok() {
             n += 1;
@@ -387,8 +437,8 @@ mod tests {
             queued: Arc::new(AtomicUsize::new(0)),
             limit: 3 * one,
         };
-        let (first, arx) = outbox_within(100 * one, Some(budget.clone()));
-        let (second, brx) = outbox_within(100 * one, Some(budget.clone()));
+        let (first, arx) = queued(None, 100 * one, Some(budget.clone()));
+        let (second, brx) = queued(None, 100 * one, Some(budget.clone()));
         assert_eq!(first.push(b("x")), Ok(()));
         assert_eq!(first.push(b("x")), Ok(()));
         assert_eq!(second.push(b("x")), Ok(()));
@@ -410,5 +460,17 @@ mod tests {
         drop(brx);
         assert_eq!(budget.queued.load(Ordering::Acquire), 0);
         drop((first, second));
+    }
+
+    #[test]
+    fn a_queued_outbox_never_writes_itself_and_ends_its_socket() {
+        let (server, mut client) = sockets();
+        let (tx, rx) = queued(Some(server.clone()), 1024, None);
+        tx.send(&b("via the writer\n")).unwrap();
+        assert_eq!(&*rx.try_recv().unwrap(), b"via the writer\n");
+        tx.abandon();
+        let mut buf = [0u8; 8];
+        // Nothing was written to the socket, and it was reset.
+        assert!(std::io::Read::read(&mut client, &mut buf).map_or(true, |n| n == 0));
     }
 }

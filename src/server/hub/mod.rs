@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -26,12 +26,9 @@ use crate::proto::{
 };
 use crate::server::Config;
 use crate::server::login::Auth;
-use crate::server::outbox::{Outbox, PushError};
+use crate::server::outbox::{Bytes, Outbox, PushError};
 use crate::store::bans::Bans;
 use crate::store::{self, ConnRecord, CsvLog, Fsync, LogFile, MessageRecord};
-
-/// Encoded bytes shared by every recipient of one message.
-pub type Bytes = Arc<[u8]>;
 
 /// The most events handled in one batch before the logs are written and the batch delivered,
 /// and the most deliveries a batch gathers before it takes no more events: it bounds the
@@ -51,11 +48,9 @@ pub enum Event {
         peer: SocketAddr,
         /// The name of the thread that reads this connection, as written to `data.csv`.
         thread: String,
+        /// Where this client's bytes go; how they leave (directly, or through the writer
+        /// thread) was decided when the connection was spawned.
         outbox: Outbox,
-        /// A handle for the fast path's non-blocking sends and for shutting the socket down.
-        stream: Arc<TcpStream>,
-        /// TLS connections take no fast path: their bytes must go through the encryption.
-        tls: bool,
     },
     /// A client asks for a name. The answer on `reply` is true when it was granted.
     Hello {
@@ -134,10 +129,8 @@ struct Client {
     name: Option<String>,
     /// How this client's events are encoded.
     mode: Mode,
-    /// The client's bounded queue, drained by its writer thread.
+    /// Where this client's bytes go: the only handle on the connection the hub has.
     outbox: Outbox,
-    /// For the fast path's sends and for shutting the socket down; never read here.
-    stream: Arc<TcpStream>,
     /// For the `data.csv` rows.
     peer: SocketAddr,
     /// For the `data.csv` rows.
@@ -161,8 +154,6 @@ struct Client {
     /// The account this connection logged in to (its registered name); `None` for a guest.
     /// What the client may do follows the account's role in `users.csv`, never its name.
     account: Option<String>,
-    /// Over TLS: no direct sends.
-    tls: bool,
 }
 
 /// One event waiting for the logs to be written.
@@ -335,14 +326,11 @@ impl<W: LogFile> Hub<W> {
                 peer,
                 thread,
                 outbox,
-                stream,
-                tls,
             } => {
                 let client = Client {
                     name: None,
                     mode: Mode::Human,
                     outbox,
-                    stream,
                     peer,
                     thread,
                     rooms: Vec::new(),
@@ -354,7 +342,6 @@ impl<W: LogFile> Hub<W> {
                     refilled: std::time::Instant::now(),
                     refused: 0,
                     account: None,
-                    tls,
                 };
                 self.connections
                     .stage(&conn_row(conn, &client, "connect", ""));
@@ -1170,7 +1157,7 @@ impl<W: LogFile> Hub<W> {
         // End the connection's reader too (when the broadcaster is the one ending it, as for a
         // flood, the reader would otherwise wait on a client that has no reason to leave). The
         // writer still sends what is queued, then closes.
-        let _ = client.stream.shutdown(Shutdown::Read);
+        client.outbox.shut_reading();
         debug!("conn {conn} removed: {reason}");
         // Dropping `client` drops the broadcaster's outbox sender: the writer thread ends
         // once the connection thread has ended too.
@@ -1201,20 +1188,17 @@ impl<W: LogFile> Hub<W> {
             ts,
             reason: "the server is shutting down".to_string(),
         };
-        let notice_human: Bytes = Arc::from(proto::encode(&notice, Mode::Human));
-        let notice_json: Bytes = Arc::from(proto::encode(&notice, Mode::Json));
+        let mut encoded: [Option<Bytes>; Mode::COUNT] = Default::default();
         let mut conns: Vec<u64> = self.clients.keys().copied().collect();
         conns.sort_unstable();
         for conn in conns {
             let client = self.clients.remove(&conn).expect("listed above");
             self.connections
                 .stage(&conn_row(conn, &client, "disconnect", "server shutdown"));
-            let bytes = match client.mode {
-                Mode::Human => &notice_human,
-                Mode::Json => &notice_json,
-            };
+            let bytes = encoded[client.mode.index()]
+                .get_or_insert_with(|| Arc::from(proto::encode(&notice, client.mode)));
             let _ = client.outbox.push(bytes.clone());
-            let _ = client.stream.shutdown(Shutdown::Read);
+            client.outbox.shut_reading();
         }
         self.names.clear();
         for room in self.rooms.values_mut() {
@@ -1240,7 +1224,7 @@ impl<W: LogFile> Hub<W> {
         if let Some(client) = self.clients.get(&conn)
             && client.outbox.push(Arc::from(proto::encode(msg, mode))) == Err(PushError::Full)
         {
-            crate::server::outbox::abandon(&client.stream);
+            client.outbox.abandon();
             if !self.overflowed.contains(&conn) {
                 self.overflowed.push(conn);
             }
@@ -1293,7 +1277,7 @@ impl<W: LogFile> Hub<W> {
                         "conn {conn} ({}) is a slow consumer: its outbox is full; disconnecting",
                         client.name.as_deref().unwrap_or("unnamed")
                     );
-                    crate::server::outbox::abandon(&client.stream);
+                    client.outbox.abandon();
                 }
                 // Removed without flushing: this loop is the flush.
                 self.forget(conn, SLOW_CONSUMER);
@@ -1337,10 +1321,10 @@ impl<W: LogFile> Hub<W> {
                     Target::Set(conns) => conns,
                     _ => unreachable!("room targets are handled below"),
                 };
-                let mut encoded: [Option<Bytes>; 2] = [None, None];
+                let mut encoded: [Option<Bytes>; Mode::COUNT] = Default::default();
                 for &conn in conns {
                     if let Some(c) = self.clients.get(&conn) {
-                        let bytes = encoded[c.mode as usize].get_or_insert_with(|| {
+                        let bytes = encoded[c.mode.index()].get_or_insert_with(|| {
                             Arc::from(proto::encode(&pending[i].msg, c.mode))
                         });
                         send(conn, c, bytes, &mut slow);
@@ -1371,7 +1355,7 @@ impl<W: LogFile> Hub<W> {
                 Target::Room {
                     sender: Some(s), ..
                 } => match self.clients.get(&s) {
-                    Some(c) if c.mode == Mode::Human => s,
+                    Some(c) if !c.mode.echoes_own_messages() => s,
                     _ => continue,
                 },
                 Target::RoomExcept { except, .. } => except,
@@ -1382,7 +1366,7 @@ impl<W: LogFile> Hub<W> {
             }
         }
         let mut parts = Encoded::new(seg);
-        let mut whole: [Option<Bytes>; 2] = [None, None];
+        let mut whole: [Option<Bytes>; Mode::COUNT] = Default::default();
         let mut everyone: Vec<(u64, &Client)> = Vec::with_capacity(room.members.len());
         for &conn in &room.members {
             let Some(client) = self.clients.get(&conn) else {
@@ -1408,7 +1392,7 @@ impl<W: LogFile> Hub<W> {
                 }
                 continue;
             }
-            whole[client.mode as usize].get_or_insert_with(|| {
+            whole[client.mode.index()].get_or_insert_with(|| {
                 let mut all = Vec::new();
                 for k in 0..seg.len() {
                     all.extend_from_slice(parts.get(k, client.mode));
@@ -1420,7 +1404,7 @@ impl<W: LogFile> Hub<W> {
         let send_all = |part: &[(u64, &Client)]| {
             let mut slow = Vec::new();
             for &(conn, client) in part {
-                let bytes = whole[client.mode as usize].as_ref().expect("encoded above");
+                let bytes = whole[client.mode.index()].as_ref().expect("encoded above");
                 send(conn, client, bytes, &mut slow);
             }
             slow
@@ -1448,12 +1432,7 @@ impl<W: LogFile> Hub<W> {
 
 /// Hands `bytes` to one client, noting it as slow if its outbox is full.
 fn send(conn: u64, client: &Client, bytes: &Bytes, slow: &mut Vec<u64>) {
-    let sent = if client.tls {
-        client.outbox.push(bytes.clone())
-    } else {
-        client.outbox.deliver(bytes, &client.stream)
-    };
-    match sent {
+    match client.outbox.send(bytes) {
         Ok(()) => {}
         Err(PushError::Full) => {
             if !slow.contains(&conn) {
@@ -1468,20 +1447,20 @@ fn send(conn: u64, client: &Client, bytes: &Bytes, slow: &mut Vec<u64>) {
 /// The encodings of a segment's deliveries, made on first need, once per mode.
 struct Encoded<'a> {
     seg: &'a [Delivery],
-    /// Indexed by `Mode as usize`, then by position in the segment.
-    bytes: [Vec<Option<Vec<u8>>>; 2],
+    /// Indexed by [`Mode::index`], then by position in the segment.
+    bytes: [Vec<Option<Vec<u8>>>; Mode::COUNT],
 }
 
 impl<'a> Encoded<'a> {
     fn new(seg: &'a [Delivery]) -> Encoded<'a> {
         Encoded {
             seg,
-            bytes: [vec![None; seg.len()], vec![None; seg.len()]],
+            bytes: std::array::from_fn(|_| vec![None; seg.len()]),
         }
     }
 
     fn get(&mut self, k: usize, mode: Mode) -> &[u8] {
-        self.bytes[mode as usize][k].get_or_insert_with(|| proto::encode(&self.seg[k].msg, mode))
+        self.bytes[mode.index()][k].get_or_insert_with(|| proto::encode(&self.seg[k].msg, mode))
     }
 }
 
@@ -1521,21 +1500,17 @@ fn public_reason(reason: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{TcpListener, TcpStream};
     use std::time::Duration;
 
     use super::*;
     use crate::server::login::{Checker, Throttle};
-    use crate::server::outbox::{OutboxReceiver, outbox};
+    use crate::server::outbox::{OutboxReceiver, queued};
     use crate::store::users::Directory;
 
-    /// A hub over in-memory logs, and real sockets for its clients.
+    /// A hub over in-memory logs; its clients are outboxes, with no socket at all.
     struct Rig {
         hub: Hub<Vec<u8>>,
         _dir: tempfile::TempDir,
-        /// Both ends of each client's socket, kept open.
-        _sockets: Vec<(TcpStream, Arc<TcpStream>)>,
-        listener: TcpListener,
     }
 
     fn rig(config: Config) -> Rig {
@@ -1552,26 +1527,19 @@ mod tests {
         Rig {
             hub: Hub::new(messages, connections, 1, config, bans, auth),
             _dir: dir,
-            _sockets: Vec::new(),
-            listener: TcpListener::bind("127.0.0.1:0").unwrap(),
         }
     }
 
     impl Rig {
-        /// A guest named `name` whose outbox holds at most `limit` bytes. Marked TLS, so
+        /// A guest named `name` whose outbox holds at most `limit` bytes. Queued, so
         /// everything for it goes through the outbox, where the test reads it.
         fn client(&mut self, conn: u64, name: &str, limit: usize) -> OutboxReceiver {
-            let client = TcpStream::connect(self.listener.local_addr().unwrap()).unwrap();
-            let server = Arc::new(self.listener.accept().unwrap().0);
-            self._sockets.push((client, server.clone()));
-            let (tx, rx) = outbox(limit);
+            let (tx, rx) = queued(None, limit, None);
             self.hub.handle(Event::Connect {
                 conn,
                 peer: "127.0.0.1:1".parse().unwrap(),
                 thread: "t".into(),
                 outbox: tx,
-                stream: server,
-                tls: true,
             });
             let (reply, granted) = crossbeam_channel::bounded(1);
             let who = Identity::guest(Mode::Human, name.into());
