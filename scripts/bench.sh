@@ -15,7 +15,7 @@ else
 fi
 ulimit -n "$(ulimit -Hn)"
 
-cargo build --release --bins --quiet
+cargo build --release --bins --features bench --quiet
 figures=$(mktemp)
 trap 'rm -f "$figures"' EXIT
 mkdir -p target

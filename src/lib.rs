@@ -17,13 +17,14 @@
 //! - [`viewer`]: `chat-log`'s logic: rendering and following `messages.csv`.
 //! - [`tls`]: rustls over a socket shared by a reader and a writer thread (server and client).
 //! - [`term`]: terminal settings shared by the client and the viewer.
-//! - [`bench`]: `chat-bench`'s load generator and workloads.
+//! - `bench` (with the `bench` feature): `chat-bench`'s load generator and workloads.
 //! - [`attack`]: what a hostile member can do, as functions (for the tests and `chat-bench hostile`).
 //! - [`error`]: the crate's error type.
 
 #![forbid(unsafe_code)]
 
 pub mod attack;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod client;
 pub mod error;

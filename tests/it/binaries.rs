@@ -8,19 +8,23 @@ use serde_json::json;
 
 use crate::support::{Client, ServerProcess, TIMEOUT, csv_rows, start_server, wait_timeout};
 
-const BINARIES: [&str; 4] = [
+const BINARIES: [&str; 3] = [
     env!("CARGO_BIN_EXE_chat-server"),
     env!("CARGO_BIN_EXE_chat-client"),
     env!("CARGO_BIN_EXE_chat-log"),
-    env!("CARGO_BIN_EXE_chat-bench"),
 ];
+
+/// The load generator, built with the `bench` feature (as `scripts/test.sh` does).
+#[cfg(feature = "bench")]
+const BENCH: &str = env!("CARGO_BIN_EXE_chat-bench");
 
 /// A few seconds of the benchmark against a real server process it starts itself: every
 /// message reaches every receiver exactly once. Speed is not asserted here; that is the
 /// benchmark's job (scripts/bench.sh).
+#[cfg(feature = "bench")]
 #[test]
 fn a_short_benchmark_run_loses_nothing() {
-    let out = Command::new(BINARIES[3]).arg("smoke").output().unwrap();
+    let out = Command::new(BENCH).arg("smoke").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -32,7 +36,11 @@ fn a_short_benchmark_run_loses_nothing() {
 
 #[test]
 fn every_binary_has_help_and_version() {
-    for bin in BINARIES {
+    #[cfg(feature = "bench")]
+    let all = [&BINARIES[..], &[BENCH]].concat();
+    #[cfg(not(feature = "bench"))]
+    let all = BINARIES.to_vec();
+    for bin in all {
         let help = Command::new(bin).arg("--help").output().unwrap();
         assert!(help.status.success(), "{bin} --help");
         let text = String::from_utf8(help.stdout).unwrap();
