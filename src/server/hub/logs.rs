@@ -1,0 +1,183 @@
+//! Both logs: staging rows, and the flush that writes them before anything is delivered.
+
+use super::*;
+
+impl<W: LogFile> Hub<W> {
+    /// Writes a server-wide row (`start`, `stop`) to `data.csv` now.
+    pub fn log_server_event(&mut self, event: &str, detail: &str) {
+        self.connections.stage(&ConnRecord {
+            timestamp: store::now_timestamp(),
+            event: event.to_string(),
+            conn: None,
+            ip: String::new(),
+            port: None,
+            thread: String::new(),
+            name: String::new(),
+            detail: detail.to_string(),
+        });
+        if let Err(e) = self.connections.commit() {
+            error!("{e}");
+        }
+    }
+
+    /// Assigns the next id and stages the `messages.csv` row; returns the message as sent.
+    /// `room` is empty for a direct message, `to` set only for one. With `--fsync always` the
+    /// row is written and synced at once; if that fails the sender (`conn`) is told and `None`
+    /// comes back: the message must not be delivered.
+    pub(super) fn log_message(
+        &mut self,
+        conn: u64,
+        room: &str,
+        from: String,
+        to: Option<String>,
+        kind: Kind,
+        text: String,
+    ) -> Option<ChatMessage> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let ts = store::now_timestamp();
+        self.messages.stage(&MessageRecord {
+            id,
+            timestamp: ts.clone(),
+            room: room.to_string(),
+            sender: from.clone(),
+            recipient: to.clone().unwrap_or_default(),
+            kind: kind.as_str().to_string(),
+            text: text.clone(),
+        });
+        if self.config.chat.fsync == Fsync::Always
+            && let Err(e) = self.messages.commit()
+        {
+            error!("{e}; the message was not delivered");
+            self.storage_failed(conn);
+            return None;
+        }
+        Some(ChatMessage {
+            id,
+            ts,
+            room: room.to_string(),
+            from,
+            to,
+            kind,
+            text,
+            history: false,
+        })
+    }
+
+    /// Tells `conn` its message could not be logged, so it was not delivered.
+    pub(super) fn storage_failed(&mut self, conn: u64) {
+        let err = ServerMsg::failure(
+            ErrorCode::Storage,
+            "the server could not save your message; it was not sent".to_string(),
+        );
+        if let Some(mode) = self.clients.get(&conn).map(|c| c.mode) {
+            self.send_now(conn, mode, &err);
+        }
+    }
+
+    /// Writes what is staged to both logs, then delivers what is pending. Clients found slow
+    /// while delivering are disconnected, which may queue more (their `left` notices).
+    pub(super) fn flush(&mut self) {
+        loop {
+            if let Err(e) = self.connections.commit() {
+                error!("{e}");
+            }
+            match self.messages.commit() {
+                Ok(()) => {
+                    let keep = self.config.chat.history_keep;
+                    for (key, msg) in std::mem::take(&mut self.pending_history) {
+                        for emptied in self.budget.remember(&mut self.rooms, &key, msg, keep) {
+                            self.drop_if_unused(&emptied);
+                        }
+                    }
+                }
+                Err(e) => {
+                    error!("{e}; the messages of this batch were not delivered");
+                    self.pending_history.clear();
+                    self.refuse_unlogged_messages();
+                }
+            }
+            if self.pending.is_empty() && self.overflowed.is_empty() {
+                for (reply, granted) in self.replies.drain(..) {
+                    // The connection thread may have gone; then nobody waits for the answer.
+                    let _ = reply.send(granted);
+                }
+                return;
+            }
+            let started = std::time::Instant::now();
+            let mut slow = self.deliver();
+            for conn in std::mem::take(&mut self.overflowed) {
+                if !slow.contains(&conn) {
+                    slow.push(conn);
+                }
+            }
+            let took = started.elapsed();
+            if took > std::time::Duration::from_millis(5) {
+                debug!("delivering a batch took {took:?}");
+            }
+            for conn in slow {
+                if let Some(client) = self.clients.get(&conn) {
+                    warn!(
+                        "conn {conn} ({}) is a slow consumer: its outbox is full; disconnecting",
+                        client.name.as_deref().unwrap_or("unnamed")
+                    );
+                    client.outbox.abandon();
+                }
+                // Removed without flushing: this loop is the flush.
+                self.forget(conn, SLOW_CONSUMER);
+            }
+        }
+    }
+
+    /// The log write failed: no message of this batch may be delivered. Each sender is told
+    /// once; other deliveries (notices) go ahead.
+    pub(super) fn refuse_unlogged_messages(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        let mut told: Vec<u64> = Vec::new();
+        for d in pending {
+            match d.logged_by {
+                Some(conn) => {
+                    if !told.contains(&conn) {
+                        told.push(conn);
+                        self.storage_failed(conn);
+                    }
+                }
+                None => self.pending.push(d),
+            }
+        }
+    }
+}
+
+/// The `data.csv` row of one connection event.
+pub(super) fn conn_row(conn: u64, client: &Client, event: &str, detail: &str) -> ConnRecord {
+    ConnRecord {
+        timestamp: store::now_timestamp(),
+        event: event.to_string(),
+        conn: Some(conn),
+        ip: client.peer.ip().to_string(),
+        port: Some(client.peer.port()),
+        thread: client.thread.clone(),
+        name: client.name.clone().unwrap_or_default(),
+        detail: detail.to_string(),
+    }
+}
+
+/// The `data.csv` reason for a client disconnected because its outbox was full.
+pub(crate) const SLOW_CONSUMER: &str = "slow consumer: outbox full";
+
+/// The part of a disconnect reason the other members see.
+pub(super) fn public_reason(reason: &str) -> &str {
+    if reason.starts_with("quit") {
+        reason
+    } else if reason == SLOW_CONSUMER {
+        "too slow to keep up"
+    } else if reason.contains("timeout") {
+        "timed out"
+    } else if reason == "flooding" {
+        "disconnected for flooding"
+    } else if reason.starts_with("kicked") || reason.starts_with("banned") {
+        reason
+    } else {
+        "connection closed"
+    }
+}
