@@ -1,5 +1,8 @@
 //! The hub alone: in-memory logs, outboxes without sockets.
 
+use std::io::{self, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::*;
@@ -7,9 +10,61 @@ use crate::server::login::{Checker, Throttle};
 use crate::server::outbox::{OutboxReceiver, queued};
 use crate::store::users::Directory;
 
+/// An in-memory log file that a test can read, and can fill ("no space left").
+#[derive(Clone, Default)]
+struct Disk {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    full: Arc<AtomicBool>,
+}
+
+impl Disk {
+    fn check(&self) -> io::Result<()> {
+        if self.full.load(Ordering::Relaxed) {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left"));
+        }
+        Ok(())
+    }
+
+    /// The rows written so far.
+    fn rows(&self) -> Vec<csv::StringRecord> {
+        let bytes = self.bytes.lock().unwrap().clone();
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(&bytes[..])
+            .records()
+            .map(Result::unwrap)
+            .collect()
+    }
+}
+
+impl Write for Disk {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.check()?;
+        self.bytes.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.check()
+    }
+}
+
+impl LogFile for Disk {
+    fn sync(&mut self) -> io::Result<()> {
+        self.check()
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.bytes.lock().unwrap().truncate(len as usize);
+        Ok(())
+    }
+}
+
 /// A hub over in-memory logs; its clients are outboxes, with no socket at all.
 struct Rig {
-    hub: Hub<Vec<u8>>,
+    hub: Hub<Disk>,
+    /// `messages.csv`.
+    messages: Disk,
     _dir: tempfile::TempDir,
 }
 
@@ -22,10 +77,12 @@ fn rig(config: Config) -> Rig {
         private: false,
     });
     let bans = Arc::new(std::sync::RwLock::new(Bans::open(dir.path()).unwrap()));
-    let messages = CsvLog::new(Vec::new(), 0, "messages".into());
-    let connections = CsvLog::new(Vec::new(), 0, "connections".into());
+    let messages = Disk::default();
+    let log = CsvLog::new(messages.clone(), 0, "messages".into());
+    let connections = CsvLog::new(Disk::default(), 0, "connections".into());
     Rig {
-        hub: Hub::new(messages, connections, 1, config, bans, auth),
+        hub: Hub::new(log, connections, 1, config, bans, auth),
+        messages,
         _dir: dir,
     }
 }
@@ -34,6 +91,10 @@ impl Rig {
     /// A guest named `name` whose outbox holds at most `limit` bytes. Queued, so
     /// everything for it goes through the outbox, where the test reads it.
     fn client(&mut self, conn: u64, name: &str, limit: usize) -> OutboxReceiver {
+        self.client_in(conn, name, Mode::Human, limit)
+    }
+
+    fn client_in(&mut self, conn: u64, name: &str, mode: Mode, limit: usize) -> OutboxReceiver {
         let (tx, rx) = queued(None, limit, None);
         self.hub.handle(Event::Connect {
             conn,
@@ -42,7 +103,7 @@ impl Rig {
             outbox: tx,
         });
         let (reply, granted) = crossbeam_channel::bounded(1);
-        let who = Identity::guest(Mode::Human, name.into());
+        let who = Identity::guest(mode, name.into());
         self.hub.handle(Event::Hello { conn, who, reply });
         self.hub.flush();
         assert_eq!(granted.try_recv(), Ok(true));
@@ -53,6 +114,16 @@ impl Rig {
     fn request(&mut self, conn: u64, req: Request) {
         self.hub.handle(Event::Request { conn, req });
     }
+}
+
+/// The JSON events in `rx` of type `kind`.
+fn events(rx: &OutboxReceiver, kind: &str) -> Vec<serde_json::Value> {
+    String::from_utf8(drain(rx))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == kind)
+        .collect()
 }
 
 fn drain(rx: &OutboxReceiver) -> Vec<u8> {
@@ -90,4 +161,110 @@ fn leaving_after_being_dropped_in_the_same_batch_is_harmless() {
     r.request(2, Request::Ping(None));
     r.hub.flush();
     assert!(String::from_utf8(drain(&rx2)).unwrap().contains("* pong"));
+}
+
+/// Messages reach a client in the order of the log, however the senders interleave in a
+/// batch: the log is written first, then the batch is delivered in its order.
+#[test]
+fn delivery_order_is_log_order() {
+    let mut r = rig(Config::default());
+    let _a = r.client(1, "alice", 1 << 20);
+    let _b = r.client(2, "bob", 1 << 20);
+    let watcher = r.client_in(3, "watcher", Mode::Json, 1 << 20);
+    for i in 0..20 {
+        let who = if i % 3 == 0 { 2 } else { 1 };
+        r.request(who, Request::Say(format!("m{i}")));
+    }
+    r.hub.flush();
+    let delivered: Vec<(u64, String)> = events(&watcher, "message")
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_u64().unwrap(),
+                m["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let logged: Vec<(u64, String)> = r
+        .messages
+        .rows()
+        .iter()
+        .filter(|row| row[5] == *"message")
+        .map(|row| (row[0].parse().unwrap(), row[6].to_string()))
+        .collect();
+    assert_eq!(logged.len(), 20);
+    assert_eq!(delivered, logged);
+}
+
+/// A message that cannot be logged reaches nobody: the sender is told, the others see
+/// nothing, and once the disk has room again messages flow as before.
+#[test]
+fn nothing_is_delivered_when_the_log_cannot_be_written() {
+    let mut r = rig(Config::default());
+    let alice = r.client_in(1, "alice", Mode::Json, 1 << 20);
+    let watcher = r.client_in(2, "watcher", Mode::Json, 1 << 20);
+    r.messages.full.store(true, Ordering::Relaxed);
+    r.request(1, Request::Say("lost".into()));
+    r.hub.flush();
+    assert!(
+        events(&watcher, "message").is_empty(),
+        "delivered but not logged"
+    );
+    let errors = events(&alice, "error");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["code"], "storage");
+    assert!(r.messages.rows().iter().all(|row| &row[6] != "lost"));
+    r.messages.full.store(false, Ordering::Relaxed);
+    r.request(1, Request::Say("kept".into()));
+    r.hub.flush();
+    let got = events(&watcher, "message");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["text"], "kept");
+    assert!(r.messages.rows().iter().any(|row| &row[6] == "kept"));
+}
+
+/// A change of membership first delivers what is pending: a member who leaves in the same
+/// batch still gets what was said before it left, and one who joins does not get, as new,
+/// what was said before it joined (it comes as history).
+#[test]
+fn membership_changes_deliver_what_was_pending_first() {
+    let mut r = rig(Config::default());
+    let _alice = r.client(1, "alice", 1 << 20);
+    let leaver = r.client_in(2, "leaver", Mode::Json, 1 << 20);
+    let joiner = r.client_in(3, "joiner", Mode::Json, 1 << 20);
+    r.request(3, Request::Leave(Some("lobby".into())));
+    r.hub.flush();
+    drain(&joiner);
+    // Each change in a batch of its own, so one change's flush does not do the other's work.
+    r.request(1, Request::Say("before".into()));
+    r.request(3, Request::Join("lobby".into()));
+    r.request(1, Request::Say("after".into()));
+    r.hub.flush();
+    r.request(1, Request::Say("last words".into()));
+    r.request(2, Request::Leave(Some("lobby".into())));
+    r.request(1, Request::Say("gone".into()));
+    r.hub.flush();
+    let texts = |v: Vec<serde_json::Value>| -> Vec<String> {
+        v.iter()
+            .map(|m| m["text"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        texts(events(&leaver, "message")),
+        ["before", "after", "last words"]
+    );
+    // The joiner's first event is its join; "before" comes inside its history.
+    let lines = String::from_utf8(drain(&joiner)).unwrap();
+    let types: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(types[0]["type"], "joined", "{lines}");
+    let end = lines.find("history_end").expect("history sent");
+    let (history, live) = lines.split_at(end);
+    assert!(history.contains("\"before\""), "{lines}");
+    assert!(
+        !live.contains("\"before\"") && live.contains("\"after\""),
+        "{lines}"
+    );
 }
