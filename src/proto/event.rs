@@ -86,7 +86,7 @@ pub struct ChatMessage {
 }
 
 /// What kind of message a row is: the `kind` column of `messages.csv`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Message,

@@ -22,6 +22,7 @@ use crate::server::hub::Event;
 use crate::server::lines::{Line, LineReader};
 use crate::server::login::{Auth, Verdict};
 use crate::server::outbox::{Outbox, OutboxReceiver, PushError};
+use crate::store::Disconnect;
 use crate::tls::{DeadlineReader, Transport, TransportReader};
 
 /// The reader's buffer. Chat lines are short; a small buffer keeps an idle connection small
@@ -62,7 +63,7 @@ enum Login {
     /// Refused; the client was told and may try again.
     Refused,
     /// The connection ended (closed, or the handshake ran out of time).
-    Ended(String),
+    Ended(Disconnect),
 }
 
 /// A paste in progress (human mode, `/paste` ... `.`).
@@ -77,10 +78,10 @@ impl Reader {
     /// Serves the connection until it ends, then tells the broadcaster why.
     pub fn run(self) {
         let reason = match self.serve() {
-            _ if self.overflowed.get() => crate::server::hub::SLOW_CONSUMER.to_string(),
+            _ if self.overflowed.get() => Disconnect::SlowConsumer,
             Ok(reason) => reason,
-            Err(e) if is_hangup(&e) => "connection reset".to_string(),
-            Err(e) => format!("read error: {e}"),
+            Err(e) if is_hangup(&e) => Disconnect::Reset,
+            Err(e) => Disconnect::ReadError(e.to_string()),
         };
         debug!("conn {} reader ends: {reason}", self.conn);
         let _ = self.events.send(Event::Gone {
@@ -90,7 +91,7 @@ impl Reader {
     }
 
     /// Returns the reason the connection ended, for `data.csv`.
-    fn serve(&self) -> io::Result<String> {
+    fn serve(&self) -> io::Result<Disconnect> {
         // The whole handshake (TLS, name, password) has one deadline, however slowly the
         // peer trickles its bytes.
         let deadline = Instant::now() + self.config.connection.handshake_timeout.get();
@@ -123,7 +124,7 @@ impl Reader {
         &self,
         lines: &mut LineReader<TransportReader<'_>>,
         deadline: Instant,
-    ) -> io::Result<Result<Mode, String>> {
+    ) -> io::Result<Result<Mode, Disconnect>> {
         self.send_raw(proto::GREETING.as_bytes());
         // Names refused so far: they count toward the flood limit like refused lines.
         let mut refused = 0u32;
@@ -144,7 +145,7 @@ impl Reader {
                     refused += 1;
                     continue;
                 }
-                Line::Eof | Line::EofMidLine => return Ok(Err("closed during handshake".into())),
+                Line::Eof | Line::EofMidLine => return Ok(Err(Disconnect::ClosedDuringHandshake)),
             };
             if matches!(
                 utf8(bytes).map(proto::parse_command),
@@ -183,7 +184,7 @@ impl Reader {
                 reply: reply_tx,
             };
             if self.events.send(hello_event).is_err() {
-                return Ok(Err("server stopping".into()));
+                return Ok(Err(Disconnect::ServerStopping));
             }
             match reply_rx.recv() {
                 Ok(true) => return Ok(Ok(mode)),
@@ -192,7 +193,7 @@ impl Reader {
                     self.prompt_again(mode);
                     refused += 1;
                 }
-                Err(_) => return Ok(Err("server stopping".into())),
+                Err(_) => return Ok(Err(Disconnect::ServerStopping)),
             }
         }
     }
@@ -240,7 +241,7 @@ impl Reader {
                     Ok(Line::Complete(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
                     Ok(Line::TooLong) => "\u{0}too long".to_string(),
                     Ok(Line::Eof | Line::EofMidLine) => {
-                        return Ok(Login::Ended("closed during handshake".into()));
+                        return Ok(Login::Ended(Disconnect::ClosedDuringHandshake));
                     }
                     Err(e) if is_timeout(&e) => {
                         return Ok(Login::Ended(self.handshake_timed_out()));
@@ -299,7 +300,11 @@ impl Reader {
 
     /// Reads requests until the connection ends; returns why it ended.
     #[inline(never)]
-    fn chat(&self, lines: &mut LineReader<TransportReader<'_>>, mode: Mode) -> io::Result<String> {
+    fn chat(
+        &self,
+        lines: &mut LineReader<TransportReader<'_>>,
+        mode: Mode,
+    ) -> io::Result<Disconnect> {
         let mut paste: Option<Paste> = None;
         // Lines refused in a row; a good request starts the count again.
         let mut refused = 0u32;
@@ -326,8 +331,8 @@ impl Reader {
                         pinged = true;
                         continue;
                     }
-                    (Mode::Json, true) => return Ok(self.silent(mode, "no answer to a ping")),
-                    (Mode::Human, _) => return Ok(self.silent(mode, "idle for too long")),
+                    (Mode::Json, true) => return Ok(self.silent(mode, Disconnect::NoPingAnswer)),
+                    (Mode::Human, _) => return Ok(self.silent(mode, Disconnect::Idle)),
                 },
                 Err(e) => return Err(e),
             };
@@ -351,8 +356,8 @@ impl Reader {
                     }
                     continue;
                 }
-                Line::Eof => return Ok("closed".into()),
-                Line::EofMidLine => return Ok("closed mid-line".into()),
+                Line::Eof => return Ok(Disconnect::Closed),
+                Line::EofMidLine => return Ok(Disconnect::ClosedMidLine),
             };
             if let Some(p) = &mut paste {
                 let Some(text) = self.paste_line(p, bytes) else {
@@ -363,7 +368,7 @@ impl Reader {
                     Ok(text) => {
                         refused = 0;
                         if !self.forward(Request::Say(text)) {
-                            return Ok("server stopping".into());
+                            return Ok(Disconnect::ServerStopping);
                         }
                     }
                     Err(e) => {
@@ -408,12 +413,12 @@ impl Reader {
                 }
                 Request::Quit(_) => {
                     self.forward(req);
-                    return Ok("quit".into());
+                    return Ok(Disconnect::Quit(None));
                 }
                 req => {
                     refused = 0;
                     if !self.forward(req) {
-                        return Ok("server stopping".into());
+                        return Ok(Disconnect::ServerStopping);
                     }
                 }
             }
@@ -477,7 +482,7 @@ impl Reader {
     /// `data.csv`.
     #[cold]
     #[inline(never)]
-    fn flooded(&self, mode: Mode) -> String {
+    fn flooded(&self, mode: Mode) -> Disconnect {
         let bye = ServerMsg::Bye {
             ts: crate::store::now_timestamp(),
             reason: format!(
@@ -486,19 +491,19 @@ impl Reader {
             ),
         };
         self.send(mode, &bye);
-        "flooding".into()
+        Disconnect::Flooding
     }
 
     /// Says goodbye to a client that went silent; returns the reason for `data.csv`.
     #[cold]
     #[inline(never)]
-    fn silent(&self, mode: Mode, why: &str) -> String {
+    fn silent(&self, mode: Mode, why: Disconnect) -> Disconnect {
         let bye = ServerMsg::Bye {
             ts: crate::store::now_timestamp(),
-            reason: why.to_string(),
+            reason: why.told(),
         };
         self.send(mode, &bye);
-        format!("timeout: {why}")
+        why
     }
 
     /// On a TLS port, a client that speaks plain text (`nc`, a client without `--tls`) gets a
@@ -506,13 +511,13 @@ impl Reader {
     /// TLS connection starts with a handshake record.
     #[cold]
     #[inline(never)]
-    fn refuse_plain_text(&self, deadline: Instant) -> io::Result<Option<String>> {
+    fn refuse_plain_text(&self, deadline: Instant) -> io::Result<Option<Disconnect>> {
         let sock = self.transport.socket();
         let left = deadline.saturating_duration_since(Instant::now());
         sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
         let mut first = [0u8; 1];
         match sock.peek(&mut first) {
-            Ok(0) => return Ok(Some("closed during handshake".into())),
+            Ok(0) => return Ok(Some(Disconnect::ClosedDuringHandshake)),
             Ok(_) if first[0] == crate::tls::TLS_HANDSHAKE => return Ok(None),
             Ok(_) => {}
             Err(e) if is_timeout(&e) => {
@@ -524,30 +529,30 @@ impl Reader {
             b"! this server speaks TLS: connect with chat-client --tls (or openssl s_client)\n",
         );
         let _ = sock.shutdown(Shutdown::Both);
-        Ok(Some("plain text on the TLS port".into()))
+        Ok(Some(Disconnect::PlainTextOnTls))
     }
 
     #[cold]
     #[inline(never)]
-    fn quit_before_name(&self) -> String {
+    fn quit_before_name(&self) -> Disconnect {
         let bye = ServerMsg::Bye {
             ts: crate::store::now_timestamp(),
-            reason: "you left before choosing a name".into(),
+            reason: Disconnect::QuitDuringHandshake.told(),
         };
         self.send(Mode::Human, &bye);
-        "quit during handshake".into()
+        Disconnect::QuitDuringHandshake
     }
 
     #[cold]
     #[inline(never)]
-    fn handshake_timed_out(&self) -> String {
+    fn handshake_timed_out(&self) -> Disconnect {
         let secs = self.config.connection.handshake_timeout.get().as_secs_f64();
         let err = ServerMsg::failure(
             ErrorCode::HandshakeTimeout,
             format!("no name given within {secs} s; closing the connection"),
         );
         self.send(Mode::Human, &err);
-        "handshake timeout".into()
+        Disconnect::HandshakeTimeout
     }
 
     #[cold]

@@ -199,7 +199,7 @@ impl Server {
         let bans = Arc::new(std::sync::RwLock::new(Bans::open(&config.data_dir)?));
         let mut hub = Hub::open(&config.data_dir, config.clone(), bans.clone(), auth.clone())?;
         hub.log_server_event(
-            "start",
+            crate::store::ConnEvent::Start,
             &format!("chatroom {} on {local}", env!("CARGO_PKG_VERSION")),
         );
         let next_conn =
@@ -405,7 +405,7 @@ impl Server {
         error!("conn {conn}: cannot start a thread for {peer}: {e}; refusing the connection");
         let _ = self.events.send(Event::Gone {
             conn,
-            reason: format!("refused: no thread: {e}"),
+            reason: crate::store::Disconnect::NoThread(e.to_string()),
         });
     }
 }

@@ -6,8 +6,11 @@
 //! broadcaster log a whole batch before delivering any of it.
 
 pub mod bans;
+mod records;
 mod scan;
 pub mod users;
+
+pub use records::*;
 
 pub use scan::{
     Prefix, Record, RecordSplitter, RecordsBackwards, complete_len, last_record, repair_tail,
@@ -18,44 +21,9 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{Error, Result};
-
-/// The header of `messages.csv`.
-pub const MESSAGES_HEADER: &str = "id,timestamp,room,sender,recipient,kind,text";
-/// The header of `data.csv`.
-pub const CONNECTIONS_HEADER: &str = "timestamp,event,conn,ip,port,thread,name,detail";
-/// The file name of the message log inside the data directory.
-pub const MESSAGES_FILE: &str = "messages.csv";
-/// The file name of the connection log inside the data directory.
-pub const CONNECTIONS_FILE: &str = "data.csv";
-
-/// One row of `messages.csv`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MessageRecord {
-    pub id: u64,
-    pub timestamp: String,
-    pub room: String,
-    pub sender: String,
-    pub recipient: String,
-    pub kind: String,
-    pub text: String,
-}
-
-/// One row of `data.csv`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConnRecord {
-    pub timestamp: String,
-    pub event: String,
-    /// Empty for server-wide events (`start`, `stop`).
-    pub conn: Option<u64>,
-    pub ip: String,
-    pub port: Option<u16>,
-    pub thread: String,
-    pub name: String,
-    pub detail: String,
-}
 
 /// Now, as RFC 3339 UTC with milliseconds: `2026-11-23T16:04:05.123Z`.
 pub fn now_timestamp() -> String {
@@ -337,15 +305,18 @@ pub fn last_message_id(path: &Path) -> Result<u64> {
         .map_err(|e| Error::io(format!("cannot read the end of {}", path.display()), e))?;
     match last {
         None => Ok(0),
-        Some(rec) if rec.get(0) == Some("id") => Ok(0),
-        Some(rec) => rec.get(0).and_then(|s| s.parse().ok()).ok_or_else(|| {
-            Error::Corrupt(format!(
-                "the last row of {} (at byte {}) does not start with a message id: {:?}",
-                path.display(),
-                rec.offset,
-                rec.fields
-            ))
-        }),
+        Some(rec) if rec.get(message_column::ID) == Some("id") => Ok(0),
+        Some(rec) => rec
+            .get(message_column::ID)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "the last row of {} (at byte {}) does not start with a message id: {:?}",
+                    path.display(),
+                    rec.offset,
+                    rec.fields
+                ))
+            }),
     }
 }
 
@@ -358,7 +329,10 @@ pub fn last_conn_id(path: &Path) -> Result<u64> {
         .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
     for row in rows {
         let row = row.map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-        if let Some(conn) = row.get(2).and_then(|s| s.parse::<u64>().ok()) {
+        if let Some(conn) = row
+            .get(connection_column::CONN)
+            .and_then(|s| s.parse::<u64>().ok())
+        {
             return Ok(conn);
         }
     }
@@ -378,7 +352,7 @@ mod tests {
             room: "lobby".into(),
             sender: "alice".into(),
             recipient: String::new(),
-            kind: "message".into(),
+            kind: crate::proto::Kind::Message,
             text: text.into(),
         }
     }

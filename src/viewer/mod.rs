@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use regex::Regex;
 
 use crate::error::{Error, Result};
-use crate::proto::{self, duration, printable};
+use crate::proto::{self, Kind, duration, printable};
+use crate::store::message_column as M;
 use crate::store::{
     ConnRecord, MESSAGES_HEADER, MessageRecord, Prefix, RecordSplitter, RecordsBackwards,
     complete_len,
@@ -108,11 +109,11 @@ impl<'a, W: Write> Printer<'a, W> {
 }
 
 fn is_header_bytes(rec: &csv::ByteRecord) -> bool {
-    rec.get(0) == Some(b"id") && rec.get(1) == Some(b"timestamp")
+    rec.get(M::ID) == Some(b"id") && rec.get(M::TIMESTAMP) == Some(b"timestamp")
 }
 
 fn is_header(rec: &csv::StringRecord) -> bool {
-    rec.get(0) == Some("id") && rec.get(1) == Some("timestamp")
+    rec.get(M::ID) == Some("id") && rec.get(M::TIMESTAMP) == Some("timestamp")
 }
 
 /// One message as a readable line: `2026-11-23 16:04:05  lobby  alice: hello`. Every field
@@ -139,7 +140,7 @@ pub fn format_record(rec: &MessageRecord, opts: ViewOptions) -> String {
         paint("36", &format!("{room:<11}"))
     );
     let mut visible = 19 + 2 + room.chars().count().max(11) + 2;
-    let sep = if rec.kind == "action" {
+    let sep = if rec.kind == Kind::Action {
         head.push_str(&format!("* {}", paint("1", &sender)));
         visible += 2 + sender.chars().count() + 1;
         " "
@@ -356,27 +357,27 @@ impl Filter {
                 || (!a.is_ascii() && std::str::from_utf8(a).is_ok_and(|a| same_name(a, b)))
         };
         if let Some(room) = &self.room
-            && !same(field(2), proto::room_display(room))
+            && !same(field(M::ROOM), proto::room_display(room))
         {
             return false;
         }
         if let Some(from) = &self.from
-            && !same(field(3), from)
+            && !same(field(M::SENDER), from)
         {
             return false;
         }
         if let Some(to) = &self.to
-            && !same(field(4), to)
+            && !same(field(M::RECIPIENT), to)
         {
             return false;
         }
         if let Some(dm) = self.dm
-            && dm != (field(5) == b"direct")
+            && dm != (field(M::KIND) == b"direct")
         {
             return false;
         }
         if self.since.is_some() || self.until.is_some() {
-            let Some(ts) = std::str::from_utf8(field(1))
+            let Some(ts) = std::str::from_utf8(field(M::TIMESTAMP))
                 .ok()
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             else {
@@ -388,7 +389,7 @@ impl Filter {
             }
         }
         if let Some(re) = &self.grep
-            && !std::str::from_utf8(field(6)).is_ok_and(|t| re.is_match(t))
+            && !std::str::from_utf8(field(M::TEXT)).is_ok_and(|t| re.is_match(t))
         {
             return false;
         }
@@ -414,7 +415,7 @@ impl Filter {
             return false;
         }
         if let Some(dm) = self.dm
-            && dm != (rec.kind == "direct")
+            && dm != (rec.kind == Kind::Direct)
         {
             return false;
         }
@@ -650,7 +651,7 @@ pub fn connections(
                 let line = format!(
                     "{}  {:<12} {:>6}  {:<21}  {:<16} {}\n",
                     paint("2", when),
-                    paint("36", &rec.event),
+                    paint("36", rec.event.as_str()),
                     rec.conn.map(|c| c.to_string()).unwrap_or_default(),
                     who,
                     printable(&rec.name),
@@ -686,14 +687,14 @@ pub fn stats(path: &Path, out: &mut impl Write, filter: &Filter) -> Result<()> {
         }
         total += 1;
         let text = |i: usize| String::from_utf8_lossy(rec.get(i).unwrap_or(b"")).into_owned();
-        let room = match rec.get(2) {
+        let room = match rec.get(M::ROOM) {
             Some(b"") | None => "(direct)".to_string(),
-            Some(_) => format!("#{}", text(2).to_lowercase()),
+            Some(_) => format!("#{}", text(M::ROOM).to_lowercase()),
         };
         *rooms.entry(room).or_default() += 1;
-        *senders.entry(text(3)).or_default() += 1;
+        *senders.entry(text(M::SENDER)).or_default() += 1;
         if let Some(h) = rec
-            .get(1)
+            .get(M::TIMESTAMP)
             .and_then(|t| t.get(11..13))
             .and_then(|h| std::str::from_utf8(h).ok())
             .and_then(|h| h.parse::<usize>().ok())
@@ -762,7 +763,7 @@ mod tests {
         room: &str,
         from: &str,
         to: &str,
-        kind: &str,
+        kind: Kind,
         text: &str,
     ) -> MessageRecord {
         MessageRecord {
@@ -771,7 +772,7 @@ mod tests {
             room: room.into(),
             sender: from.into(),
             recipient: to.into(),
-            kind: kind.into(),
+            kind,
             text: text.into(),
         }
     }
@@ -784,7 +785,7 @@ mod tests {
             "Ops",
             "alice",
             "",
-            "message",
+            Kind::Message,
             "deploy done",
         );
         let dm = rec(
@@ -793,7 +794,7 @@ mod tests {
             "",
             "bob",
             "Alice",
-            "direct",
+            Kind::Direct,
             "psst",
         );
         let now = parse_when("2026-11-24T00:00:00Z", Utc::now()).unwrap();
@@ -877,7 +878,7 @@ mod tests {
             "lobby",
             "alice",
             "",
-            "message",
+            Kind::Message,
             "a, \"b\"\nc",
         );
         let csv = render_message(&r, Format::Csv, ViewOptions::default());
@@ -907,7 +908,7 @@ mod tests {
             room: "lobby".into(),
             sender: "alice".into(),
             recipient: String::new(),
-            kind: "message".into(),
+            kind: Kind::Message,
             text: "evil \u{1b}[2J\u{202E} and, \"quotes\"\nline two".into(),
         };
         let out = format_record(&rec, ViewOptions::default());

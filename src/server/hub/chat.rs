@@ -140,13 +140,10 @@ impl<W: LogFile> Hub<W> {
             Request::Pong | Request::Paste => {}
             Request::Ping(id) => self.push(Target::One(conn), ServerMsg::Pong { id }),
             Request::Quit(reason) => {
-                let reason = match reason {
-                    Some(r) => format!("quit: {r}"),
-                    None => "quit".to_string(),
-                };
+                let reason = Disconnect::Quit(reason);
                 let bye = ServerMsg::Bye {
                     ts: store::now_timestamp(),
-                    reason: "you left; goodbye".to_string(),
+                    reason: reason.told(),
                 };
                 self.remove(conn, &reason, Some(bye));
             }
@@ -210,7 +207,7 @@ impl<W: LogFile> Hub<W> {
                     "disconnected for flooding ({flood_limit} requests refused in a row); you may reconnect"
                 ),
             };
-            self.remove(conn, "flooding", Some(bye));
+            self.remove(conn, &Disconnect::Flooding, Some(bye));
             return false;
         }
         let wait = ((cost - c.tokens) / rate * 1000.0).ceil() as u64;

@@ -4,10 +4,10 @@ use super::*;
 
 impl<W: LogFile> Hub<W> {
     /// Writes a server-wide row (`start`, `stop`) to `data.csv` now.
-    pub fn log_server_event(&mut self, event: &str, detail: &str) {
+    pub fn log_server_event(&mut self, event: ConnEvent, detail: &str) {
         self.connections.stage(&ConnRecord {
             timestamp: store::now_timestamp(),
-            event: event.to_string(),
+            event,
             conn: None,
             ip: String::new(),
             port: None,
@@ -42,7 +42,7 @@ impl<W: LogFile> Hub<W> {
             room: room.to_string(),
             sender: from.clone(),
             recipient: to.clone().unwrap_or_default(),
-            kind: kind.as_str().to_string(),
+            kind,
             text: text.clone(),
         });
         if self.config.chat.fsync == Fsync::Always
@@ -124,7 +124,7 @@ impl<W: LogFile> Hub<W> {
                     client.outbox.abandon();
                 }
                 // Removed without flushing: this loop is the flush.
-                self.forget(conn, SLOW_CONSUMER);
+                self.forget(conn, &Disconnect::SlowConsumer);
             }
         }
     }
@@ -149,35 +149,15 @@ impl<W: LogFile> Hub<W> {
 }
 
 /// The `data.csv` row of one connection event.
-pub(super) fn conn_row(conn: u64, client: &Client, event: &str, detail: &str) -> ConnRecord {
+pub(super) fn conn_row(conn: u64, client: &Client, event: ConnEvent, detail: &str) -> ConnRecord {
     ConnRecord {
         timestamp: store::now_timestamp(),
-        event: event.to_string(),
+        event,
         conn: Some(conn),
         ip: client.peer.ip().to_string(),
         port: Some(client.peer.port()),
         thread: client.thread.clone(),
         name: client.name.clone().unwrap_or_default(),
         detail: detail.to_string(),
-    }
-}
-
-/// The `data.csv` reason for a client disconnected because its outbox was full.
-pub(crate) const SLOW_CONSUMER: &str = "slow consumer: outbox full";
-
-/// The part of a disconnect reason the other members see.
-pub(super) fn public_reason(reason: &str) -> &str {
-    if reason.starts_with("quit") {
-        reason
-    } else if reason == SLOW_CONSUMER {
-        "too slow to keep up"
-    } else if reason.contains("timeout") {
-        "timed out"
-    } else if reason == "flooding" {
-        "disconnected for flooding"
-    } else if reason.starts_with("kicked") || reason.starts_with("banned") {
-        reason
-    } else {
-        "connection closed"
     }
 }

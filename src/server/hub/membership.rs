@@ -182,7 +182,7 @@ impl<W: LogFile> Hub<W> {
         self.names.remove(&old);
         self.names.insert(&new, conn);
         if let Some(client) = self.clients.get(&conn) {
-            let row = conn_row(conn, client, "nick", &format!("{old} -> {new}"));
+            let row = conn_row(conn, client, ConnEvent::Nick, &format!("{old} -> {new}"));
             self.connections.stage(&row);
         }
         let msg = ServerMsg::Nick {

@@ -24,8 +24,7 @@ pub mod rooms;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use self::logs::SLOW_CONSUMER;
-use self::logs::{conn_row, public_reason};
+use self::logs::conn_row;
 
 use self::rooms::{HistoryBudget, Room};
 use crate::proto::names::NameMap;
@@ -37,7 +36,9 @@ use crate::server::Config;
 use crate::server::login::Auth;
 use crate::server::outbox::{Bytes, Outbox, PushError};
 use crate::store::bans::Bans;
-use crate::store::{self, ConnRecord, CsvLog, Fsync, LogFile, MessageRecord};
+use crate::store::{
+    self, ConnEvent, ConnRecord, CsvLog, Disconnect, Fsync, LogFile, MessageRecord,
+};
 
 /// The most events handled in one batch before the logs are written and the batch delivered,
 /// and the most deliveries a batch gathers before it takes no more events: it bounds the
@@ -70,7 +71,7 @@ pub enum Event {
     /// A named client's request.
     Request { conn: u64, req: Request },
     /// The connection ended; `reason` goes to `data.csv`.
-    Gone { conn: u64, reason: String },
+    Gone { conn: u64, reason: Disconnect },
     /// A login failed (wrong password, or no such account on a private server); logged in
     /// `data.csv` with the name that was tried.
     LoginFailed {
@@ -336,7 +337,7 @@ impl<W: LogFile> Hub<W> {
                     account: None,
                 };
                 self.connections
-                    .stage(&conn_row(conn, &client, "connect", ""));
+                    .stage(&conn_row(conn, &client, ConnEvent::Connect, ""));
                 self.clients.insert(conn, client);
             }
             Event::Hello { conn, who, reply } => {
@@ -347,7 +348,7 @@ impl<W: LogFile> Hub<W> {
             Event::Gone { conn, reason } => self.remove(conn, &reason, None),
             Event::LoginFailed { conn, name, why } => {
                 if let Some(client) = self.clients.get(&conn) {
-                    let mut row = conn_row(conn, client, "login_failed", &why);
+                    let mut row = conn_row(conn, client, ConnEvent::LoginFailed, &why);
                     row.name = name;
                     self.connections.stage(&row);
                 }
@@ -377,7 +378,7 @@ impl<W: LogFile> Hub<W> {
         {
             self.expel(
                 holder,
-                "signed out: the name belongs to a registered account",
+                "signed out: the name belongs to a registered account".into(),
             );
         }
         if let Some(refusal) = self.name_refusal(conn, &hello.name, hello.account.as_deref()) {
@@ -402,7 +403,7 @@ impl<W: LogFile> Hub<W> {
         };
         self.push(Target::One(conn), welcome);
         if let Some(client) = self.clients.get(&conn) {
-            let row = conn_row(conn, client, "named", hello.standing.as_str());
+            let row = conn_row(conn, client, ConnEvent::Named, hello.standing.as_str());
             self.connections.stage(&row);
         }
         self.join(conn, proto::LOBBY);
@@ -411,7 +412,7 @@ impl<W: LogFile> Hub<W> {
 
     /// Ends a connection: delivers what is pending, then forgets the client, and queues
     /// `last` to it before its outbox closes.
-    fn remove(&mut self, conn: u64, reason: &str, last: Option<ServerMsg>) {
+    fn remove(&mut self, conn: u64, reason: &Disconnect, last: Option<ServerMsg>) {
         // Leaving changes who receives what: deliver what is queued to the old membership.
         self.flush();
         let Some(client) = self.forget(conn, reason) else {
@@ -433,14 +434,18 @@ impl<W: LogFile> Hub<W> {
 
     /// Removes a client without flushing: frees its name, stages its `disconnect` row and
     /// queues the `left` notices to its rooms.
-    fn forget(&mut self, conn: u64, reason: &str) -> Option<Client> {
+    fn forget(&mut self, conn: u64, reason: &Disconnect) -> Option<Client> {
         let rooms = self.clients.get(&conn)?.rooms.clone();
         for key in &rooms {
-            self.part(conn, key, public_reason(reason));
+            self.part(conn, key, &reason.public());
         }
         let mut client = self.clients.remove(&conn)?;
-        self.connections
-            .stage(&conn_row(conn, &client, "disconnect", reason));
+        self.connections.stage(&conn_row(
+            conn,
+            &client,
+            ConnEvent::Disconnect,
+            &reason.detail(),
+        ));
         if let Some(name) = client.name.take() {
             self.names.remove(&name);
         }
@@ -461,8 +466,12 @@ impl<W: LogFile> Hub<W> {
         conns.sort_unstable();
         for conn in conns {
             let client = self.clients.remove(&conn).expect("listed above");
-            self.connections
-                .stage(&conn_row(conn, &client, "disconnect", "server shutdown"));
+            self.connections.stage(&conn_row(
+                conn,
+                &client,
+                ConnEvent::Disconnect,
+                &Disconnect::ServerShutdown.detail(),
+            ));
             let bytes = encoded[client.mode.index()]
                 .get_or_insert_with(|| Arc::from(proto::encode(&notice, client.mode)));
             let _ = client.outbox.push(bytes.clone());
@@ -472,7 +481,7 @@ impl<W: LogFile> Hub<W> {
         for room in self.rooms.values_mut() {
             room.members.clear();
         }
-        self.log_server_event("stop", "shutdown");
+        self.log_server_event(ConnEvent::Stop, "shutdown");
         self.flush();
     }
 }

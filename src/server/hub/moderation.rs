@@ -10,7 +10,7 @@ use super::{Hub, Target, conn_row};
 use crate::proto::{ErrorCode, Request, ServerMsg, Standing, duration};
 use crate::store::bans;
 use crate::store::users::Role;
-use crate::store::{self, LogFile};
+use crate::store::{self, ConnEvent, Disconnect, LogFile};
 
 impl<W: LogFile> Hub<W> {
     /// Handles a moderation request from `conn`.
@@ -42,8 +42,8 @@ impl<W: LogFile> Hub<W> {
                     return self.no_user(conn, &name);
                 };
                 let why = with_reason(&format!("kicked by {by}"), &reason);
-                self.record(conn, "kick", &format!("{name}: {reason}"));
-                self.expel(target, &why);
+                self.record(conn, ConnEvent::Kick, &format!("{name}: {reason}"));
+                self.expel(target, why);
             }
             Request::Ban {
                 target,
@@ -64,7 +64,7 @@ impl<W: LogFile> Hub<W> {
                     Err(e) => return self.fail(conn, ErrorCode::Storage, format!("{e}")),
                 };
                 let desc = ban.describe();
-                self.record(conn, "ban", &format!("{target} {desc}"));
+                self.record(conn, ConnEvent::Ban, &format!("{target} {desc}"));
                 let hit: Vec<u64> = self
                     .clients
                     .iter()
@@ -78,7 +78,7 @@ impl<W: LogFile> Hub<W> {
                     .map(|(&id, _)| id)
                     .collect();
                 for target in hit {
-                    self.expel(target, &format!("banned by {by} {desc}"));
+                    self.expel(target, format!("banned by {by} {desc}"));
                 }
                 self.tell(conn, format!("banned {target} {desc}"));
             }
@@ -95,7 +95,7 @@ impl<W: LogFile> Hub<W> {
                         format!("{target} is not banned"),
                     ),
                     Ok(n) => {
-                        self.record(conn, "unban", &target);
+                        self.record(conn, ConnEvent::Unban, &target);
                         self.tell(conn, format!("lifted {n} ban(s) on {target}"));
                     }
                     Err(e) => self.fail(conn, ErrorCode::Storage, format!("{e}")),
@@ -128,7 +128,7 @@ impl<W: LogFile> Hub<W> {
                 self.mutes.insert(key, (until, name.clone()));
                 let how =
                     duration.map_or(String::new(), |d| format!(" for {}", duration::display(d)));
-                self.record(conn, "mute", &format!("{name}{how}"));
+                self.record(conn, ConnEvent::Mute, &format!("{name}{how}"));
                 self.announce(target, format!("{name} was muted by {by}{how}"));
             }
             Request::Unmute(name) => {
@@ -143,7 +143,7 @@ impl<W: LogFile> Hub<W> {
                 if key.and_then(|k| self.mutes.remove(&k)).is_none() {
                     return self.fail(conn, ErrorCode::BadRequest, format!("{name} is not muted"));
                 }
-                self.record(conn, "unmute", &name);
+                self.record(conn, ConnEvent::Unmute, &name);
                 match self.conn_of(&name) {
                     Some(target) => self.announce(target, format!("{name} was unmuted by {by}")),
                     None => self.tell(conn, format!("unmuted {name}")),
@@ -167,8 +167,8 @@ impl<W: LogFile> Hub<W> {
             return self.fail(conn, ErrorCode::NoSuchAccount, format!("{e}"));
         }
         let (event, word) = match role {
-            Role::Admin => ("op", "an administrator"),
-            Role::Member => ("deop", "a member"),
+            Role::Admin => (ConnEvent::Op, "an administrator"),
+            Role::Member => (ConnEvent::Deop, "a member"),
         };
         self.record(conn, event, name);
         let sessions: Vec<u64> = self
@@ -235,7 +235,7 @@ impl<W: LogFile> Hub<W> {
 
     /// Tells the rooms of `target` (and the actor, who is in its audience or told directly)
     /// what happened, then disconnects it with the same words.
-    pub(super) fn expel(&mut self, target: u64, why: &str) {
+    pub(super) fn expel(&mut self, target: u64, why: String) {
         let name = self
             .clients
             .get(&target)
@@ -246,11 +246,12 @@ impl<W: LogFile> Hub<W> {
         let ts = store::now_timestamp();
         let text = format!("{name} was {why}");
         self.push(Target::Set(audience), ServerMsg::System { ts, text });
+        let reason = Disconnect::Expelled(why);
         let bye = ServerMsg::Bye {
             ts: store::now_timestamp(),
-            reason: format!("you were {why}"),
+            reason: reason.told(),
         };
-        self.remove(target, why, Some(bye));
+        self.remove(target, &reason, Some(bye));
     }
 
     /// Tells `target` and everyone sharing a room with it.
@@ -267,7 +268,7 @@ impl<W: LogFile> Hub<W> {
     }
 
     /// A `data.csv` row for an action by `conn`.
-    fn record(&mut self, conn: u64, event: &str, detail: &str) {
+    fn record(&mut self, conn: u64, event: ConnEvent, detail: &str) {
         if let Some(c) = self.clients.get(&conn) {
             let row = conn_row(conn, c, event, detail);
             self.connections.stage(&row);

@@ -13,7 +13,8 @@ use std::io;
 use std::path::Path;
 
 use crate::proto::{self, ChatMessage, Kind};
-use crate::store::RecordsBackwards;
+use crate::store::message_column as M;
+use crate::store::{MessageRecord, RecordsBackwards};
 
 /// One room.
 #[derive(Debug)]
@@ -215,10 +216,10 @@ pub fn load_history(
         let rec = rec?;
         loaded.bytes = records.scanned();
         loaded.rows += 1;
-        if rec.fields.len() < 7 || rec.get(0) == Some("id") {
+        if rec.fields.len() < M::COUNT || rec.get(M::ID) == Some("id") {
             continue;
         }
-        let text_len = rec.fields.get(6).map_or(0, <[u8]>::len);
+        let text_len = rec.fields.get(M::TEXT).map_or(0, <[u8]>::len);
         if text_len > max_text {
             loaded.skipped.push(format!(
                 "the row at byte {} holds {text_len} bytes of text, more than --max-line",
@@ -233,25 +234,27 @@ pub fn load_history(
                 continue;
             }
         };
-        let (Ok(id), Some(kind)) = (row[0].parse::<u64>(), Kind::parse(&row[5])) else {
+        // A row this version cannot read (a kind it does not know, a hand edit) stays out
+        // of history; it is still in the file.
+        let Ok(m) = row.deserialize::<MessageRecord>(None) else {
             continue;
         };
-        if kind == Kind::Direct || row[2].is_empty() {
+        if m.kind == Kind::Direct || m.room.is_empty() {
             continue;
         }
         let room = loaded
             .rooms
-            .entry(proto::room_key(&row[2]))
-            .or_insert_with(|| Room::new(&row[2]));
+            .entry(proto::room_key(&m.room))
+            .or_insert_with(|| Room::new(&m.room));
         if room.history.len() < keep {
             room.history.push_front(ChatMessage {
-                id,
-                ts: row[1].to_string(),
+                id: m.id,
+                ts: m.timestamp,
                 room: room.name.clone(),
-                from: row[3].to_string(),
+                from: m.sender,
                 to: None,
-                kind,
-                text: row[6].to_string(),
+                kind: m.kind,
+                text: m.text,
                 history: false,
             });
         }
