@@ -55,11 +55,11 @@ impl Target {
         Ok(Target::Name(s.to_string()))
     }
 
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> BanKind {
         match self {
-            Target::Name(_) => "name",
-            Target::Ip(_) => "ip",
-            Target::Cidr(..) => "cidr",
+            Target::Name(_) => BanKind::Name,
+            Target::Ip(_) => BanKind::Ip,
+            Target::Cidr(..) => BanKind::Cidr,
         }
     }
 
@@ -92,11 +92,30 @@ impl Target {
     }
 }
 
+/// What a ban is on: the `kind` column of `bans.csv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BanKind {
+    Name,
+    Ip,
+    Cidr,
+}
+
+impl std::fmt::Display for BanKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BanKind::Name => "name",
+            BanKind::Ip => "ip",
+            BanKind::Cidr => "cidr",
+        })
+    }
+}
+
 /// One row of `bans.csv`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BanRecord {
     pub created: String,
-    pub kind: String,
+    pub kind: BanKind,
     pub target: String,
     /// Empty for a permanent ban.
     pub until: String,
@@ -107,9 +126,9 @@ pub struct BanRecord {
 impl BanRecord {
     /// The address or network this ban covers; a name ban covers none.
     fn network(&self) -> Option<Target> {
-        match self.kind.as_str() {
-            "ip" | "cidr" => Target::parse(&self.target).ok(),
-            _ => None,
+        match self.kind {
+            BanKind::Ip | BanKind::Cidr => Target::parse(&self.target).ok(),
+            BanKind::Name => None,
         }
     }
 
@@ -173,7 +192,7 @@ impl Bans {
         let now = Utc::now();
         self.list
             .iter()
-            .filter(|b| b.active(now) && b.kind == "name")
+            .filter(|b| b.active(now) && b.kind == BanKind::Name)
             .find(|b| crate::proto::names::same(&b.target, name))
     }
 
@@ -197,7 +216,7 @@ impl Bans {
             .unwrap_or_default();
         let record = BanRecord {
             created: crate::store::now_timestamp(),
-            kind: target.kind().to_string(),
+            kind: target.kind(),
             target: target.text(),
             until,
             by: by.to_string(),
@@ -339,7 +358,7 @@ mod tests {
         let until = "2030-01-01T00:00:00Z";
         let ban = BanRecord {
             created: String::new(),
-            kind: "ip".into(),
+            kind: BanKind::Ip,
             target: "203.0.113.5".into(),
             until: until.into(),
             by: "boss".into(),
