@@ -249,19 +249,19 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect())
         .map_err(|e| {
-            Error::Config(format!(
+            Error::tls(format!(
                 "cannot read the certificates in {}: {e}",
                 cert.display()
             ))
         })?;
     if certs.is_empty() {
-        return Err(Error::Config(format!(
+        return Err(Error::tls(format!(
             "{} holds no certificate",
             cert.display()
         )));
     }
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-        Error::Config(format!(
+        Error::tls(format!(
             "cannot read the private key in {}: {e}",
             key.display()
         ))
@@ -269,10 +269,10 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
     let config =
         ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Config(format!("TLS: {e}")))?
+            .map_err(|e| Error::tls(format!("TLS: {e}")))?
             .with_no_client_auth()
             .with_single_cert(certs, key)
-            .map_err(|e| Error::Config(format!("TLS: {e}")))?;
+            .map_err(|e| Error::tls(format!("TLS: {e}")))?;
     Ok(Arc::new(config))
 }
 
@@ -284,17 +284,17 @@ pub fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>> {
     if let Some(ca) = ca {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
             .and_then(|it| it.collect())
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", ca.display())))?;
+            .map_err(|e| Error::tls(format!("cannot read {}: {e}", ca.display())))?;
         for c in certs {
             roots
                 .add(c)
-                .map_err(|e| Error::Config(format!("{}: {e}", ca.display())))?;
+                .map_err(|e| Error::tls(format!("{}: {e}", ca.display())))?;
         }
     }
     let config =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Config(format!("TLS: {e}")))?
+            .map_err(|e| Error::tls(format!("TLS: {e}")))?
             .with_root_certificates(roots)
             .with_no_client_auth();
     Ok(Arc::new(config))
@@ -307,7 +307,7 @@ pub fn connect(addr: &str, config: Arc<ClientConfig>) -> Result<Transport> {
         .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
         .unwrap_or(addr);
     let name = ServerName::try_from(host.to_string())
-        .map_err(|e| Error::Config(format!("{host} is not a valid server name: {e}")))?;
+        .map_err(|e| Error::tls(format!("{host} is not a valid server name: {e}")))?;
     let sock =
         TcpStream::connect(addr).map_err(|e| Error::io(format!("cannot connect to {addr}"), e))?;
     let tls = TlsStream::client(config, name, Arc::new(sock))
@@ -319,7 +319,7 @@ pub fn connect(addr: &str, config: Arc<ClientConfig>) -> Result<Transport> {
 /// `cert.pem` and `key.pem` in `dir`: for development and tests, not for production.
 pub fn make_dev_cert(dir: &Path, names: &[String]) -> Result<()> {
     let certified = rcgen::generate_simple_self_signed(names.to_vec())
-        .map_err(|e| Error::Config(format!("cannot make a certificate: {e}")))?;
+        .map_err(|e| Error::tls(format!("cannot make a certificate: {e}")))?;
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
     // Owner-only, whatever the umask: the key is a secret.

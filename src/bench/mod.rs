@@ -68,7 +68,7 @@ impl Target {
             .trim()
             .strip_prefix("listening on ")
             .and_then(|a| a.parse().ok())
-            .ok_or_else(|| Error::Config(format!("the server printed {first:?}")))?;
+            .ok_or_else(|| Error::peer(format!("the server printed {first:?}")))?;
         let pid = child.id();
         Ok((
             Target {
@@ -394,7 +394,7 @@ fn connect_all(
             conns.push(c);
         }
         if Instant::now() > deadline {
-            return Err(Error::Config(format!(
+            return Err(Error::peer(format!(
                 "{} of {count} clients were not welcomed in time",
                 count - welcomed
             )));
@@ -429,7 +429,7 @@ fn connect_all(
                 welcomed += 1;
             }
             if let Some(r) = refused.take() {
-                return Err(Error::Config(format!("a client was refused: {r}")));
+                return Err(Error::peer(format!("a client was refused: {r}")));
             }
         }
     }
@@ -514,7 +514,7 @@ pub fn fanout(target: &Target, spec: &FanoutSpec) -> Result<FanoutResult> {
                 }
             }
             if let Some(c) = receivers.iter().find(|c| c.closed) {
-                return Err(Error::Config(format!(
+                return Err(Error::peer(format!(
                     "the server closed receiver {:?}",
                     c.receiver
                 )));
@@ -575,7 +575,7 @@ pub fn fanout(target: &Target, spec: &FanoutSpec) -> Result<FanoutResult> {
     }
     let tracker = receiving
         .join()
-        .map_err(|_| Error::Config("the receiving thread panicked".into()))??;
+        .map_err(|_| Error::peer("the receiving thread panicked"))??;
     let cpu_after = target.stats();
 
     let total_sent: u64 = sent.iter().sum();
@@ -692,7 +692,7 @@ pub fn connections(target: &Target, clients: usize) -> Result<ConnectionsResult>
         }
     }
     if remaining > 0 {
-        return Err(Error::Config(format!(
+        return Err(Error::peer(format!(
             "{remaining} clients never got the round message"
         )));
     }
@@ -871,7 +871,7 @@ fn until_history_end(poll: &mut Poll, c: &mut Conn) -> Result<(usize, bool)> {
             return Ok((count, true));
         }
         if Instant::now() > deadline {
-            return Err(Error::Config("no history_end within 10 s".into()));
+            return Err(Error::peer("no history_end within 10 s"));
         }
         poll.poll(&mut events, Some(Duration::from_millis(20)))
             .map_err(|e| Error::io("poll failed", e))?;
@@ -912,7 +912,7 @@ pub fn many_rooms(
     let deadline = Instant::now() + Duration::from_secs(120);
     while waiting > 0 {
         if Instant::now() > deadline {
-            return Err(Error::Config(format!(
+            return Err(Error::peer(format!(
                 "{waiting} clients never joined their room"
             )));
         }
@@ -978,7 +978,7 @@ pub fn many_rooms(
             c.read_lines(|line, _| tracker.line(i, line, now_ns))
                 .map_err(|e| Error::io("read failed", e))?;
             if c.closed {
-                return Err(Error::Config(format!("the server closed client {i}")));
+                return Err(Error::peer(format!("the server closed client {i}")));
             }
         }
         for c in conns.iter_mut().filter(|c| !c.wbuf.is_empty()) {
@@ -1256,7 +1256,7 @@ pub fn suite(opts: &SuiteOptions) -> Result<String> {
         let r = startup(&dir, rows, bytes, &opts.server_args)?;
         println!("{}", serde_json::to_string(&r).expect("serializes"));
         if r.next_id != rows + 1 {
-            return Err(Error::Config(format!(
+            return Err(Error::peer(format!(
                 "after start-up on {rows} rows the next id was {}, not {}",
                 r.next_id,
                 rows + 1

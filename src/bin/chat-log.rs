@@ -88,7 +88,8 @@ fn main() -> ExitCode {
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chat-log: {e}");
-            ExitCode::FAILURE
+            // A flag that makes no sense is a usage error, like clap's own.
+            ExitCode::from(if e.is_setting() { 2 } else { 1 })
         }
     }
 }
@@ -99,14 +100,14 @@ fn run(args: Args) -> chatroom::Result<()> {
         s.as_deref()
             .map(|s| viewer::parse_when(s, now))
             .transpose()
-            .map_err(chatroom::Error::Config)
+            .map_err(chatroom::Error::setting)
     };
     let grep = args
         .grep
         .as_deref()
         .map(regex::Regex::new)
         .transpose()
-        .map_err(|e| chatroom::Error::Config(format!("--grep: {e}")))?;
+        .map_err(|e| chatroom::Error::setting(format!("--grep: {e}")))?;
     let filter = Filter {
         room: args.room.clone(),
         from: args.from.clone(),
@@ -122,8 +123,8 @@ fn run(args: Args) -> chatroom::Result<()> {
     };
     let color = args.format == Format::Table && chatroom::term::color_enabled(&args.color);
     if args.excel_safe && args.format != Format::Csv {
-        return Err(chatroom::Error::Config(
-            "--excel-safe applies to --format csv".into(),
+        return Err(chatroom::Error::setting(
+            "--excel-safe applies to --format csv",
         ));
     }
     let view = ViewOptions {
@@ -137,7 +138,7 @@ fn run(args: Args) -> chatroom::Result<()> {
                 .as_deref()
                 .map(chatroom::store::bans::Target::parse)
                 .transpose()
-                .map_err(|e| chatroom::Error::Config(format!("--ip: {e}")))?;
+                .map_err(|e| chatroom::Error::setting(format!("--ip: {e}")))?;
             let conn_filter = viewer::ConnFilter {
                 name: name.clone(),
                 ip,

@@ -90,7 +90,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chat-server: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(if e.is_setting() { 2 } else { 1 })
         }
     }
 }
@@ -103,7 +103,7 @@ fn read_password(name: &str) -> chatroom::Result<String> {
         let first = rpassword::prompt_password(format!("password for {name}: ")).map_err(io)?;
         let again = rpassword::prompt_password("again: ").map_err(io)?;
         if first != again {
-            return Err(chatroom::Error::Config("the passwords differ".into()));
+            return Err(chatroom::Error::account("the passwords differ"));
         }
         return Ok(first);
     }

@@ -112,7 +112,7 @@ where
             Err(refusal) => {
                 writeln!(out, "{}", style.error(&refusal)).map_err(out_err)?;
                 if !opts.interactive && opts.name.is_some() {
-                    return Err(Error::Config(format!(
+                    return Err(Error::peer(format!(
                         "the server refused the name: {refusal}"
                     )));
                 }

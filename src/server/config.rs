@@ -324,7 +324,7 @@ fn positive(flag: &str, n: usize) -> Result<()> {
 }
 
 fn invalid(flag: &str, problem: &str) -> Error {
-    Error::Config(format!("{flag} {problem}"))
+    Error::setting(format!("{flag} {problem}"))
 }
 
 /// A duration given as a number of seconds (`30`, `0.5`): never negative, never infinite,

@@ -50,7 +50,7 @@ pub fn bind(addr: &str) -> Result<TcpListener> {
         .to_socket_addrs()
         .map_err(|e| Error::io(format!("cannot resolve {addr}"), e))?
         .next()
-        .ok_or_else(|| Error::Config(format!("{addr} resolves to no address")))?;
+        .ok_or_else(|| Error::setting(format!("{addr} resolves to no address")))?;
     let socket = Socket::new(
         Domain::for_address(sockaddr),
         Type::STREAM,
@@ -452,7 +452,7 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            return Err(Error::Config(format!(
+            return Err(Error::busy(format!(
                 "{} is in use by another chat-server ({}); two servers must not share a data directory",
                 dir.display(),
                 holder.trim()

@@ -166,10 +166,9 @@ impl Bans {
         match File::open(&path) {
             Ok(f) => {
                 for row in csv::Reader::from_reader(f).deserialize::<BanRecord>() {
-                    list.push(row.map_err(|e| Error::Csv {
-                        context: format!("cannot read {}", path.display()),
-                        source: e,
-                    })?);
+                    list.push(
+                        row.map_err(|e| Error::csv(format!("cannot read {}", path.display()), e))?,
+                    );
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -246,10 +245,7 @@ impl Bans {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let tmp = dir.join(format!(".{BANS_FILE}.{}.tmp", std::process::id()));
         let io = |what: &str, e| Error::io(format!("{what} {}", tmp.display()), e);
-        let csv_err = |e| Error::Csv {
-            context: format!("cannot write {}", tmp.display()),
-            source: e,
-        };
+        let csv_err = |e| Error::csv(format!("cannot write {}", tmp.display()), e);
         let mut w = csv::Writer::from_writer(
             crate::store::create_private_file(&tmp).map_err(|e| io("cannot create", e))?,
         );

@@ -279,10 +279,10 @@ pub fn open_log(path: &Path, header: &str) -> Result<(File, u64)> {
                 })?;
             return Ok((file, line.len() as u64));
         }
-        return Err(Error::Corrupt(format!(
-            "{} does not start with its header line ({header}): was it edited, or is it another program's file? Put that line back at the top, or move the file away to start a new log",
-            path.display()
-        )));
+        return Err(Error::corrupt(format!(
+            "does not start with its header line ({header}): was it edited, or is it another program's file? Put that line back at the top, or move the file away to start a new log"
+        ))
+        .in_file(path));
     }
     let fields = header.split(',').count();
     let cut = repair_tail(&mut file, fields)
@@ -310,12 +310,12 @@ pub fn last_message_id(path: &Path) -> Result<u64> {
             .get(message_column::ID)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| {
-                Error::Corrupt(format!(
-                    "the last row of {} (at byte {}) does not start with a message id: {:?}",
-                    path.display(),
-                    rec.offset,
+                Error::corrupt(format!(
+                    "the last row does not start with a message id: {:?}",
                     rec.fields
                 ))
+                .in_file(path)
+                .at_byte(rec.offset)
             }),
     }
 }

@@ -183,10 +183,7 @@ impl Record {
     /// says where the record starts, so one bad byte costs its row, not the whole read.
     pub fn strings(&self) -> Result<csv::StringRecord> {
         csv::StringRecord::from_byte_record(self.fields.clone()).map_err(|e| {
-            Error::Corrupt(format!(
-                "the row at byte {} is not valid UTF-8 ({e})",
-                self.offset
-            ))
+            Error::corrupt(format!("the row is not valid UTF-8 ({e})")).at_byte(self.offset)
         })
     }
 

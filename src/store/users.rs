@@ -59,7 +59,7 @@ pub fn hash_password(password: &str) -> Result<String> {
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
-        .map_err(|e| Error::Config(format!("cannot hash the password: {e}")))
+        .map_err(|e| Error::account(format!("cannot hash the password: {e}")))
 }
 
 /// Whether `password` matches the PHC string `hash`.
@@ -92,10 +92,8 @@ impl Accounts {
             Err(e) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
         };
         for row in csv::Reader::from_reader(file).deserialize::<Account>() {
-            let account = row.map_err(|e| Error::Csv {
-                context: format!("cannot read {}", path.display()),
-                source: e,
-            })?;
+            let account =
+                row.map_err(|e| Error::csv(format!("cannot read {}", path.display()), e))?;
             if let Some(first) = accounts.by_key.get(&account.name) {
                 log::warn!(
                     "{}: the account {} looks like the account {}, so nobody can log in to it; rename or remove one of them",
@@ -122,16 +120,11 @@ impl Accounts {
         let all = self.list();
         if all.is_empty() {
             w.write_record(["name", "password_hash", "role", "created"])
-                .map_err(|e| Error::Csv {
-                    context: "cannot write users".into(),
-                    source: e,
-                })?;
+                .map_err(|e| Error::csv("cannot write users", e))?;
         }
         for a in all {
-            w.serialize(a).map_err(|e| Error::Csv {
-                context: "cannot write users".into(),
-                source: e,
-            })?;
+            w.serialize(a)
+                .map_err(|e| Error::csv("cannot write users", e))?;
         }
         let mut file = w
             .into_inner()
@@ -155,7 +148,7 @@ impl Accounts {
 
     /// Adds an account; an existing name is an error.
     pub fn add(&mut self, name: &str, password: &str, role: Role) -> Result<()> {
-        proto::validate_name(name).map_err(|e| Error::Config(e.to_string()))?;
+        proto::validate_name(name).map_err(|e| Error::account(e.to_string()))?;
         if let Some(existing) = self.by_key.get(name) {
             let msg =
                 if crate::proto::names::fold(&existing.name) == crate::proto::names::fold(name) {
@@ -163,7 +156,7 @@ impl Accounts {
                 } else {
                     format!("{name} looks like the account {}", existing.name)
                 };
-            return Err(Error::Config(msg));
+            return Err(Error::account(msg));
         }
         let account = Account {
             name: name.to_string(),
@@ -193,7 +186,7 @@ impl Accounts {
         }
         self.by_key
             .remove(name)
-            .ok_or_else(|| Error::Config(format!("there is no account {name}")))
+            .ok_or_else(|| Error::account(format!("there is no account {name}")))
     }
 
     /// Accounts, oldest first.
@@ -206,7 +199,7 @@ impl Accounts {
     fn get_mut(&mut self, name: &str) -> Result<&mut Account> {
         self.by_key
             .get_mut(name)
-            .ok_or_else(|| Error::Config(format!("there is no account {name}")))
+            .ok_or_else(|| Error::account(format!("there is no account {name}")))
     }
 }
 
@@ -296,7 +289,7 @@ pub fn users_command(
     let mut accounts = Accounts::load(&path)?;
     let checked = |pw: String| {
         if pw.is_empty() {
-            Err(Error::Config("the password is empty".into()))
+            Err(Error::account("the password is empty"))
         } else {
             Ok(pw)
         }
@@ -304,7 +297,7 @@ pub fn users_command(
     let out = match command {
         UsersCommand::Add { name, admin } => {
             if accounts.get(name).is_some() {
-                return Err(Error::Config(format!("the account {name} exists already")));
+                return Err(Error::account(format!("the account {name} exists already")));
             }
             let pw = checked(password(name)?)?;
             let role = if *admin { Role::Admin } else { Role::Member };
@@ -313,7 +306,7 @@ pub fn users_command(
         }
         UsersCommand::Passwd { name } => {
             if accounts.get(name).is_none() {
-                return Err(Error::Config(format!("there is no account {name}")));
+                return Err(Error::account(format!("there is no account {name}")));
             }
             let pw = checked(password(name)?)?;
             accounts.set_password(name, &pw)?;

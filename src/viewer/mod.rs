@@ -678,10 +678,10 @@ pub fn stats(path: &Path, out: &mut impl Write, filter: &Filter) -> Result<()> {
     let mut hours = [0u64; 24];
     let mut total = 0u64;
     let mut rec = csv::ByteRecord::new();
-    while rdr.read_byte_record(&mut rec).map_err(|e| Error::Csv {
-        context: format!("cannot read {}", path.display()),
-        source: e,
-    })? {
+    while rdr
+        .read_byte_record(&mut rec)
+        .map_err(|e| Error::csv(format!("cannot read {}", path.display()), e))?
+    {
         if !filter.matches_row(&rec) {
             continue;
         }

@@ -626,7 +626,7 @@ fn start_up_survives_odd_logs() {
     assert!(took < Duration::from_secs(10), "start-up took {took:?}");
     let log = server.log();
     assert!(
-        log.contains(&format!("the row at byte {latin1_at} is not valid UTF-8")),
+        log.contains(&format!("byte {latin1_at}: the row is not valid UTF-8")),
         "{log}"
     );
     assert!(log.contains("more than --max-line"), "{log}");
