@@ -1,0 +1,259 @@
+//! The handshake: the greeting, TLS's first byte, names, passwords, and its one deadline.
+
+use super::*;
+
+/// The outcome of a login.
+pub(super) enum Login {
+    /// In, as a guest or to an account.
+    Granted(Identity),
+    /// Refused; the client was told and may try again.
+    Refused,
+    /// The connection ended (closed, or the handshake ran out of time).
+    Ended(Disconnect),
+}
+
+impl Reader {
+    /// Greets, and reads names until one is granted: `Ok(Ok(mode))`, or `Ok(Err(reason))` when
+    /// the connection ended first. Its own frame, not inlined into `serve`: the stack's deepest
+    /// point sets how much of each thread's stack stays resident.
+    #[inline(never)]
+    pub(super) fn handshake(
+        &self,
+        lines: &mut LineReader<TransportReader<'_>>,
+        deadline: Instant,
+    ) -> io::Result<Result<Mode, Disconnect>> {
+        self.send_raw(proto::GREETING.as_bytes());
+        // Names refused so far: they count toward the flood limit like refused lines.
+        let mut refused = 0u32;
+        loop {
+            if refused >= self.config.chat.flood_limit {
+                return Ok(Err(self.flooded(Mode::Human)));
+            }
+            let line = match lines.read_line() {
+                Ok(line) => line,
+                Err(e) if is_timeout(&e) => return Ok(Err(self.handshake_timed_out())),
+                Err(e) => return Err(e),
+            };
+            let bytes = match line {
+                Line::Complete(bytes) => bytes,
+                Line::TooLong => {
+                    let limit = self.config.connection.max_line;
+                    self.refuse_name(Mode::Human, &ProtocolError::LineTooLong { limit });
+                    refused += 1;
+                    continue;
+                }
+                Line::Eof | Line::EofMidLine => return Ok(Err(Disconnect::ClosedDuringHandshake)),
+            };
+            if matches!(
+                utf8(bytes).map(proto::parse_command),
+                Ok(Ok(Request::Quit(_)))
+            ) {
+                return Ok(Err(self.quit_before_name()));
+            }
+            let guess = if bytes.trim_ascii_start().starts_with(b"{") {
+                Mode::Json
+            } else {
+                Mode::Human
+            };
+            let hello = match utf8(bytes).and_then(proto::parse_hello) {
+                Ok(hello) => hello,
+                Err(e) => {
+                    self.refuse_name(guess, &e);
+                    refused += 1;
+                    continue;
+                }
+            };
+            let mode = hello.mode;
+            // The hello (and the password in it) ends here, on this thread: the broadcaster
+            // is told who the client is, never what it typed to prove it.
+            let who = match self.log_in(lines, hello, deadline)? {
+                Login::Granted(who) => who,
+                Login::Refused => {
+                    self.prompt_again(mode);
+                    continue;
+                }
+                Login::Ended(reason) => return Ok(Err(reason)),
+            };
+            let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+            let hello_event = Event::Hello {
+                conn: self.conn,
+                who,
+                reply: reply_tx,
+            };
+            if self.events.send(hello_event).is_err() {
+                return Ok(Err(Disconnect::ServerStopping));
+            }
+            match reply_rx.recv() {
+                Ok(true) => return Ok(Ok(mode)),
+                // The broadcaster has sent the reason; ask again.
+                Ok(false) => {
+                    self.prompt_again(mode);
+                    refused += 1;
+                }
+                Err(_) => return Ok(Err(Disconnect::ServerStopping)),
+            }
+        }
+    }
+
+    /// Checks the password when there is one to check. A registered name (or any name on a
+    /// private server) must give its password. In human mode, once the server has accounts,
+    /// every name is asked (an empty answer joins as a guest): so a mistyped name never turns
+    /// the password typed next into a chat line, and the prompt does not tell which names are
+    /// registered. Each attempt counts against the throttle before it is checked; wrong
+    /// passwords wait longer each time and are logged.
+    #[inline(never)]
+    pub(super) fn log_in(
+        &self,
+        lines: &mut LineReader<TransportReader<'_>>,
+        hello: Hello,
+        deadline: Instant,
+    ) -> io::Result<Login> {
+        let mode = hello.mode;
+        let private = self.auth.private;
+        let registered = self.auth.is_registered(&hello.name);
+        let password = match mode {
+            Mode::Json => match hello.password {
+                Some(p) => p,
+                None if registered || private => {
+                    let msg = format!(
+                        "{} needs a password: send {{\"type\":\"hello\",\"name\":...,\"password\":...}}",
+                        hello.name
+                    );
+                    self.send(mode, &ServerMsg::failure(ErrorCode::PasswordRequired, msg));
+                    return Ok(Login::Refused);
+                }
+                None => return Ok(Login::Granted(Identity::guest(mode, hello.name))),
+            },
+            Mode::Human => {
+                if !private && !self.auth.directory.any() {
+                    return Ok(Login::Granted(Identity::guest(mode, hello.name)));
+                }
+                let prompt = if private {
+                    format!("Password for {}:\n", hello.name)
+                } else {
+                    format!("Password for {} (empty: join as a guest):\n", hello.name)
+                };
+                self.send_raw(prompt.as_bytes());
+                match lines.read_line() {
+                    Ok(Line::Complete(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+                    Ok(Line::TooLong) => "\u{0}too long".to_string(),
+                    Ok(Line::Eof | Line::EofMidLine) => {
+                        return Ok(Login::Ended(Disconnect::ClosedDuringHandshake));
+                    }
+                    Err(e) if is_timeout(&e) => {
+                        return Ok(Login::Ended(self.handshake_timed_out()));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        if password.is_empty() && !registered && !private {
+            return Ok(Login::Granted(Identity::guest(mode, hello.name)));
+        }
+        let ip = self.peer.ip();
+        // Failures count against the account, however its name was spelt (`BOB`, `b0b`).
+        let counted = self
+            .auth
+            .directory
+            .lookup(&hello.name)
+            .map_or_else(|| hello.name.clone(), |a| a.name);
+        let wait = match self.auth.throttle.attempt(ip, &counted) {
+            Ok(wait) => wait,
+            Err(left) => {
+                let msg = format!(
+                    "too many failed logins; try again in {} s",
+                    left.as_secs() + 1
+                );
+                self.send(mode, &ServerMsg::failure(ErrorCode::LoginLocked, msg));
+                return Ok(Login::Refused);
+            }
+        };
+        match self.auth.check(&hello.name, &password, deadline) {
+            Verdict::Granted(account) => {
+                self.auth.throttle.succeeded(ip, &counted);
+                let who = Identity::account(mode, account.name, account.role.into());
+                return Ok(Login::Granted(who));
+            }
+            // Out of time: the attempt stays counted (it may have been checked).
+            Verdict::TimedOut => return Ok(Login::Ended(self.handshake_timed_out())),
+            Verdict::Busy => {
+                self.auth.throttle.withdraw(ip, &counted);
+                let msg = "the server is busy checking passwords; try again in a moment";
+                self.send(mode, &ServerMsg::failure(ErrorCode::LoginBusy, msg.into()));
+                return Ok(Login::Refused);
+            }
+            Verdict::Refused => {}
+        }
+        let _ = self.events.send(Event::LoginFailed {
+            conn: self.conn,
+            name: hello.name.clone(),
+            why: "wrong password or no such account".into(),
+        });
+        std::thread::sleep(wait.min(deadline.saturating_duration_since(Instant::now())));
+        let msg = "invalid name or password".to_string();
+        self.send(mode, &ServerMsg::failure(ErrorCode::LoginFailed, msg));
+        Ok(Login::Refused)
+    }
+
+    /// On a TLS port, a client that speaks plain text (`nc`, a client without `--tls`) gets a
+    /// readable refusal instead of a TLS alert it cannot read. Peeks at the first byte: every
+    /// TLS connection starts with a handshake record.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn refuse_plain_text(&self, deadline: Instant) -> io::Result<Option<Disconnect>> {
+        let sock = self.transport.socket();
+        let left = deadline.saturating_duration_since(Instant::now());
+        sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        let mut first = [0u8; 1];
+        match sock.peek(&mut first) {
+            Ok(0) => return Ok(Some(Disconnect::ClosedDuringHandshake)),
+            Ok(_) if first[0] == crate::tls::TLS_HANDSHAKE => return Ok(None),
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => {
+                // A plain client waiting for our greeting: tell it too.
+            }
+            Err(e) => return Err(e),
+        }
+        let _ = (&**sock).write_all(
+            b"! this server speaks TLS: connect with chat-client --tls (or openssl s_client)\n",
+        );
+        let _ = sock.shutdown(Shutdown::Both);
+        Ok(Some(Disconnect::PlainTextOnTls))
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn quit_before_name(&self) -> Disconnect {
+        let bye = ServerMsg::Bye {
+            ts: crate::store::now_timestamp(),
+            reason: Disconnect::QuitDuringHandshake.told(),
+        };
+        self.send(Mode::Human, &bye);
+        Disconnect::QuitDuringHandshake
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn handshake_timed_out(&self) -> Disconnect {
+        let secs = self.config.connection.handshake_timeout.get().as_secs_f64();
+        let err = ServerMsg::failure(
+            ErrorCode::HandshakeTimeout,
+            format!("no name given within {secs} s; closing the connection"),
+        );
+        self.send(Mode::Human, &err);
+        Disconnect::HandshakeTimeout
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn refuse_name(&self, mode: Mode, err: &ProtocolError) {
+        self.send(mode, &ServerMsg::error(err));
+        self.prompt_again(mode);
+    }
+
+    pub(super) fn prompt_again(&self, mode: Mode) {
+        if mode == Mode::Human {
+            self.send_raw(proto::NAME_PROMPT.as_bytes());
+        }
+    }
+}
