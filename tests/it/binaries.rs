@@ -99,6 +99,55 @@ fn bad_settings_are_usage_errors() {
     }
 }
 
+/// The README's table of flags tells the truth: each flag it lists exists, with the
+/// environment variable and the default the server itself reports.
+#[test]
+fn the_readme_lists_the_flags_as_the_server_has_them() {
+    let help = Command::new(BINARIES[0]).arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    // The help of each flag: from its `--flag` line to the next flag.
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    for line in help.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("--") {
+            let flag = trimmed.split([' ', '=']).next().unwrap().to_string();
+            blocks.push((flag, String::new()));
+        } else if let Some((_, text)) = blocks.last_mut() {
+            text.push_str(trimmed);
+            text.push('\n');
+        }
+    }
+    let readme = include_str!("../../README.md");
+    let table = readme
+        .split("| `chat-server` flag |")
+        .nth(1)
+        .expect("the README has the table of chat-server's flags");
+    let table = table.split("\n\n").next().unwrap();
+    let mut checked = 0;
+    for row in table.lines().filter(|l| l.starts_with("| `--")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        // | `--flag ARG` | `ENV` | `default` | meaning |
+        let flag = cells[1].trim_matches('`').split(' ').next().unwrap();
+        let Some((_, text)) = blocks.iter().find(|(f, _)| f == flag) else {
+            panic!("the README lists {flag}, which chat-server does not have");
+        };
+        let env = cells[2].trim_matches('`');
+        if env.starts_with("CHAT_") && !env.contains(',') {
+            assert!(text.contains(&format!("[env: {env}=")), "{flag}: {text}");
+        }
+        let default = cells[3];
+        if default.starts_with('`') {
+            let default = default.trim_matches('`');
+            assert!(
+                text.contains(&format!("[default: {default}]")),
+                "{flag}: the README says {default}; the server says:\n{text}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "only {checked} defaults found in the README");
+}
+
 #[test]
 fn settings_come_from_the_environment_too() {
     let dir = tempfile::tempdir().unwrap();
