@@ -17,7 +17,7 @@ use chrono::{DateTime, Local};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::proto::printable;
+use crate::proto::{ErrorCode, Kind, ServerMsg, printable};
 use crate::tls::Transport;
 
 /// How the client looks and behaves.
@@ -78,7 +78,7 @@ where
         };
         send(&mut writer, &json!({"type": "hello", "name": wanted}))?;
         let mut answer = await_welcome(&mut reader)?;
-        if matches!(&answer, Err((code, _)) if code == "password_required") {
+        if matches!(&answer, Err((ErrorCode::PasswordRequired, _))) {
             // A registered name (or a private server): log in.
             let password = match &opts.password {
                 Some(p) => p.clone(),
@@ -139,17 +139,19 @@ where
             Err(e) if crate::error::is_hangup(&e) => break,
             Err(e) => return Err(Error::io("cannot read from the server", e)),
         }
-        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+        // An event this version does not know (a newer server's) is skipped.
+        let Ok(event) = serde_json::from_str::<ServerMsg>(&line) else {
             continue;
         };
-        if event["type"] == "ping" {
-            // The server checks we are alive; the input thread may be writing too, but each
-            // of our writes is one whole line, which TCP keeps whole.
-            let _ = send(&mut writer, &json!({"type": "pong", "id": event["id"]}));
-            continue;
-        }
-        if event["type"] == "bye" {
-            last_notice = event["reason"].as_str().unwrap_or_default().to_string();
+        match &event {
+            ServerMsg::Ping { id } => {
+                // The server checks we are alive; the input thread may be writing too, but
+                // each of our writes is one whole line, which TCP keeps whole.
+                let _ = send(&mut writer, &json!({"type": "pong", "id": id}));
+                continue;
+            }
+            ServerMsg::Bye { reason, .. } => last_notice = reason.clone(),
+            _ => {}
         }
         if let Some(rendered) = render(&event, &me, &style) {
             out.write_all(rendered.as_bytes()).map_err(out_err)?;
@@ -236,7 +238,7 @@ fn read_input_line<I: BufRead>(input: &mut I) -> Result<Option<String>> {
 /// when refused. Lines that are not JSON (the human greeting) are skipped.
 fn await_welcome(
     reader: &mut impl BufRead,
-) -> Result<std::result::Result<String, (String, String)>> {
+) -> Result<std::result::Result<String, (ErrorCode, String)>> {
     let mut line = String::new();
     loop {
         line.clear();
@@ -249,18 +251,9 @@ fn await_welcome(
                 io::ErrorKind::UnexpectedEof.into(),
             ));
         }
-        let Ok(event) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        match event["type"].as_str() {
-            Some("welcome") => {
-                return Ok(Ok(event["name"].as_str().unwrap_or_default().to_string()));
-            }
-            Some("error") => {
-                let code = event["code"].as_str().unwrap_or_default().to_string();
-                let message = event["message"].as_str().unwrap_or_default().to_string();
-                return Ok(Err((code, message)));
-            }
+        match serde_json::from_str::<ServerMsg>(&line) {
+            Ok(ServerMsg::Welcome { name, .. }) => return Ok(Ok(name)),
+            Ok(ServerMsg::Error { code, message, .. }) => return Ok(Err((code, message))),
             _ => {}
         }
     }
@@ -279,159 +272,159 @@ fn out_err(e: io::Error) -> Error {
 }
 
 /// Renders one server event as terminal lines, or `None` for events with nothing to show.
-pub fn render(event: &Value, me: &str, style: &Style) -> Option<String> {
-    let s = |key: &str| printable(event[key].as_str().unwrap_or_default());
-    let text = match event["type"].as_str()? {
-        "message" => {
-            let from = s("from");
-            let when = if event["history"] == true {
-                local_date_clock(&event["ts"])
+pub fn render(event: &ServerMsg, me: &str, style: &Style) -> Option<String> {
+    let text = match event {
+        ServerMsg::Message(m) => {
+            let from = printable(&m.from);
+            let room = printable(&m.room);
+            let to = printable(m.to.as_deref().unwrap_or_default());
+            let when = if m.history {
+                local_date_clock(&m.ts)
             } else {
-                local_clock(&event["ts"])
+                local_clock(&m.ts)
             };
             let name = style.sender(&from, from == me);
-            let (head, sep) = match event["kind"].as_str() {
-                Some("direct") => (format!("{name} -> {}", s("to")), ": "),
-                Some("action") => (format!("#{} * {name}", s("room")), " "),
-                _ => (format!("#{} {name}", s("room")), ": "),
-            };
-            let visible_head = match event["kind"].as_str() {
-                Some("direct") => format!("{from} -> {}", s("to")).chars().count(),
-                Some("action") => s("room").chars().count() + from.chars().count() + 4,
-                _ => s("room").chars().count() + from.chars().count() + 2,
+            let (head, sep, visible_head) = match m.kind {
+                Kind::Direct => (
+                    format!("{name} -> {to}"),
+                    ": ",
+                    format!("{from} -> {to}").chars().count(),
+                ),
+                Kind::Action => (
+                    format!("#{room} * {name}"),
+                    " ",
+                    room.chars().count() + from.chars().count() + 4,
+                ),
+                Kind::Message => (
+                    format!("#{room} {name}"),
+                    ": ",
+                    room.chars().count() + from.chars().count() + 2,
+                ),
             };
             let prefix = format!("[{when}] ");
             let indent = " ".repeat(prefix.chars().count() + visible_head + sep.len());
-            let body = event["text"]
-                .as_str()
-                .unwrap_or_default()
+            let body = m
+                .text
                 .split('\n')
                 .map(printable)
                 .collect::<Vec<_>>()
                 .join(&format!("\n{indent}"));
             format!("{}{head}{sep}{body}", style.dim(&prefix))
         }
-        "history_end" => style.system(&format!(
-            "end of history of #{} ({} messages)",
-            s("room"),
-            event["count"].as_u64().unwrap_or(0)
+        ServerMsg::HistoryEnd { room, count } => style.system(&format!(
+            "end of history of #{} ({count} messages)",
+            printable(room)
         )),
-        "rooms" => {
-            let rooms: Vec<String> = event["rooms"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| {
-                    format!(
-                        "#{} ({})",
-                        printable(r["name"].as_str().unwrap_or_default()),
-                        r["members"].as_u64().unwrap_or(0)
-                    )
-                })
+        ServerMsg::Rooms { rooms, .. } => {
+            let rooms: Vec<String> = rooms
+                .iter()
+                .map(|r| format!("#{} ({})", printable(&r.name), r.members))
                 .collect();
             style.system(&format!("{} rooms: {}", rooms.len(), rooms.join(", ")))
         }
-        "switched" => style.system(&format!("your messages now go to #{}", s("room"))),
-        "nick" => style.system(&format!(
+        ServerMsg::Switched { room } => {
+            style.system(&format!("your messages now go to #{}", printable(room)))
+        }
+        ServerMsg::Nick { ts, old, new } => style.system(&format!(
             "[{}] {} is now known as {}",
-            local_clock(&event["ts"]),
-            s("old"),
-            s("new")
+            local_clock(ts),
+            printable(old),
+            printable(new)
         )),
-        "presence" => {
-            let who = s("name");
-            let what = match event["away"].as_str() {
+        ServerMsg::Presence { ts, name, away } => {
+            let what = match away.as_deref() {
                 Some("") => "is away".to_string(),
                 Some(r) => format!("is away: {}", printable(r)),
                 None => "is back".to_string(),
             };
-            style.system(&format!("[{}] {who} {what}", local_clock(&event["ts"])))
+            style.system(&format!("[{}] {} {what}", local_clock(ts), printable(name)))
         }
-        "whois" => {
-            let rooms: Vec<String> = event["rooms"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|r| r.as_str())
-                .map(|r| format!("#{}", printable(r)))
-                .collect();
-            let away = match event["away"].as_str() {
+        ServerMsg::Whois {
+            name,
+            rooms,
+            away,
+            connected,
+        } => {
+            let rooms: Vec<String> = rooms.iter().map(|r| format!("#{}", printable(r))).collect();
+            let away = match away.as_deref() {
                 Some("") => "; away".to_string(),
                 Some(r) => format!("; away: {}", printable(r)),
                 None => String::new(),
             };
             style.system(&format!(
                 "{}: in {}; connected since {}{away}",
-                s("name"),
+                printable(name),
                 if rooms.is_empty() {
                     "no room".to_string()
                 } else {
                     rooms.join(", ")
                 },
-                local_date_clock(&event["connected"])
+                local_date_clock(connected)
             ))
         }
-        "joined" => style.system(&format!(
+        ServerMsg::Joined { ts, room, name } => style.system(&format!(
             "[{}] {} joined #{}",
-            local_clock(&event["ts"]),
-            s("name"),
-            s("room")
+            local_clock(ts),
+            printable(name),
+            printable(room)
         )),
-        "left" => style.system(&format!(
+        ServerMsg::Left {
+            ts,
+            room,
+            name,
+            reason,
+        } => style.system(&format!(
             "[{}] {} left #{} ({})",
-            local_clock(&event["ts"]),
-            s("name"),
-            s("room"),
-            s("reason")
+            local_clock(ts),
+            printable(name),
+            printable(room),
+            printable(reason)
         )),
-        "users" => {
-            let users: Vec<String> = event["users"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|u| u.as_str()).map(printable).collect())
-                .unwrap_or_default();
+        ServerMsg::Users { room, users, .. } => {
+            let users: Vec<String> = users.iter().map(|u| printable(u)).collect();
             style.system(&format!(
                 "{} in {}: {}",
                 users.len(),
-                s("room"),
+                printable(room),
                 users.join(", ")
             ))
         }
-        "help" => {
+        ServerMsg::Help { commands } => {
             let mut lines = vec![style.system("commands:")];
-            for c in event["commands"].as_array().into_iter().flatten() {
-                let usage = printable(c["usage"].as_str().unwrap_or_default());
-                let desc = printable(c["description"].as_str().unwrap_or_default());
+            for c in commands {
+                let usage = printable(&c.usage);
+                let desc = printable(&c.description);
                 lines.push(style.system(&format!("  {usage:<16} {desc}")));
             }
             lines.join("\n")
         }
-        "system" => style.system(&format!("[{}] {}", local_clock(&event["ts"]), s("text"))),
-        "bye" => style.system(&format!(
+        ServerMsg::System { ts, text } => {
+            style.system(&format!("[{}] {}", local_clock(ts), printable(text)))
+        }
+        ServerMsg::Bye { ts, reason } => style.system(&format!(
             "[{}] disconnected: {}",
-            local_clock(&event["ts"]),
-            s("reason")
+            local_clock(ts),
+            printable(reason)
         )),
-        "error" => style.error(&s("message")),
-        "pong" => style.system("pong"),
-        _ => return None,
+        ServerMsg::Error { message, .. } => style.error(&printable(message)),
+        ServerMsg::Pong { .. } => style.system("pong"),
+        ServerMsg::Welcome { .. } | ServerMsg::Ping { .. } => return None,
     };
     Some(text + "\n")
 }
 
 /// `YYYY-MM-DD HH:MM` in local time, for history (which may be from another day).
-fn local_date_clock(ts: &Value) -> String {
-    ts.as_str()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+fn local_date_clock(ts: &str) -> String {
+    DateTime::parse_from_rfc3339(ts)
         .map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string())
-        .unwrap_or_else(|| "----------".to_string())
+        .unwrap_or_else(|_| "----------".to_string())
 }
 
 /// `HH:MM:SS` in local time, from an RFC 3339 timestamp.
-fn local_clock(ts: &Value) -> String {
-    ts.as_str()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+fn local_clock(ts: &str) -> String {
+    DateTime::parse_from_rfc3339(ts)
         .map(|t| t.with_timezone(&Local).format("%H:%M:%S").to_string())
-        .unwrap_or_else(|| "--:--:--".to_string())
+        .unwrap_or_else(|_| "--:--:--".to_string())
 }
 
 /// Terminal styling; every method returns plain text when colour is off.
@@ -501,12 +494,30 @@ mod tests {
         );
     }
 
+    fn typed(v: serde_json::Value) -> ServerMsg {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn events_a_newer_server_may_send_are_skipped_not_fatal() {
+        assert!(serde_json::from_str::<ServerMsg>(r#"{"type":"reaction","emoji":"+1"}"#).is_err());
+        let err: ServerMsg =
+            serde_json::from_str(r#"{"type":"error","code":"brand_new","message":"x"}"#).unwrap();
+        assert!(matches!(
+            err,
+            ServerMsg::Error {
+                code: ErrorCode::Other,
+                ..
+            }
+        ));
+    }
+
     #[test]
     fn rendering_is_escape_safe_and_plain_without_colour() {
         let style = Style { color: false };
         let ev = json!({"type":"message","id":1,"ts":"2026-11-23T16:04:05.123Z","room":"lobby",
                         "from":"mallory","kind":"message","text":"hi\u{1b}[2J\nsecond"});
-        let out = render(&ev, "me", &style).unwrap();
+        let out = render(&typed(ev), "me", &style).unwrap();
         assert!(!out.contains('\u{1b}'), "{out:?}");
         assert!(out.contains("#lobby mallory: hi\\u{1b}[2J\n"), "{out:?}");
         let first = out.lines().next().unwrap();
@@ -519,19 +530,19 @@ mod tests {
         let dm = json!({"type":"message","id":2,"ts":"2026-11-23T16:04:05.123Z",
                         "from":"bob","to":"me","kind":"direct","text":"psst"});
         assert!(
-            render(&dm, "me", &style)
+            render(&typed(dm), "me", &style)
                 .unwrap()
                 .ends_with("bob -> me: psst\n")
         );
         let me_action = json!({"type":"message","id":3,"ts":"2026-11-23T16:04:05.123Z","room":"ops",
                         "from":"bob","kind":"action","text":"waves"});
         assert!(
-            render(&me_action, "me", &style)
+            render(&typed(me_action), "me", &style)
                 .unwrap()
                 .ends_with("#ops * bob waves\n")
         );
         let err = json!({"type":"error","code":"name_taken","message":"taken"});
-        assert_eq!(render(&err, "me", &style).unwrap(), "! taken\n");
+        assert_eq!(render(&typed(err), "me", &style).unwrap(), "! taken\n");
     }
 
     #[test]

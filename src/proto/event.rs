@@ -1,11 +1,11 @@
 //! The server's events: messages, notices, replies, roles and error codes.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{COMMANDS, ProtocolError};
 
 /// How a connected client logged in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Standing {
     /// No account (open servers only).
@@ -26,7 +26,7 @@ impl Standing {
 }
 
 /// The `code` field of a JSON `error` event. The set only grows; clients match on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     NameInvalid,
@@ -61,32 +61,35 @@ pub enum ErrorCode {
     Banned,
     Muted,
     NoSuchAccount,
+    /// A code this version does not know (a newer server's); never sent.
+    #[serde(other)]
+    Other,
 }
 
 /// One chat message as it was logged: every recipient sees the same fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// The `id` column of `messages.csv`.
     pub id: u64,
     /// RFC 3339 UTC with milliseconds, exactly as in `messages.csv`.
     pub ts: String,
     /// The room's name; empty for a direct message.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub room: String,
     pub from: String,
     /// The recipient of a direct message.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
     /// `message`, `action` (an emote) or `direct`, as in the `kind` column.
     pub kind: Kind,
     pub text: String,
     /// Sent again from the log on joining or on `/history`, not live.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub history: bool,
 }
 
 /// What kind of message a row is: the `kind` column of `messages.csv`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Message,
@@ -124,14 +127,15 @@ fn is_zero(n: &usize) -> bool {
 }
 
 /// One room in a `rooms` listing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomInfo {
     pub name: String,
     pub members: usize,
 }
 
-/// Everything the server sends, before encoding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Everything the server sends, before encoding; clients decode it back (`chat-client`), and
+/// skip an event they do not know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
     /// The handshake succeeded.
@@ -162,7 +166,7 @@ pub enum ServerMsg {
         room: String,
         users: Vec<String>,
         /// Away reasons of the members who are away, by name.
-        #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
         away: std::collections::BTreeMap<String, String>,
     },
     /// The end of the history sent on joining or for `/history`.
@@ -173,7 +177,7 @@ pub enum ServerMsg {
     Rooms {
         rooms: Vec<RoomInfo>,
         /// Rooms in use but not listed: only the [`MAX_ROOMS_LISTED`] with the most members are.
-        #[serde(skip_serializing_if = "is_zero")]
+        #[serde(default, skip_serializing_if = "is_zero")]
         more: usize,
     },
     /// Plain lines now go to this room.
@@ -189,13 +193,13 @@ pub enum ServerMsg {
     Presence {
         ts: String,
         name: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         away: Option<String>,
     },
     Whois {
         name: String,
         rooms: Vec<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         away: Option<String>,
         /// When the connection was made.
         connected: String,
@@ -211,7 +215,7 @@ pub enum ServerMsg {
         code: ErrorCode,
         message: String,
         /// For `rate_limited`: when the next message will be accepted.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
     },
     /// The server checks that a quiet JSON client is still there; answer with `pong`.
@@ -219,7 +223,7 @@ pub enum ServerMsg {
         id: u64,
     },
     Pong {
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<u64>,
     },
     /// The last event of a connection: the server closes it right after.
@@ -230,7 +234,7 @@ pub enum ServerMsg {
 }
 
 /// One line of `/help`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HelpEntry {
     pub usage: String,
     pub description: String,
