@@ -22,6 +22,28 @@ lines\"
 /// would otherwise hold the test's output open).
 struct Follower(std::process::Child);
 
+/// Starts `chat-log ARGS` on `dir` and hands its output over line by line.
+fn follow(dir: &Path, args: &[&str]) -> (Follower, crossbeam_channel::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-log"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (Follower(child), rx)
+}
+
 impl Drop for Follower {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -145,24 +167,10 @@ fn a_row_torn_inside_a_quoted_line_break_is_held_back() {
 fn follow_completes_a_row_torn_inside_a_quoted_line_break() {
     let dir = fixture("7,2026-11-23T15:00:00.000Z,lobby,zed,,message,\"part one\npart");
     let path = dir.path().join("messages.csv");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-log"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--follow", "--format", "jsonl", "--room", "lobby"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _follower = Follower(child);
-    let (tx, rx) = crossbeam_channel::unbounded();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let (_follower, rx) = follow(
+        dir.path(),
+        &["--follow", "--format", "jsonl", "--room", "lobby"],
+    );
     let next = || -> serde_json::Value {
         let line = rx
             .recv_timeout(TIMEOUT)
@@ -188,24 +196,7 @@ fn follow_completes_a_row_torn_inside_a_quoted_line_break() {
 fn follow_survives_appends_truncation_and_replacement() {
     let dir = fixture("");
     let path = dir.path().join("messages.csv");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-log"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--follow", "--format", "csv", "--no-dm"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _follower = Follower(child);
-    let (tx, rx) = crossbeam_channel::unbounded();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let (_follower, rx) = follow(dir.path(), &["--follow", "--format", "csv", "--no-dm"]);
     let next = || {
         rx.recv_timeout(TIMEOUT)
             .expect("chat-log printed nothing in time")
