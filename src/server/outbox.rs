@@ -474,16 +474,23 @@ mod tests {
         assert!(std::io::Read::read(&mut client, &mut buf).map_or(true, |n| n == 0));
     }
 
-    /// One push larger than the bound still fits an empty outbox: a big batch alone never
-    /// makes a client slow. The next one waits for it to be written.
+    /// One push larger than the bound still fits an empty outbox (and an address budget with
+    /// nothing queued): a big batch alone never makes a client slow. The next one waits for it
+    /// to be written.
     #[test]
     fn an_empty_outbox_takes_one_push_of_any_size() {
-        let (tx, rx) = queued(None, 16, None);
         let big: Bytes = Arc::from(vec![b'x'; 1000]);
-        assert_eq!(tx.push(big.clone()), Ok(()));
-        assert_eq!(tx.push(b("y")), Err(PushError::Full));
-        let taken = rx.try_recv().unwrap();
-        rx.written(charge(&taken));
-        assert_eq!(tx.push(big), Ok(()));
+        let budget = AddressBudget {
+            queued: Arc::new(AtomicUsize::new(0)),
+            limit: 16,
+        };
+        for address in [None, Some(budget)] {
+            let (tx, rx) = queued(None, 16, address);
+            assert_eq!(tx.push(big.clone()), Ok(()));
+            assert_eq!(tx.push(b("y")), Err(PushError::Full));
+            let taken = rx.try_recv().unwrap();
+            rx.written(charge(&taken));
+            assert_eq!(tx.push(big.clone()), Ok(()));
+        }
     }
 }

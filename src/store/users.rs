@@ -207,8 +207,11 @@ impl Accounts {
 /// (so `chat-server users add` takes effect without a restart), and written back by `/op`.
 pub struct Directory {
     path: PathBuf,
-    state: RwLock<(Accounts, Option<SystemTime>)>,
+    state: RwLock<State>,
 }
+
+/// The accounts, and the modification time of the file they were read from.
+type State = (Accounts, Option<SystemTime>);
 
 impl Directory {
     pub fn open(path: PathBuf) -> Result<Directory> {
@@ -229,12 +232,21 @@ impl Directory {
                 return state.0.get(name).cloned();
             }
         }
+        self.reload(mtime).0.get(name).cloned()
+    }
+
+    /// Reads `users.csv` again (it changed). Out of line and cold: a CSV reader is kilobytes
+    /// of stack, and inlined into `lookup` it made every connection's reader thread touch one
+    /// more page of stack (4 KiB per connection), although it runs only when the file changes.
+    #[cold]
+    #[inline(never)]
+    fn reload(&self, mtime: Option<SystemTime>) -> std::sync::RwLockWriteGuard<'_, State> {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         match Accounts::load(&self.path) {
             Ok(accounts) => *state = (accounts, mtime),
             Err(e) => log::error!("{e}; keeping the accounts read before"),
         }
-        state.0.get(name).cloned()
+        state
     }
 
     /// True when at least one account exists.
