@@ -376,7 +376,9 @@ impl Server {
             self.refuse(conn, &peer, e);
             return;
         }
-        let reader = Reader {
+        // Boxed: the thread's closure is moved through several of std's frames on the new
+        // thread's stack, and every byte of it there is stack each connection keeps resident.
+        let reader = Box::new(Reader {
             conn,
             peer,
             auth: self.auth.clone(),
@@ -385,7 +387,7 @@ impl Server {
             outbox: outbox_tx,
             config: self.config.clone(),
             overflowed: std::cell::Cell::new(false),
-        };
+        });
         let reader_alive = alive.clone();
         let spawned = thread::Builder::new()
             .name(thread_name)

@@ -64,7 +64,7 @@ pub struct Reader {
 
 impl Reader {
     /// Serves the connection until it ends, then tells the broadcaster why.
-    pub fn run(self) {
+    pub fn run(&self) {
         let reason = match self.serve() {
             _ if self.overflowed.get() => Disconnect::SlowConsumer,
             Ok(reason) => reason,
