@@ -13,8 +13,8 @@ use std::io;
 use std::path::Path;
 
 use crate::proto::{self, ChatMessage, Kind};
+use crate::store::RecordsBackwards;
 use crate::store::message_column as M;
-use crate::store::{MessageRecord, RecordsBackwards};
 
 /// One room.
 #[derive(Debug)]
@@ -235,26 +235,28 @@ pub fn load_history(
             }
         };
         // A row this version cannot read (a kind it does not know, a hand edit) stays out
-        // of history; it is still in the file.
-        let Ok(m) = row.deserialize::<MessageRecord>(None) else {
+        // of history; it is still in the file. Fields by column, not through serde: start-up
+        // reads a hundred thousand rows, and this is a fifth of its time.
+        let (Ok(id), Some(kind)) = (row[M::ID].parse::<u64>(), Kind::parse(&row[M::KIND])) else {
             continue;
         };
-        if m.kind == Kind::Direct || m.room.is_empty() {
+        let room_name = &row[M::ROOM];
+        if kind == Kind::Direct || room_name.is_empty() {
             continue;
         }
         let room = loaded
             .rooms
-            .entry(proto::room_key(&m.room))
-            .or_insert_with(|| Room::new(&m.room));
+            .entry(proto::room_key(room_name))
+            .or_insert_with(|| Room::new(room_name));
         if room.history.len() < keep {
             room.history.push_front(ChatMessage {
-                id: m.id,
-                ts: m.timestamp,
+                id,
+                ts: row[M::TIMESTAMP].to_string(),
                 room: room.name.clone(),
-                from: m.sender,
+                from: row[M::SENDER].to_string(),
                 to: None,
-                kind: m.kind,
-                text: m.text,
+                kind,
+                text: row[M::TEXT].to_string(),
                 history: false,
             });
         }
