@@ -116,7 +116,9 @@ pub fn validate(name: &str) -> Result<(), NameError> {
     if name.detect_restriction_level() > RestrictionLevel::ModeratelyRestrictive {
         return Err(NameError::MixedScripts);
     }
-    if is_reserved(name) {
+    // `plain` here, not inside the key functions: called from this frame it is the shallowest
+    // it can be, and a connection's first name is the deepest its stack goes.
+    if reserved_plain(&plain(name)) {
         return Err(NameError::Reserved {
             name: name.to_string(),
         });
@@ -159,7 +161,15 @@ fn stacked_mark(name: &str) -> Option<char> {
 
 /// True when `name` is, or looks like, a reserved name.
 pub fn is_reserved(name: &str) -> bool {
-    RESERVED.iter().any(|r| same(r, name))
+    reserved_plain(&plain(name))
+}
+
+/// [`is_reserved`] of a name already made [`plain`]. The reserved names' keys are made once.
+fn reserved_plain(plain: &str) -> bool {
+    static KEYS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    let keys = KEYS.get_or_init(|| RESERVED.iter().map(|r| (key(r), upper_key(r))).collect());
+    let (k, u) = (key_of_plain(plain), upper_key_of_plain(plain));
+    keys.iter().any(|(rk, ru)| *rk == k || *ru == u)
 }
 
 /// Whether two names are the same name: either key matches.
@@ -170,17 +180,25 @@ pub fn same(a: &str, b: &str) -> bool {
 /// The first key under which names are the same name: case folded, then reduced to its TR39
 /// confusable skeleton. Not for display: `boss` becomes `boss`, but `m` becomes `rn`.
 pub fn key(name: &str) -> String {
-    let folded = fold(&plain(name));
+    key_of_plain(&plain(name))
+}
+
+fn key_of_plain(plain: &str) -> String {
+    let folded = fold(plain);
     fold(&unicode_security::skeleton(&folded).collect::<String>())
 }
 
 /// The second key: the skeleton first, then case folding, for the look-alikes that exist only
 /// in upper case (`I` and `l`; Cyrillic and Greek capitals).
 pub fn upper_key(name: &str) -> String {
+    upper_key_of_plain(&plain(name))
+}
+
+fn upper_key_of_plain(plain: &str) -> String {
     let skeleton = |s: &str| fold(&unicode_security::skeleton(s).collect::<String>());
     // Twice: the first maps capitals to what they look like (`Ѕ` to `S`), the second what
     // those look like in lower case (`m` to `rn`, as the first key has it).
-    skeleton(&skeleton(&plain(name)))
+    skeleton(&skeleton(plain))
 }
 
 /// The name as both keys start from: NFKC, without the accents of Latin, Greek and Cyrillic
@@ -188,9 +206,13 @@ pub fn upper_key(name: &str) -> String {
 /// and without `_`, `-` and `.`.
 fn plain(name: &str) -> String {
     use unicode_script::{Script, UnicodeScript};
-    let mut out = String::with_capacity(name.len());
+    // Sized up front (NFKC of a name rarely triples it): growing a string by reallocation is
+    // the deepest point of a connection's stack, and a page of stack for every connection.
+    let mut nfkc = String::with_capacity(name.len() * 3);
+    nfkc.extend(name.nfkc());
+    let mut out = String::with_capacity(nfkc.len() * 2);
     let mut base = Script::Common;
-    for c in name.nfkc().collect::<String>().nfd() {
+    for c in nfkc.nfd() {
         if unicode_normalization::char::is_combining_mark(c) {
             if matches!(base, Script::Latin | Script::Greek | Script::Cyrillic) {
                 continue;
@@ -202,7 +224,9 @@ fn plain(name: &str) -> String {
             out.push(c);
         }
     }
-    out.nfc().collect()
+    let mut composed = String::with_capacity(out.len());
+    composed.extend(out.nfc());
+    composed
 }
 
 /// Case folding only: for sorting names and for filters typed by an administrator, where

@@ -57,9 +57,10 @@ impl Auth {
         }
     }
 
-    /// Whether `name` is an account's (and so must give its password).
+    /// Whether `name` is an account's (and so must give its password), as of the directory's
+    /// last refresh (the reader refreshes it as each name arrives; the broadcaster checks again).
     pub fn is_registered(&self, name: &str) -> bool {
-        self.directory.lookup(name).is_some()
+        self.directory.cached(name).is_some()
     }
 }
 

@@ -225,14 +225,26 @@ impl Directory {
 
     /// The account of `name`, reading `users.csv` again first if it changed.
     pub fn lookup(&self, name: &str) -> Option<Account> {
+        self.refresh();
+        self.cached(name)
+    }
+
+    /// The account of `name` as of the last [`refresh`](Self::refresh): no file access.
+    pub fn cached(&self, name: &str) -> Option<Account> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        state.0.get(name).cloned()
+    }
+
+    /// Reads `users.csv` again if it changed. Out of line: the `stat` alone takes most of a
+    /// kilobyte of stack, so a connection's reader calls this where its stack is shallow
+    /// (before parsing a name), and looks the name up with [`cached`](Self::cached).
+    #[inline(never)]
+    pub fn refresh(&self) {
         let mtime = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
-        {
-            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
-            if state.1 == mtime {
-                return state.0.get(name).cloned();
-            }
+        let fresh = self.state.read().unwrap_or_else(|p| p.into_inner()).1 == mtime;
+        if !fresh {
+            drop(self.reload(mtime));
         }
-        self.reload(mtime).0.get(name).cloned()
     }
 
     /// Reads `users.csv` again (it changed). Out of line and cold: a CSV reader is kilobytes

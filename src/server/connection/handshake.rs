@@ -2,6 +2,25 @@
 
 use super::*;
 
+/// What a line of the handshake says.
+enum Named {
+    Hello(Hello),
+    /// `/quit` before a name.
+    Quit,
+    /// Not a name; the client was told why.
+    Refused,
+}
+
+/// What came of asking for a name.
+enum Attempt {
+    Granted(Mode),
+    /// Refused by the broadcaster (counts toward the flood limit); the client was told.
+    Refused,
+    /// Refused at the password; the client was asked again.
+    Again,
+    Ended(Disconnect),
+}
+
 /// The outcome of a login.
 pub(super) enum Login {
     /// In, as a guest or to an account.
@@ -34,6 +53,9 @@ impl Reader {
                 Err(e) if is_timeout(&e) => return Ok(Err(self.handshake_timed_out())),
                 Err(e) => return Err(e),
             };
+            // users.csv may have changed since the last name: read it now, where the stack is
+            // shallow (see `Directory::refresh`), and look names up without touching the file.
+            self.auth.directory.refresh();
             let bytes = match line {
                 Line::Complete(bytes) => bytes,
                 Line::TooLong => {
@@ -44,55 +66,89 @@ impl Reader {
                 }
                 Line::Eof | Line::EofMidLine => return Ok(Err(Disconnect::ClosedDuringHandshake)),
             };
-            if matches!(
-                utf8(bytes).map(proto::parse_command),
-                Ok(Ok(Request::Quit(_)))
-            ) {
-                return Ok(Err(self.quit_before_name()));
-            }
-            let guess = if bytes.trim_ascii_start().starts_with(b"{") {
-                Mode::Json
-            } else {
-                Mode::Human
-            };
-            let hello = match utf8(bytes).and_then(proto::parse_hello) {
-                Ok(hello) => hello,
-                Err(e) => {
-                    self.refuse_name(guess, &e);
+            let hello = match self.read_hello(bytes) {
+                Named::Hello(hello) => hello,
+                Named::Quit => return Ok(Err(self.quit_before_name())),
+                Named::Refused => {
                     refused += 1;
                     continue;
                 }
             };
-            let mode = hello.mode;
-            // The hello (and the password in it) ends here, on this thread: the broadcaster
-            // is told who the client is, never what it typed to prove it.
-            let who = match self.log_in(lines, hello, deadline)? {
-                Login::Granted(who) => who,
-                Login::Refused => {
-                    self.prompt_again(mode);
-                    continue;
-                }
-                Login::Ended(reason) => return Ok(Err(reason)),
-            };
-            let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
-            let hello_event = Event::Hello {
-                conn: self.conn,
-                who,
-                reply: reply_tx,
-            };
-            if self.events.send(hello_event).is_err() {
-                return Ok(Err(Disconnect::ServerStopping));
-            }
-            match reply_rx.recv() {
-                Ok(true) => return Ok(Ok(mode)),
-                // The broadcaster has sent the reason; ask again.
-                Ok(false) => {
-                    self.prompt_again(mode);
-                    refused += 1;
-                }
-                Err(_) => return Ok(Err(Disconnect::ServerStopping)),
+            // Looked up here, where the stack is shallow: a name's keys take a few hundred bytes
+            // of stack, and under `ask` and `log_in` they made every reader touch a third page.
+            let registered = self.auth.is_registered(&hello.name);
+            match self.ask(lines, hello, registered, deadline)? {
+                Attempt::Granted(mode) => return Ok(Ok(mode)),
+                Attempt::Refused => refused += 1,
+                Attempt::Again => {}
+                Attempt::Ended(reason) => return Ok(Err(reason)),
             }
         }
+    }
+
+    /// Parses a line of the handshake as a name (or `/quit`). Out of line, like [`Self::ask`]:
+    /// the handshake's own frame then stays small while it waits for lines, and the stack's
+    /// deepest point sets how much of each thread's stack stays resident.
+    #[inline(never)]
+    fn read_hello(&self, bytes: &[u8]) -> Named {
+        if matches!(
+            utf8(bytes).map(proto::parse_command),
+            Ok(Ok(Request::Quit(_)))
+        ) {
+            return Named::Quit;
+        }
+        let guess = if bytes.trim_ascii_start().starts_with(b"{") {
+            Mode::Json
+        } else {
+            Mode::Human
+        };
+        match utf8(bytes).and_then(proto::parse_hello) {
+            Ok(hello) => Named::Hello(hello),
+            Err(e) => {
+                self.refuse_name(guess, &e);
+                Named::Refused
+            }
+        }
+    }
+
+    /// Logs a parsed name in and asks the broadcaster for it.
+    #[inline(never)]
+    fn ask(
+        &self,
+        lines: &mut LineReader<TransportReader<'_>>,
+        hello: Hello,
+        registered: bool,
+        deadline: Instant,
+    ) -> io::Result<Attempt> {
+        let mode = hello.mode;
+        // The hello (and the password in it) ends here, on this thread: the broadcaster
+        // is told who the client is, never what it typed to prove it.
+        let who = match self.log_in(lines, hello, registered, deadline)? {
+            Login::Granted(who) => who,
+            Login::Refused => {
+                self.prompt_again(mode);
+                return Ok(Attempt::Again);
+            }
+            Login::Ended(reason) => return Ok(Attempt::Ended(reason)),
+        };
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        let hello_event = Event::Hello {
+            conn: self.conn,
+            who,
+            reply: reply_tx,
+        };
+        if self.events.send(hello_event).is_err() {
+            return Ok(Attempt::Ended(Disconnect::ServerStopping));
+        }
+        Ok(match reply_rx.recv() {
+            Ok(true) => Attempt::Granted(mode),
+            // The broadcaster has sent the reason; ask again.
+            Ok(false) => {
+                self.prompt_again(mode);
+                Attempt::Refused
+            }
+            Err(_) => Attempt::Ended(Disconnect::ServerStopping),
+        })
     }
 
     /// Checks the password when there is one to check. A registered name (or any name on a
@@ -106,11 +162,11 @@ impl Reader {
         &self,
         lines: &mut LineReader<TransportReader<'_>>,
         hello: Hello,
+        registered: bool,
         deadline: Instant,
     ) -> io::Result<Login> {
         let mode = hello.mode;
         let private = self.auth.private;
-        let registered = self.auth.is_registered(&hello.name);
         let password = match mode {
             Mode::Json => match hello.password {
                 Some(p) => p,
@@ -155,7 +211,7 @@ impl Reader {
         let counted = self
             .auth
             .directory
-            .lookup(&hello.name)
+            .cached(&hello.name)
             .map_or_else(|| hello.name.clone(), |a| a.name);
         let wait = match self.auth.throttle.attempt(ip, &counted) {
             Ok(wait) => wait,

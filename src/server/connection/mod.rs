@@ -71,6 +71,13 @@ impl Reader {
             Err(e) if is_hangup(&e) => Disconnect::Reset,
             Err(e) => Disconnect::ReadError(e.to_string()),
         };
+        self.gone(reason);
+    }
+
+    /// Tells the broadcaster the connection ended. Out of line: the event is built in this
+    /// frame, not in `run`'s, which stays on the stack under the whole handshake.
+    #[inline(never)]
+    fn gone(&self, reason: Disconnect) {
         debug!("conn {} reader ends: {reason}", self.conn);
         let _ = self.events.send(Event::Gone {
             conn: self.conn,
