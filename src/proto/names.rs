@@ -159,12 +159,8 @@ fn stacked_mark(name: &str) -> Option<char> {
     None
 }
 
-/// True when `name` is, or looks like, a reserved name.
-pub fn is_reserved(name: &str) -> bool {
-    reserved_plain(&plain(name))
-}
-
-/// [`is_reserved`] of a name already made [`plain`]. The reserved names' keys are made once.
+/// Whether a name already made [`plain`] is one of the reserved names (or looks like one).
+/// The reserved names' keys are made once.
 fn reserved_plain(plain: &str) -> bool {
     static KEYS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
     let keys = KEYS.get_or_init(|| RESERVED.iter().map(|r| (key(r), upper_key(r))).collect());
