@@ -340,6 +340,14 @@ pub const TLS_HANDSHAKE: u8 = 0x16;
 /// A buffered reader over a transport, as the connection threads use it.
 pub type TransportReader<'a> = BufReader<DeadlineReader<'a>>;
 
+/// A server configuration with a fresh self-signed certificate, for tests.
+#[cfg(test)]
+pub fn test_server_config() -> Arc<ServerConfig> {
+    let dir = tempfile::tempdir().unwrap();
+    make_dev_cert(dir.path(), &["localhost".into()]).unwrap();
+    server_config(&dir.path().join("cert.pem"), &dir.path().join("key.pem")).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::TcpListener;

@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::server::hub::{Event, Hub};
 use crate::server::limits::{Admission, Refusal, Rules, Ticket};
 use crate::server::login::{Auth, Checker, Throttle};
+use crate::server::outbox::{Sink, Spawner, WRITER_IDLE};
 use crate::store::bans::Bans;
 use crate::store::users::Directory;
 use crate::tls::{TlsStream, Transport};
@@ -334,46 +335,47 @@ impl Server {
         let limit = self.config.limits.outbox_bytes();
         // A front door is a transport plus a codec: here the transport decides how bytes
         // leave, once; the hub only ever sees "send these bytes".
-        let (transport, (outbox_tx, outbox_rx)) = match &self.config.tls.server {
+        let transport = match &self.config.tls.server {
             Some(tls) => match TlsStream::server(tls.clone(), stream.clone()) {
-                Ok(t) => (
-                    Transport::Tls(Box::new(t)),
-                    crate::server::outbox::queued(Some(stream.clone()), limit, address),
-                ),
+                Ok(t) => Transport::Tls(Box::new(t)),
                 Err(e) => {
                     error!("conn {conn}: cannot start TLS for {peer}: {e}");
                     return;
                 }
             },
-            None => (
-                Transport::Plain(stream.clone()),
-                crate::server::outbox::direct(stream.clone(), limit, address),
-            ),
+            None => Transport::Plain(stream.clone()),
         };
         let transport = Arc::new(transport);
-        let for_writer = transport.clone();
+        // A writer thread is started only when the client falls behind; it keeps the
+        // connection's place and the shutdown's wait, as the reader does.
+        let stack = (self.config.stack_size / 4).max(64 * 1024);
+        let (writer_live, writer_alive) = (live.clone(), alive.clone());
+        let spawn: Spawner = Box::new(move |work| {
+            let keep = (writer_live.clone(), writer_alive.clone());
+            thread::Builder::new()
+                .name(format!("conn-{conn}-w"))
+                .stack_size(stack)
+                .spawn(move || {
+                    work();
+                    drop(keep);
+                })
+                .map(drop)
+        });
+        let sink = Sink {
+            conn,
+            transport: transport.clone(),
+            spawn,
+            idle: WRITER_IDLE,
+        };
+        let outbox = crate::server::outbox::outbox(sink, limit, address);
         let thread_name = format!("conn-{conn}");
         let connect = Event::Connect {
             conn,
             peer,
             thread: thread_name.clone(),
-            outbox: outbox_tx.clone(),
+            outbox: outbox.clone(),
         };
         if self.events.send(connect).is_err() {
-            return;
-        }
-        let writer_alive = alive.clone();
-        let writer_live = live.clone();
-        let writer = thread::Builder::new()
-            .name(format!("conn-{conn}-w"))
-            .stack_size((self.config.stack_size / 4).max(64 * 1024))
-            .spawn(move || {
-                connection::write_loop(conn, for_writer, outbox_rx);
-                drop(writer_live);
-                drop(writer_alive);
-            });
-        if let Err(e) = writer {
-            self.refuse(conn, &peer, e);
             return;
         }
         // Boxed: the thread's closure is moved through several of std's frames on the new
@@ -384,7 +386,7 @@ impl Server {
             auth: self.auth.clone(),
             transport,
             events: self.events.clone(),
-            outbox: outbox_tx,
+            outbox,
             config: self.config.clone(),
             overflowed: std::cell::Cell::new(false),
         });
@@ -394,6 +396,9 @@ impl Server {
             .stack_size(self.config.stack_size)
             .spawn(move || {
                 reader.run();
+                // This thread drains what is left and closes, unless a writer thread does.
+                let Reader { outbox, .. } = *reader;
+                outbox.finish();
                 drop(live);
                 drop(reader_alive);
             });

@@ -1,5 +1,5 @@
-//! A client's outbox: a queue of encoded messages with a bound on how many may wait, and a
-//! fast path that skips the queue.
+//! A client's outbox: a queue of encoded messages with a bound on how many may wait, a fast
+//! path that skips the queue, and a writer thread that exists only while the client is behind.
 //!
 //! A crossbeam `bounded` channel allocates every slot up front: 1,024 slots cost 24 KiB per
 //! client even when empty, which is most of a connection's memory. This is an `unbounded`
@@ -10,21 +10,34 @@
 //! client that never reads while the server queues it one short error line after another is
 //! held to the same bound in memory as one that falls behind a busy room.
 //!
-//! How bytes leave is chosen once, when the connection is spawned: [`direct`] outboxes (plain
-//! TCP) let [`Outbox::send`] write with `MSG_DONTWAIT` itself when nothing is queued and the
-//! writer is idle, which never blocks, and queue only what the socket did not take; waking one
-//! writer thread per recipient per message is what limits a thread-per-client server, and most
-//! deliveries need no wake-up at all this way. [`queued`] outboxes (TLS, and any transport that
-//! must frame or encrypt the bytes) always go through the writer thread. The broadcaster sees
-//! neither the socket nor the transport: only "send these bytes".
+//! How bytes leave depends on the transport. Over plain TCP, [`Outbox::send`] writes with
+//! `MSG_DONTWAIT` itself when nothing is queued and nobody is writing, which never blocks,
+//! and queues only what the socket did not take. Waking one writer thread per recipient per
+//! message is what limits a thread-per-client server, and most deliveries need no thread at
+//! all this way; so an idle plain connection has no writer thread either. The first push to a
+//! queue nobody drains starts one (the *drainer*), which writes what waits, coalesced, and
+//! ends once the queue has stayed empty for [`WRITER_IDLE`]. Over TLS (a transport that must
+//! encrypt the bytes) everything is pushed, and the drainer, once started, stays until the
+//! connection ends. When the reader ends, it becomes the drainer itself if none runs, and
+//! whoever drains when the last sender is gone closes the connection.
+//!
+//! **Invariant:** at most one drainer at a time (the `draining` flag is its token), and every
+//! socket write happens under the `writing` lock, so bytes leave in the order they were sent.
+//!
+//! The broadcaster sees neither the socket nor the transport: only "send these bytes".
 
-use std::io;
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvError, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use log::{debug, error};
 use socket2::SockRef;
+
+use crate::error::is_hangup;
+use crate::tls::Transport;
 
 /// Encoded bytes, shared by every recipient of the same event in the same codec.
 pub type Bytes = Arc<[u8]>;
@@ -32,6 +45,16 @@ pub type Bytes = Arc<[u8]>;
 /// What one push costs beyond its bytes: the shared allocation's header and the allocator's
 /// rounding, and the channel's slot.
 pub const PUSH_OVERHEAD: usize = 64;
+
+/// How long a plain connection's writer thread waits on an empty outbox before it ends.
+pub const WRITER_IDLE: Duration = Duration::from_secs(2);
+
+/// The most bytes a drainer gathers from the queue into one write.
+const MAX_COALESCE: usize = 64 * 1024;
+
+/// How long a closing connection keeps reading (and discarding) what the peer still sends, so
+/// the kernel closes with FIN rather than RST and the peer gets our last line.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// What `bytes` count against the bound.
 pub fn charge(bytes: &[u8]) -> usize {
@@ -43,8 +66,8 @@ pub fn charge(bytes: &[u8]) -> usize {
 /// socket is set to reset when it closes (`SO_LINGER` 0), and shut now, which ends the
 /// connection's reader and writer, whose end closes it.
 pub fn abandon(stream: &TcpStream) {
-    let _ = SockRef::from(stream).set_linger(Some(std::time::Duration::ZERO));
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = SockRef::from(stream).set_linger(Some(Duration::ZERO));
+    let _ = stream.shutdown(Shutdown::Both);
 }
 
 /// Why a push failed.
@@ -52,7 +75,7 @@ pub fn abandon(stream: &TcpStream) {
 pub enum PushError {
     /// The bytes waiting would pass the limit: the client is not keeping up.
     Full,
-    /// The writer is gone: the connection is ending.
+    /// The connection is ending: its socket failed, or it has nobody to write for it.
     Closed,
 }
 
@@ -65,21 +88,45 @@ pub struct AddressBudget {
     pub limit: usize,
 }
 
+/// Starts a thread that runs the given work: how the server gives a connection a writer
+/// (its name, its stack, what it keeps alive while it runs).
+pub type Spawner = Box<dyn Fn(Box<dyn FnOnce() + Send>) -> io::Result<()> + Send + Sync>;
+
+/// Where an outbox's bytes go.
+pub struct Sink {
+    /// The connection, for log lines.
+    pub conn: u64,
+    pub transport: Arc<Transport>,
+    /// Starts the writer thread when one is needed.
+    pub spawn: Spawner,
+    /// How long a plain connection's writer waits on an empty queue before it ends
+    /// ([`WRITER_IDLE`]).
+    pub idle: Duration,
+}
+
 /// State shared by every handle of one outbox.
 struct Shared {
-    /// Bytes pushed and not yet written: the writer lowers it only after writing, so zero
+    rx: Receiver<Bytes>,
+    /// Bytes pushed and not yet written: the drainer lowers it only after writing, so zero
     /// means nothing is queued *and* nothing is half-way to the socket.
     queued: AtomicUsize,
     /// The budget of the address this client connects from, if it has one.
     address: Option<AddressBudget>,
-    /// Held by whoever writes to the socket (the writer thread, or the broadcaster's fast
-    /// path), so bytes from the two never interleave.
+    /// Held by whoever writes to the socket (the drainer, or a sender's fast path), so bytes
+    /// from the two never interleave.
     writing: Mutex<()>,
-    /// The connection's socket: for ending it, and (when `direct`) for the fast path.
-    socket: Option<Arc<TcpStream>>,
-    /// Whether [`Outbox::send`] may write to `socket` itself: the bytes need no more work
+    /// Where the bytes go; `None` for an outbox that only queues (the hub's tests read it).
+    sink: Option<Sink>,
+    /// Whether [`Outbox::send`] may write to the socket itself: the bytes need no more work
     /// (no encryption, no framing) on their way out.
     direct: bool,
+    /// The drainer's token: set while a thread owns `rx` and writes what it takes.
+    draining: AtomicBool,
+    /// Set when the reader has ended: the drainer then stays until the last sender is gone,
+    /// and closes the connection.
+    ending: AtomicBool,
+    /// Set when a write failed or no writer could be started: pushes are refused.
+    dead: AtomicBool,
 }
 
 /// The sending side; cloned by the broadcaster and the connection's reader.
@@ -91,62 +138,40 @@ pub struct Outbox {
     limit: usize,
 }
 
-/// The receiving side, owned by the connection's writer thread.
-pub struct OutboxReceiver {
-    rx: Receiver<Bytes>,
-    shared: Arc<Shared>,
+/// An outbox for a connection: at most `limit` bytes wait (an empty outbox takes any one
+/// push), within `address`'s budget shared with the other connections of the address.
+pub fn outbox(sink: Sink, limit: usize, address: Option<AddressBudget>) -> Outbox {
+    make(Some(sink), limit, address)
 }
 
-/// An outbox whose bytes go to `socket` as they are (plain TCP): [`Outbox::send`] writes them
-/// itself when it can do so without waiting. At most `limit` bytes wait (an empty outbox takes
-/// any one push), within `address`'s budget shared with the other connections of the address.
-pub fn direct(
-    socket: Arc<TcpStream>,
-    limit: usize,
-    address: Option<AddressBudget>,
-) -> (Outbox, OutboxReceiver) {
-    make(Some(socket), true, limit, address)
-}
-
-/// An outbox whose bytes all go through the connection's writer thread (TLS, or a transport
-/// that frames them); `socket`, when given, is what [`Outbox::abandon`] and
-/// [`Outbox::shut_reading`] end.
-pub fn queued(
-    socket: Option<Arc<TcpStream>>,
-    limit: usize,
-    address: Option<AddressBudget>,
-) -> (Outbox, OutboxReceiver) {
-    make(socket, false, limit, address)
-}
-
-fn make(
-    socket: Option<Arc<TcpStream>>,
-    direct: bool,
-    limit: usize,
-    address: Option<AddressBudget>,
-) -> (Outbox, OutboxReceiver) {
+fn make(sink: Option<Sink>, limit: usize, address: Option<AddressBudget>) -> Outbox {
     let (tx, rx) = crossbeam_channel::unbounded();
+    let direct = matches!(
+        sink.as_ref().map(|s| &*s.transport),
+        Some(Transport::Plain(_))
+    );
     let shared = Arc::new(Shared {
+        rx,
         queued: AtomicUsize::new(0),
         address,
         writing: Mutex::new(()),
-        socket,
+        sink,
         direct,
+        draining: AtomicBool::new(false),
+        ending: AtomicBool::new(false),
+        dead: AtomicBool::new(false),
     });
-    (
-        Outbox {
-            tx,
-            shared: shared.clone(),
-            limit,
-        },
-        OutboxReceiver { rx, shared },
-    )
+    Outbox { tx, shared, limit }
 }
 
 impl Outbox {
-    /// Queues `bytes` unless the outbox is full or closed; never blocks. An empty outbox takes
-    /// any push, however large, so one big batch alone never makes a client slow.
+    /// Queues `bytes` unless the outbox is full or closed, and makes sure a drainer runs;
+    /// never blocks. An empty outbox takes any push, however large, so one big batch alone
+    /// never makes a client slow.
     pub fn push(&self, bytes: Bytes) -> Result<(), PushError> {
+        if self.shared.dead.load(Ordering::Acquire) {
+            return Err(PushError::Closed);
+        }
         let queued = &self.shared.queued;
         let n = charge(&bytes);
         let before = queued.fetch_add(n, Ordering::AcqRel);
@@ -163,22 +188,17 @@ impl Outbox {
                 return Err(PushError::Full);
             }
         }
-        self.tx.send(bytes).map_err(|_| {
-            queued.fetch_sub(n, Ordering::AcqRel);
-            if let Some(a) = address {
-                a.queued.fetch_sub(n, Ordering::AcqRel);
-            }
-            PushError::Closed
-        })
+        // The receiver lives in `shared`, which this handle keeps alive: the send cannot fail.
+        let _ = self.tx.send(bytes);
+        self.shared.wake()
     }
 
     /// Sends `bytes` without ever blocking: written at once when the outbox is direct and
-    /// idle, queued for the writer thread otherwise (or for what the socket did not take).
+    /// idle, queued for the drainer otherwise (or for what the socket did not take).
     pub fn send(&self, bytes: &Bytes) -> Result<(), PushError> {
-        let stream = match &self.shared.socket {
-            Some(s) if self.shared.direct => s,
-            _ => return self.push(bytes.clone()),
-        };
+        if !self.shared.direct {
+            return self.push(bytes.clone());
+        }
         let Ok(_writing) = self.shared.writing.try_lock() else {
             return self.push(bytes.clone());
         };
@@ -186,7 +206,8 @@ impl Outbox {
             return self.push(bytes.clone());
         }
         let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-        match SockRef::from(&**stream).send_with_flags(bytes, flags) {
+        match SockRef::from(&**self.shared.socket().expect("direct")).send_with_flags(bytes, flags)
+        {
             Ok(n) if n == bytes.len() => Ok(()),
             // The rest goes through the queue; we still hold the lock, so nothing can get
             // between the part written and the part queued.
@@ -205,58 +226,227 @@ impl Outbox {
         }
     }
 
-    /// Ends the connection's reading side, so its reader thread ends; the writer still sends
-    /// what is queued, then the connection closes.
+    /// Ends the connection's reading side, so its reader thread ends; what is queued is still
+    /// sent, then the connection closes.
     pub fn shut_reading(&self) {
-        if let Some(s) = &self.shared.socket {
-            let _ = s.shutdown(std::net::Shutdown::Read);
+        if let Some(s) = self.shared.socket() {
+            let _ = s.shutdown(Shutdown::Read);
         }
     }
 
     /// Ends the connection now, with a reset: see [`abandon`].
     pub fn abandon(&self) {
-        if let Some(s) = &self.shared.socket {
+        if let Some(s) = self.shared.socket() {
             abandon(s);
+        }
+    }
+
+    /// Whether a writer thread (or the closing reader) is draining the queue now.
+    pub fn has_drainer(&self) -> bool {
+        self.shared.draining.load(Ordering::Acquire)
+    }
+
+    /// The reader is done: drops its handle and, if no writer thread is draining, drains on
+    /// this thread until the last sender is gone, then closes the connection politely. A
+    /// running writer does the same instead of ending when idle.
+    pub fn finish(self) {
+        let shared = self.shared.clone();
+        drop(self);
+        shared.ending.store(true, Ordering::SeqCst);
+        if shared.sink.is_some() && !shared.draining.swap(true, Ordering::SeqCst) {
+            shared.drain();
         }
     }
 }
 
-impl OutboxReceiver {
-    /// The next message, waiting for one; an error once every `Outbox` is dropped and the
-    /// queue is empty. Call [`OutboxReceiver::written`] once it is on the socket.
-    pub fn recv(&self) -> Result<Bytes, RecvError> {
-        self.rx.recv()
+impl Shared {
+    fn socket(&self) -> Option<&Arc<TcpStream>> {
+        self.sink.as_ref().map(|s| s.transport.socket())
     }
 
-    /// The next message if one is waiting.
-    pub fn try_recv(&self) -> Result<Bytes, TryRecvError> {
-        self.rx.try_recv()
+    /// Called after a push: starts a writer thread unless a drainer runs already.
+    fn wake(self: &Arc<Self>) -> Result<(), PushError> {
+        let Some(sink) = &self.sink else {
+            return Ok(());
+        };
+        if self.draining.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let shared = self.clone();
+        match (sink.spawn)(Box::new(move || shared.drain())) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Nobody can write for this client: end it, as the OS will give no thread.
+                error!(
+                    "conn {}: cannot start a writer thread: {e}; disconnecting",
+                    sink.conn
+                );
+                self.dead.store(true, Ordering::Release);
+                abandon(sink.transport.socket());
+                Err(PushError::Closed)
+            }
+        }
+    }
+
+    /// The drainer's loop: writes what is queued, coalesced, until the queue has been empty
+    /// for [`WRITER_IDLE`] (plain, while the reader runs), a write fails, or the last sender
+    /// is gone (then closes the connection). Called holding the `draining` token.
+    fn drain(&self) {
+        let sink = self.sink.as_ref().expect("a drainer has a sink");
+        // Allocated only when two or more messages are waiting at once; a lone message is
+        // written straight from its shared bytes.
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            let first = if self.direct && !self.ending.load(Ordering::SeqCst) {
+                self.rx.recv_timeout(sink.idle)
+            } else {
+                self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            };
+            let first = match first {
+                Ok(first) => first,
+                Err(RecvTimeoutError::Timeout) => {
+                    // Give the token back, then look again: a push that saw the token still
+                    // held has queued before this store, so it is seen below.
+                    self.draining.store(false, Ordering::SeqCst);
+                    if self.rx.is_empty() && !self.ending.load(Ordering::SeqCst) {
+                        debug!("conn {}: writer idle, ending", sink.conn);
+                        return;
+                    }
+                    if self.draining.swap(true, Ordering::SeqCst) {
+                        return; // Another drainer took over.
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    close_politely(sink.transport.socket());
+                    return;
+                }
+            };
+            if let Err(e) = self.write_batch(&sink.transport, first, &mut buf) {
+                if is_hangup(&e) {
+                    debug!("conn {}: peer went away while writing: {e}", sink.conn);
+                } else {
+                    debug!("conn {}: write failed: {e}", sink.conn);
+                }
+                self.dead.store(true, Ordering::Release);
+                // Wake the reader so the broadcaster hears of the end.
+                let _ = sink.transport.socket().shutdown(Shutdown::Both);
+                return;
+            }
+        }
+    }
+
+    /// Writes `first` and whatever else waits (up to [`MAX_COALESCE`]) in one write.
+    fn write_batch(
+        &self,
+        transport: &Transport,
+        first: Bytes,
+        buf: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        // Hold the write lock from here, so a sender's fast path cannot slip a later message
+        // onto the socket before these.
+        let _writing = self.lock();
+        let mut taken = charge(&first);
+        let result = match self.rx.try_recv() {
+            Err(_) => (&*transport).write_all(&first),
+            Ok(second) => {
+                taken += charge(&second);
+                buf.clear();
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&second);
+                while buf.len() < MAX_COALESCE {
+                    match self.rx.try_recv() {
+                        Ok(more) => {
+                            taken += charge(&more);
+                            buf.extend_from_slice(&more);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let r = (&*transport).write_all(buf);
+                if buf.capacity() > 4 * MAX_COALESCE {
+                    *buf = Vec::new();
+                }
+                r
+            }
+        };
+        self.written(taken);
+        result
     }
 
     /// The lock to hold while writing to the socket.
-    pub fn lock(&self) -> MutexGuard<'_, ()> {
-        self.shared
-            .writing
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.writing
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Records that received messages are now written: `n` is the sum of their [`charge`].
-    pub fn written(&self, n: usize) {
-        self.shared.queued.fetch_sub(n, Ordering::AcqRel);
-        if let Some(a) = &self.shared.address {
+    /// Records that taken messages are now written: `n` is the sum of their [`charge`].
+    fn written(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+        if let Some(a) = &self.address {
             a.queued.fetch_sub(n, Ordering::AcqRel);
         }
     }
 }
 
-impl Drop for OutboxReceiver {
+impl Drop for Shared {
     /// The connection is over: what was still queued no longer counts against its address.
     fn drop(&mut self) {
-        if let Some(a) = &self.shared.address {
-            let left = self.shared.queued.swap(0, Ordering::AcqRel);
+        if let Some(a) = &self.address {
+            let left = self.queued.swap(0, Ordering::AcqRel);
             a.queued.fetch_sub(left, Ordering::AcqRel);
         }
+    }
+}
+
+/// The last sender is gone: the connection is over. Sends FIN, then reads what the peer still
+/// sends for a moment, so unread input does not turn our close into a reset that could destroy
+/// the last lines we wrote. Out of line so its buffer does not enlarge (and, with stack
+/// probes, touch) the drainer's stack frame.
+#[inline(never)]
+fn close_politely(stream: &TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(LINGER));
+    let deadline = Instant::now() + LINGER;
+    let mut sink = [0u8; 512];
+    while Instant::now() < deadline {
+        match (&*stream).read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// An outbox with no connection, and the handle that reads its queue: for tests of the
+/// queue and of the hub.
+#[cfg(test)]
+pub fn detached(limit: usize, address: Option<AddressBudget>) -> (Outbox, OutboxReceiver) {
+    let tx = make(None, limit, address);
+    let rx = OutboxReceiver {
+        shared: tx.shared.clone(),
+    };
+    (tx, rx)
+}
+
+/// Reads a detached outbox's queue, as a drainer would.
+#[cfg(test)]
+pub struct OutboxReceiver {
+    shared: Arc<Shared>,
+}
+
+#[cfg(test)]
+impl OutboxReceiver {
+    pub fn recv(&self) -> Result<Bytes, crossbeam_channel::RecvError> {
+        self.shared.rx.recv()
+    }
+
+    pub fn try_recv(&self) -> Result<Bytes, crossbeam_channel::TryRecvError> {
+        self.shared.rx.try_recv()
+    }
+
+    pub fn written(&self, n: usize) {
+        self.shared.written(n)
     }
 }
 
@@ -268,10 +458,80 @@ mod tests {
         Arc::from(s.as_bytes())
     }
 
+    /// A connected pair: (the server's side, the client's side), with read timeouts.
+    fn sockets() -> (Arc<TcpStream>, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        (Arc::new(server), client)
+    }
+
+    /// A sink over `socket` whose writer threads are counted in `spawned`.
+    fn sink(transport: Transport, idle: Duration) -> (Sink, Arc<AtomicUsize>) {
+        let spawned = Arc::new(AtomicUsize::new(0));
+        let count = spawned.clone();
+        let sink = Sink {
+            conn: 1,
+            transport: Arc::new(transport),
+            idle,
+            spawn: Box::new(move |work| {
+                count.fetch_add(1, Ordering::SeqCst);
+                std::thread::Builder::new().spawn(work).map(drop)
+            }),
+        };
+        (sink, spawned)
+    }
+
+    fn plain(server: &Arc<TcpStream>, limit: usize, idle: Duration) -> (Outbox, Arc<AtomicUsize>) {
+        let (sink, spawned) = sink(Transport::Plain(server.clone()), idle);
+        (outbox(sink, limit, None), spawned)
+    }
+
+    /// Waits (bounded) until `cond` holds.
+    fn eventually(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "never: {what}");
+            std::thread::yield_now();
+        }
+    }
+
+    /// Runs `send` on another thread and fails if it blocks: the broadcaster must never
+    /// wait for a client.
+    fn send_without_blocking(
+        tx: &Outbox,
+        bytes: &Bytes,
+        server: &Arc<TcpStream>,
+    ) -> Result<(), PushError> {
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let (tx, bytes) = (tx.clone(), bytes.clone());
+        std::thread::spawn(move || {
+            let _ = done_tx.send(tx.send(&bytes));
+        });
+        match done.recv_timeout(Duration::from_secs(5)) {
+            Ok(result) => result,
+            Err(_) => {
+                // Unblock the stuck send so the thread can end, then fail.
+                let _ = server.shutdown(Shutdown::Both);
+                panic!("send blocked on a client that does not read");
+            }
+        }
+    }
+
+    /// Fills `server`'s socket until it takes nothing more.
+    fn fill(server: &TcpStream) {
+        let chunk = vec![b'f'; 64 * 1024];
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        while SockRef::from(server).send_with_flags(&chunk, flags).is_ok() {}
+    }
+
     #[test]
     fn the_bound_counts_waiting_messages() {
         let one = charge(b"a");
-        let (tx, rx) = queued(None, 2 * one, None);
+        let (tx, rx) = detached(2 * one, None);
         assert_eq!(tx.push(b("a")), Ok(()));
         assert_eq!(tx.push(b("b")), Ok(()));
         assert_eq!(tx.push(b("c")), Err(PushError::Full));
@@ -289,79 +549,100 @@ mod tests {
         assert_eq!(tx.push(b("x")), Err(PushError::Full));
     }
 
+    /// An idle plain connection has no writer: what the socket takes at once never starts one.
     #[test]
-    fn closed_when_the_receiver_is_gone_and_empty_after_senders_go() {
-        let (tx, rx) = queued(None, 4, None);
-        tx.push(b("last")).unwrap();
-        let tx2 = tx.clone();
-        drop(tx);
-        drop(tx2);
-        assert_eq!(&*rx.recv().unwrap(), b"last");
-        assert!(rx.recv().is_err());
-        let (tx, rx) = queued(None, 4, None);
-        drop(rx);
-        assert_eq!(tx.push(b("x")), Err(PushError::Closed));
-        // A refused push does not count against the bound.
-        assert_eq!(tx.shared.queued.load(Ordering::Acquire), 0);
-    }
-
-    #[test]
-    fn a_direct_outbox_writes_when_idle_and_queues_behind_a_backlog() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let server = Arc::new(listener.accept().unwrap().0);
-        let (tx, rx) = direct(server.clone(), 1024, None);
-        tx.send(&b("one\n")).unwrap();
-        assert!(rx.try_recv().is_err(), "an idle outbox is bypassed");
-        // With something queued, later deliveries queue behind it, in order.
-        tx.push(b("two\n")).unwrap();
-        tx.send(&b("three\n")).unwrap();
-        assert_eq!(&*rx.try_recv().unwrap(), b"two\n");
-        assert_eq!(&*rx.try_recv().unwrap(), b"three\n");
-        // While the writer holds the lock, the broadcaster queues instead of writing.
-        rx.written(charge(b"two\n") + charge(b"three\n"));
-        let guard = rx.lock();
-        tx.send(&b("four\n")).unwrap();
-        drop(guard);
-        assert_eq!(&*rx.try_recv().unwrap(), b"four\n");
-        client
-            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .unwrap();
-        let mut got = [0u8; 4];
-        std::io::Read::read_exact(&mut &client, &mut got).unwrap();
-        assert_eq!(&got, b"one\n");
-    }
-    /// A connected pair: (the server's side, the client's side), with read timeouts.
-    fn sockets() -> (Arc<TcpStream>, TcpStream) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        client
-            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .unwrap();
-        (Arc::new(server), client)
-    }
-
-    /// Runs `send` on another thread and fails if it blocks: the broadcaster must never
-    /// wait for a client.
-    fn send_without_blocking(
-        tx: &Outbox,
-        bytes: &Bytes,
-        server: &Arc<TcpStream>,
-    ) -> Result<(), PushError> {
-        let (done_tx, done) = crossbeam_channel::bounded(1);
-        let (tx, bytes) = (tx.clone(), bytes.clone());
-        std::thread::spawn(move || {
-            let _ = done_tx.send(tx.send(&bytes));
-        });
-        match done.recv_timeout(std::time::Duration::from_secs(5)) {
-            Ok(result) => result,
-            Err(_) => {
-                // Unblock the stuck send so the thread can end, then fail.
-                let _ = server.shutdown(std::net::Shutdown::Both);
-                panic!("send blocked on a client that does not read");
-            }
+    fn an_idle_plain_outbox_writes_itself_and_starts_no_thread() {
+        let (server, client) = sockets();
+        let (tx, spawned) = plain(&server, 1024, WRITER_IDLE);
+        for line in ["one\n", "two\n", "three\n"] {
+            tx.send(&b(line)).unwrap();
         }
+        assert_eq!(spawned.load(Ordering::SeqCst), 0);
+        assert!(!tx.has_drainer());
+        let mut got = [0u8; 14];
+        (&client).read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"one\ntwo\nthree\n");
+    }
+
+    /// The writer's whole life: a client that stops reading gets one (the socket is full), is
+    /// refused at the bound; once it reads again it gets everything, in order, and the writer
+    /// ends after the idle time; the next message goes straight to the socket again.
+    #[test]
+    fn a_writer_starts_when_behind_and_ends_once_caught_up_and_order_is_kept() {
+        let (server, client) = sockets();
+        let idle = Duration::from_millis(100);
+        let (tx, spawned) = plain(&server, 256 * 1024, idle);
+        let mut n = 0u32;
+        let full = loop {
+            let line = b(&format!("line {n:08} {}\n", "x".repeat(100)));
+            match send_without_blocking(&tx, &line, &server) {
+                Ok(()) => n += 1,
+                Err(e) => break e,
+            }
+            assert!(n < 1_000_000, "never full");
+        };
+        assert_eq!(full, PushError::Full, "refused at the bound");
+        assert_eq!(
+            spawned.load(Ordering::SeqCst),
+            1,
+            "one writer, started once"
+        );
+        assert!(tx.has_drainer());
+        let mut lines = std::io::BufReader::new(&client);
+        let mut line = String::new();
+        for i in 0..n {
+            line.clear();
+            std::io::BufRead::read_line(&mut lines, &mut line).unwrap();
+            assert!(
+                line.starts_with(&format!("line {i:08} ")),
+                "line {i}: {line:?}"
+            );
+        }
+        eventually("the writer ends once idle", || !tx.has_drainer());
+        tx.send(&b("after\n")).unwrap();
+        line.clear();
+        std::io::BufRead::read_line(&mut lines, &mut line).unwrap();
+        assert_eq!(line, "after\n");
+        assert_eq!(
+            spawned.load(Ordering::SeqCst),
+            1,
+            "no writer for an idle client"
+        );
+    }
+
+    /// A push that races the writer's ending is still written: either the writer sees it, or
+    /// the push starts a new one.
+    #[test]
+    fn pushes_racing_the_writers_end_are_never_stranded() {
+        let (server, client) = sockets();
+        let (tx, _spawned) = plain(&server, 1 << 20, Duration::from_micros(50));
+        let mut lines = std::io::BufReader::new(&client);
+        let mut line = String::new();
+        for i in 0..2_000 {
+            tx.push(b(&format!("{i}\n"))).unwrap();
+            if i % 7 == 0 {
+                std::thread::yield_now();
+            }
+            line.clear();
+            std::io::BufRead::read_line(&mut lines, &mut line).unwrap();
+            assert_eq!(line, format!("{i}\n"));
+        }
+    }
+
+    /// The reader's end: with no writer running it drains on its own thread until the last
+    /// sender is gone, then closes; the peer gets every byte, then end of file.
+    #[test]
+    fn the_last_drainer_writes_everything_then_closes() {
+        let (server, client) = sockets();
+        let (tx, _) = plain(&server, 1 << 20, WRITER_IDLE);
+        let hub = tx.clone();
+        let reader = std::thread::spawn(move || tx.finish());
+        hub.push(b("last words\n")).unwrap();
+        drop(hub);
+        let mut got = Vec::new();
+        (&client).read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"last words\n");
+        reader.join().unwrap();
     }
 
     #[test]
@@ -371,56 +652,97 @@ mod tests {
             .map(|i| (i % 251) as u8)
             .collect::<Vec<u8>>()
             .into();
-        let (tx, rx) = direct(server.clone(), 64 * 1024 * 1024, None);
+        let (tx, spawned) = plain(&server, 64 * 1024 * 1024, WRITER_IDLE);
         send_without_blocking(&tx, &big, &server).unwrap();
-        let rest = rx
-            .try_recv()
-            .expect("what the socket did not take is queued");
-        assert!(!rest.is_empty() && rest.len() < big.len(), "{}", rest.len());
-        assert_eq!(tx.shared.queued.load(Ordering::Acquire), charge(&rest));
-        assert!(rx.try_recv().is_err());
-        // The writer's share and the fast path's share make up the message, in order.
-        let writer = std::thread::spawn(move || {
-            let _lock = rx.lock();
-            std::io::Write::write_all(&mut &*server, &rest).unwrap();
-            rx.written(charge(&rest));
-        });
+        assert_eq!(
+            spawned.load(Ordering::SeqCst),
+            1,
+            "the rest went to a writer"
+        );
         let mut got = vec![0u8; big.len()];
-        std::io::Read::read_exact(&mut &client, &mut got).unwrap();
-        writer.join().unwrap();
+        (&client).read_exact(&mut got).unwrap();
         assert!(got[..] == big[..], "the bytes differ");
+        eventually("all written", || {
+            tx.shared.queued.load(Ordering::Acquire) == 0
+        });
     }
 
     #[test]
     fn a_full_socket_queues_the_whole_message() {
         let (server, _client) = sockets();
-        // Fill the socket until it takes nothing more.
-        let chunk = vec![b'f'; 64 * 1024];
-        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-        while SockRef::from(&*server)
-            .send_with_flags(&chunk, flags)
-            .is_ok()
-        {}
-        let (tx, rx) = direct(server.clone(), 1024, None);
+        fill(&server);
+        // A writer that never runs, so the queue can be looked at.
+        let (mut sink, _) = sink(Transport::Plain(server.clone()), WRITER_IDLE);
+        sink.spawn = Box::new(|_| Ok(()));
+        let tx = outbox(sink, 1024, None);
         send_without_blocking(&tx, &b("whole\n"), &server).unwrap();
-        assert_eq!(&*rx.try_recv().unwrap(), b"whole\n");
+        assert_eq!(&*tx.shared.rx.try_recv().unwrap(), b"whole\n");
         assert_eq!(tx.shared.queued.load(Ordering::Acquire), charge(b"whole\n"));
     }
 
     #[test]
     fn a_dead_socket_is_reported_closed_and_nothing_is_queued() {
         let (server, _client) = sockets();
-        server.shutdown(std::net::Shutdown::Write).unwrap();
-        let (tx, rx) = direct(server.clone(), 1024, None);
+        server.shutdown(Shutdown::Write).unwrap();
+        let (tx, spawned) = plain(&server, 1024, WRITER_IDLE);
         assert_eq!(tx.send(&b("lost\n")), Err(PushError::Closed));
-        assert!(rx.try_recv().is_err());
+        assert!(tx.shared.rx.try_recv().is_err());
         assert_eq!(tx.shared.queued.load(Ordering::Acquire), 0);
+        assert_eq!(spawned.load(Ordering::SeqCst), 0);
+    }
+
+    /// A writer whose write fails marks the outbox dead: later pushes are refused, not queued
+    /// for nobody.
+    #[test]
+    fn a_failed_write_refuses_later_pushes() {
+        let (server, client) = sockets();
+        fill(&server);
+        let (tx, _) = plain(&server, 1 << 20, WRITER_IDLE);
+        tx.send(&b("queued\n")).unwrap();
+        // The peer resets: the writer's write fails.
+        SockRef::from(&client)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(client);
+        eventually("the push is refused", || {
+            tx.push(b("more\n")) == Err(PushError::Closed)
+        });
+    }
+
+    /// No thread to be had: the client is refused, not left waiting.
+    #[test]
+    fn no_writer_thread_means_the_connection_ends() {
+        let (server, mut client) = sockets();
+        fill(&server);
+        let (mut sink, _) = sink(Transport::Plain(server.clone()), WRITER_IDLE);
+        sink.spawn = Box::new(|_| Err(io::Error::other("no threads left")));
+        let tx = outbox(sink, 1 << 20, None);
+        assert_eq!(tx.send(&b("x\n")), Err(PushError::Closed));
+        assert_eq!(tx.push(b("y\n")), Err(PushError::Closed));
+        let mut buf = vec![0u8; 1 << 16];
+        // The socket was reset: reading ends in an error or end of file, not a timeout.
+        loop {
+            match client.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) => {
+                    assert!(
+                        !matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ),
+                        "{e}"
+                    );
+                    break;
+                }
+            }
+        }
     }
 
     /// Many small pushes cost more than their bytes: the bound counts what they hold.
     #[test]
     fn small_pushes_are_charged_their_overhead() {
-        let (tx, _rx) = queued(None, 100 * (2 + PUSH_OVERHEAD), None);
+        let (tx, _rx) = detached(100 * (2 + PUSH_OVERHEAD), None);
         let mut n = 0;
         while tx.push(b("!\n")).is_ok() {
             n += 1;
@@ -437,8 +759,8 @@ mod tests {
             queued: Arc::new(AtomicUsize::new(0)),
             limit: 3 * one,
         };
-        let (first, arx) = queued(None, 100 * one, Some(budget.clone()));
-        let (second, brx) = queued(None, 100 * one, Some(budget.clone()));
+        let (first, arx) = detached(100 * one, Some(budget.clone()));
+        let (second, brx) = detached(100 * one, Some(budget.clone()));
         assert_eq!(first.push(b("x")), Ok(()));
         assert_eq!(first.push(b("x")), Ok(()));
         assert_eq!(second.push(b("x")), Ok(()));
@@ -451,27 +773,31 @@ mod tests {
         arx.written(one);
         assert_eq!(second.push(b("x")), Ok(()));
         assert_eq!(budget.queued.load(Ordering::Acquire), 3 * one);
-        drop(arx);
+        drop((arx, first));
         assert_eq!(
             budget.queued.load(Ordering::Acquire),
             2 * one,
-            "a's last push given back"
+            "first's last push given back"
         );
-        drop(brx);
+        drop((brx, second));
         assert_eq!(budget.queued.load(Ordering::Acquire), 0);
-        drop((first, second));
     }
 
+    /// TLS: every byte goes through the writer, which stays once started.
     #[test]
-    fn a_queued_outbox_never_writes_itself_and_ends_its_socket() {
+    fn a_tls_outbox_never_writes_itself_and_ends_its_socket() {
         let (server, mut client) = sockets();
-        let (tx, rx) = queued(Some(server.clone()), 1024, None);
+        let config = crate::tls::test_server_config();
+        let tls = crate::tls::TlsStream::server(config, server.clone()).unwrap();
+        let (mut sink, _) = sink(Transport::Tls(Box::new(tls)), WRITER_IDLE);
+        sink.spawn = Box::new(|_| Ok(()));
+        let tx = outbox(sink, 1024, None);
         tx.send(&b("via the writer\n")).unwrap();
-        assert_eq!(&*rx.try_recv().unwrap(), b"via the writer\n");
+        assert_eq!(&*tx.shared.rx.try_recv().unwrap(), b"via the writer\n");
         tx.abandon();
         let mut buf = [0u8; 8];
         // Nothing was written to the socket, and it was reset.
-        assert!(std::io::Read::read(&mut client, &mut buf).map_or(true, |n| n == 0));
+        assert!(client.read(&mut buf).map_or(true, |n| n == 0));
     }
 
     /// One push larger than the bound still fits an empty outbox (and an address budget with
@@ -485,7 +811,7 @@ mod tests {
             limit: 16,
         };
         for address in [None, Some(budget)] {
-            let (tx, rx) = queued(None, 16, address);
+            let (tx, rx) = detached(16, address);
             assert_eq!(tx.push(big.clone()), Ok(()));
             assert_eq!(tx.push(b("y")), Err(PushError::Full));
             let taken = rx.try_recv().unwrap();

@@ -94,6 +94,8 @@ pub struct CsvLog<W: LogFile> {
     len: u64,
     /// Whether `commit` syncs.
     sync: bool,
+    /// Whether bytes committed without a sync are still to be synced ([`CsvLog::sync_now`]).
+    unsynced: bool,
     /// Records staged since the last commit, already CSV-encoded.
     staged: Vec<u8>,
     /// Where the file lives, for error messages.
@@ -107,6 +109,7 @@ impl<W: LogFile> CsvLog<W> {
             out,
             len,
             sync: false,
+            unsynced: false,
             staged: Vec::with_capacity(64 * 1024),
             path,
         }
@@ -153,6 +156,7 @@ impl<W: LogFile> CsvLog<W> {
             Ok(()) => {
                 self.len += self.staged.len() as u64;
                 self.staged.clear();
+                self.unsynced = !self.sync;
                 Ok(())
             }
             Err(e) => {
@@ -170,6 +174,23 @@ impl<W: LogFile> CsvLog<W> {
                 ))
             }
         }
+    }
+
+    /// True when committed bytes have not been synced since.
+    pub fn is_unsynced(&self) -> bool {
+        self.unsynced
+    }
+
+    /// Syncs what earlier commits wrote without syncing.
+    pub fn sync_now(&mut self) -> Result<()> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        self.out
+            .sync()
+            .map_err(|e| Error::io(format!("cannot sync {}", self.path.display()), e))?;
+        self.unsynced = false;
+        Ok(())
     }
 
     /// The writer, for tests.

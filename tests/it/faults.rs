@@ -557,3 +557,89 @@ fn quiet_json_clients_are_pinged_and_silent_ones_dropped() {
         );
     }
 }
+
+/// The writer threads of a server: one per connection that is behind, by name (`conn-N-w`).
+fn writer_threads(server: &ServerProcess) -> usize {
+    std::fs::read_dir(format!("/proc/{}/task", server.pid))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim_end().ends_with("-w"))
+        .count()
+}
+
+/// Waits (bounded) until the server has `n` writer threads.
+fn until_writer_threads(server: &ServerProcess, n: usize) {
+    let deadline = Instant::now() + TIMEOUT;
+    while writer_threads(server) != n {
+        assert!(
+            Instant::now() < deadline,
+            "the server has {} writer threads, not {n}",
+            writer_threads(server)
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Fault 13: a writer thread exists only while a client is behind. Idle clients have none; a
+/// client that stops reading gets one, and is dropped at the outbox's bound; one that falls
+/// behind and then catches up gets every message in order, and its writer ends.
+#[test]
+fn a_writer_thread_comes_with_falling_behind_and_goes_with_catching_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &["--outbox-kib", "1024"]);
+    let mut lagger = Client::json(server.addr, "lagger");
+    let _stuck = Client::json(server.addr, "stuck");
+    let mut talker = Client::human(server.addr, "talker");
+    lagger.until(r#""name":"talker""#);
+    assert_eq!(writer_threads(&server), 0, "idle clients have no writer");
+    let body = "z".repeat(2000);
+    let burst = |talker: &mut Client, from: usize, n: usize| {
+        let batch: String = (from..from + n)
+            .map(|i| format!("{i:05} {body}\n"))
+            .collect();
+        talker.send_raw(batch.as_bytes());
+        from + n
+    };
+    // 1 MB: more than the kernel buffers to a client that does not read, less than the bound.
+    let mut sent = burst(&mut talker, 0, 500);
+    until_writer_threads(&server, 2);
+    let mut next = 0;
+    let mut read_up_to = |lagger: &mut Client, upto: usize| {
+        while next < upto {
+            let v = lagger.json_line();
+            if v["type"] == "message" {
+                let text = v["text"].as_str().unwrap().to_string();
+                assert!(
+                    text.starts_with(&format!("{next:05} ")),
+                    "expected {next}, got {text:.8}"
+                );
+                next += 1;
+            }
+        }
+    };
+    read_up_to(&mut lagger, 500);
+    // Another 1.5 MB: the stuck client passes the bound and is dropped; the lagger keeps up.
+    for _ in 0..15 {
+        sent = burst(&mut talker, sent, 50);
+        read_up_to(&mut lagger, sent);
+    }
+    talker.until("* stuck left #lobby (too slow to keep up)");
+    let rows = csv_rows(&std::fs::read_to_string(dir.path().join("data.csv")).unwrap());
+    assert!(
+        rows.iter()
+            .any(|r| r[6] == "stuck" && r[7] == "slow consumer: outbox full"),
+        "{rows:#?}"
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r[6] == "lagger" && r[1] == "disconnect"),
+        "{rows:#?}"
+    );
+    // Caught up: its writer ends once idle; the next message goes straight to the socket.
+    until_writer_threads(&server, 0);
+    talker.send("after");
+    let v = lagger.next_of("message");
+    assert_eq!(v["text"], "after");
+    assert_eq!(writer_threads(&server), 0);
+}

@@ -1,20 +1,19 @@
-//! One connection's two threads: the reader, which runs the handshake and turns lines into
-//! [`Event`]s for the broadcaster, and the writer, which drains the connection's outbox.
+//! One connection's thread, the reader: it runs the handshake and turns lines into
+//! [`Event`]s for the broadcaster. What the client is sent leaves through its outbox, which
+//! has a writer thread of its own only while the client is behind (see
+//! [`crate::server::outbox`]).
 //!
 //! The reader answers malformed lines straight into the outbox (and closes a connection that
 //! sends nothing else); every request goes through the broadcaster, which charges it against
-//! the client's rate. The writer coalesces whatever is queued into one `write`, so a burst
-//! costs one syscall rather than one per message.
+//! the client's rate. When the reader ends, it hands the outbox over with
+//! [`Outbox::finish`], which closes the connection once the broadcaster is done with it.
 
 mod chat;
 mod handshake;
-mod writer;
-
-pub use writer::write_loop;
 
 use std::cell::Cell;
-use std::io::{self, BufReader, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io::{self, BufReader, Write};
+use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,20 +26,13 @@ use crate::server::Config;
 use crate::server::hub::Event;
 use crate::server::lines::{Line, LineReader};
 use crate::server::login::{Auth, Verdict};
-use crate::server::outbox::{Outbox, OutboxReceiver, PushError};
+use crate::server::outbox::{Outbox, PushError};
 use crate::store::Disconnect;
 use crate::tls::{DeadlineReader, Transport, TransportReader};
 
 /// The reader's buffer. Chat lines are short; a small buffer keeps an idle connection small
 /// (a longer line simply takes several reads; `LineReader` bounds the line itself).
 const READ_BUFFER: usize = 512;
-
-/// The most bytes a writer gathers from its outbox into one write.
-const MAX_COALESCE: usize = 64 * 1024;
-
-/// How long a closing writer keeps reading (and discarding) what the peer still sends, so the
-/// kernel closes with FIN rather than RST and the peer gets our last line.
-const LINGER: Duration = Duration::from_secs(2);
 
 /// What the reader thread needs besides its socket.
 pub struct Reader {
@@ -63,7 +55,8 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Serves the connection until it ends, then tells the broadcaster why.
+    /// Serves the connection until it ends, then tells the broadcaster why. The caller then
+    /// hands the outbox over with [`Outbox::finish`].
     pub fn run(&self) {
         let reason = match self.serve() {
             _ if self.overflowed.get() => Disconnect::SlowConsumer,
@@ -115,14 +108,14 @@ impl Reader {
         self.send_raw(&proto::encode(msg, mode));
     }
 
-    /// Queues bytes for this connection's writer. A full outbox means the client does not
+    /// Sends bytes through this connection's outbox. A full outbox means the client does not
     /// read what it asks for: like any slow consumer it is disconnected (the socket is shut,
     /// so the next read ends the connection), and nothing more is queued.
     fn send_raw(&self, bytes: &[u8]) {
         if self.overflowed.get() {
             return;
         }
-        if self.outbox.push(Arc::from(bytes)) == Err(PushError::Full) {
+        if self.outbox.send(&Arc::from(bytes)) == Err(PushError::Full) {
             self.overflowed.set(true);
             crate::server::outbox::abandon(self.transport.socket());
         }

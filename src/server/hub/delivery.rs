@@ -17,7 +17,7 @@ impl<W: LogFile> Hub<W> {
     /// slow consumer like any other: its socket is shut now and it is removed at the flush.
     pub(super) fn send_now(&mut self, conn: u64, mode: Mode, msg: &ServerMsg) {
         if let Some(client) = self.clients.get(&conn)
-            && client.outbox.push(Arc::from(proto::encode(msg, mode))) == Err(PushError::Full)
+            && client.outbox.send(&Arc::from(proto::encode(msg, mode))) == Err(PushError::Full)
         {
             client.outbox.abandon();
             if !self.overflowed.contains(&conn) {

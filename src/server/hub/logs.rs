@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// How long a `data.csv` row may wait for its sync with `--fsync batch`.
+const CONNECTIONS_SYNC_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl<W: LogFile> Hub<W> {
     /// Writes a server-wide row (`start`, `stop`) to `data.csv` now.
     pub fn log_server_event(&mut self, event: ConnEvent, detail: &str) {
@@ -16,6 +19,12 @@ impl<W: LogFile> Hub<W> {
             detail: detail.to_string(),
         });
         if let Err(e) = self.connections.commit() {
+            error!("{e}");
+        }
+        // Rare (start, stop): synced now, so the last row before an exit is on disk.
+        if self.config.chat.fsync != Fsync::Never
+            && let Err(e) = self.connections.sync_now()
+        {
             error!("{e}");
         }
     }
@@ -82,6 +91,7 @@ impl<W: LogFile> Hub<W> {
             if let Err(e) = self.connections.commit() {
                 error!("{e}");
             }
+            self.sync_connections_when_due();
             match self.messages.commit() {
                 Ok(()) => {
                     let keep = self.config.chat.history_keep;
@@ -126,6 +136,26 @@ impl<W: LogFile> Hub<W> {
                 // Removed without flushing: this loop is the flush.
                 self.forget(conn, &Disconnect::SlowConsumer);
             }
+        }
+    }
+
+    /// Syncs `data.csv` once its oldest unsynced row is a second old (`--fsync batch`; with
+    /// `always` every commit syncs, with `never` nothing does), and says when the next is due.
+    pub(super) fn sync_connections_when_due(&mut self) {
+        if self.config.chat.fsync != Fsync::Batch || !self.connections.is_unsynced() {
+            self.connections_sync_due = None;
+            return;
+        }
+        let now = std::time::Instant::now();
+        match self.connections_sync_due {
+            Some(due) if due <= now => {
+                if let Err(e) = self.connections.sync_now() {
+                    error!("{e}");
+                }
+                self.connections_sync_due = None;
+            }
+            Some(_) => {}
+            None => self.connections_sync_due = Some(now + CONNECTIONS_SYNC_DELAY),
         }
     }
 

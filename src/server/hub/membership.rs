@@ -31,8 +31,13 @@ impl<W: LogFile> Hub<W> {
             );
             return self.fail(conn, ErrorCode::TooManyRooms, msg);
         }
-        // Joining changes who receives what: deliver what is queued to the old membership.
-        self.flush();
+        // Joining changes who receives what: deliver what is queued for this room to the old
+        // membership (and into its history) first. Nothing else depends on the room's
+        // members, so a join with nothing queued for the room costs no flush: 10,000 joins
+        // in a row are not 10,000 writes to data.csv.
+        if self.pending.iter().any(|d| d.target.room() == Some(&key)) {
+            self.flush();
+        }
         let Some(client) = self.clients.get_mut(&conn) else {
             return;
         };

@@ -4,7 +4,7 @@
 //! queued events, appends their rows to `messages.csv` and `data.csv` in one write each, and
 //! only then delivers. Because it is the only appender and delivers in the order it appended,
 //! log order is delivery order, and nothing is delivered that did not reach the log first. It
-//! never blocks on a client: see [`Outbox::deliver`]; a full outbox marks a slow consumer, which
+//! never blocks on a client: see [`Outbox::send`]; a full outbox marks a slow consumer, which
 //! is disconnected; nobody else waits for it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -122,6 +122,8 @@ pub struct Hub<W: LogFile = File> {
     tick: u64,
     /// Clients whose outbox overflowed outside a delivery; removed at the next flush.
     overflowed: Vec<u64>,
+    /// When `data.csv`'s unsynced rows are to be synced (`--fsync batch`).
+    connections_sync_due: Option<std::time::Instant>,
 }
 
 /// Whom a mute holds.
@@ -211,7 +213,6 @@ impl Hub<File> {
         let cpath = data_dir.join(store::CONNECTIONS_FILE);
         let (mfile, mlen) = store::open_log(&mpath, store::MESSAGES_HEADER)?;
         let (cfile, clen) = store::open_log(&cpath, store::CONNECTIONS_HEADER)?;
-        let sync = config.chat.fsync != Fsync::Never;
         let last_id = store::last_message_id(&mpath)?;
         let started = std::time::Instant::now();
         let loaded = rooms::load_history(
@@ -242,8 +243,8 @@ impl Hub<File> {
             started.elapsed()
         );
         let mut hub = Hub::new(
-            CsvLog::new(mfile, mlen, mpath).syncing(sync),
-            CsvLog::new(cfile, clen, cpath).syncing(sync),
+            CsvLog::new(mfile, mlen, mpath),
+            CsvLog::new(cfile, clen, cpath),
             last_id + 1,
             config,
             bans,
@@ -256,7 +257,11 @@ impl Hub<File> {
 }
 
 impl<W: LogFile> Hub<W> {
-    /// A hub over two logs; the next message gets id `next_id`.
+    /// A hub over two logs; the next message gets id `next_id`. How each log syncs follows
+    /// `--fsync`: `messages.csv` at every commit unless `never`; `data.csv`, an audit trail
+    /// rather than messages, at every commit only with `always`; with `batch` its rows are
+    /// written at once and synced within a second (`sync_connections_when_due`), so a burst of
+    /// connections does not cost an fsync each.
     pub fn new(
         messages: CsvLog<W>,
         connections: CsvLog<W>,
@@ -265,6 +270,8 @@ impl<W: LogFile> Hub<W> {
         bans: Arc<std::sync::RwLock<Bans>>,
         auth: Arc<Auth>,
     ) -> Hub<W> {
+        let messages = messages.syncing(config.chat.fsync != Fsync::Never);
+        let connections = connections.syncing(config.chat.fsync == Fsync::Always);
         let mut rooms = HashMap::new();
         rooms.insert(proto::LOBBY.to_string(), Room::new(proto::LOBBY));
         Hub {
@@ -285,12 +292,25 @@ impl<W: LogFile> Hub<W> {
             budget: HistoryBudget::new(config.chat.history_mib.saturating_mul(1 << 20)),
             tick: 0,
             overflowed: Vec::new(),
+            connections_sync_due: None,
         }
     }
 
     /// Handles events until [`Event::Shutdown`] or until every sender is gone.
     pub fn run(mut self, events: Receiver<Event>) {
-        while let Ok(first) = events.recv() {
+        loop {
+            let first = match self.connections_sync_due {
+                None => events.recv().ok(),
+                Some(due) => match events.recv_deadline(due) {
+                    Ok(event) => Some(event),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        self.sync_connections_when_due();
+                        continue;
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => None,
+                },
+            };
+            let Some(first) = first else { break };
             let mut stop = self.handle(first);
             let mut handled = 1;
             // A batch also ends once its deliveries add up: one `/history 200` is hundreds of
@@ -421,15 +441,15 @@ impl<W: LogFile> Hub<W> {
         if let Some(msg) = last {
             let _ = client
                 .outbox
-                .push(Arc::from(proto::encode(&msg, client.mode)));
+                .send(&Arc::from(proto::encode(&msg, client.mode)));
         }
         // End the connection's reader too (when the broadcaster is the one ending it, as for a
         // flood, the reader would otherwise wait on a client that has no reason to leave). The
         // writer still sends what is queued, then closes.
         client.outbox.shut_reading();
         debug!("conn {conn} removed: {reason}");
-        // Dropping `client` drops the broadcaster's outbox sender: the writer thread ends
-        // once the connection thread has ended too.
+        // Dropping `client` drops the broadcaster's outbox sender: whoever drains the outbox
+        // closes the connection once the reader has ended too.
     }
 
     /// Removes a client without flushing: frees its name, stages its `disconnect` row and
@@ -474,7 +494,8 @@ impl<W: LogFile> Hub<W> {
             ));
             let bytes = encoded[client.mode.index()]
                 .get_or_insert_with(|| Arc::from(proto::encode(&notice, client.mode)));
-            let _ = client.outbox.push(bytes.clone());
+            // Sent, not pushed: an idle client takes it at once, with no writer thread.
+            let _ = client.outbox.send(bytes);
             client.outbox.shut_reading();
         }
         self.names.clear();

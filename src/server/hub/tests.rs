@@ -2,12 +2,12 @@
 
 use std::io::{self, Write};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::*;
 use crate::server::login::{Checker, Throttle};
-use crate::server::outbox::{OutboxReceiver, queued};
+use crate::server::outbox::{OutboxReceiver, detached};
 use crate::store::users::Directory;
 
 /// An in-memory log file that a test can read, and can fill ("no space left").
@@ -15,6 +15,9 @@ use crate::store::users::Directory;
 struct Disk {
     bytes: Arc<Mutex<Vec<u8>>>,
     full: Arc<AtomicBool>,
+    /// Calls of `write` and of `sync`.
+    writes: Arc<AtomicUsize>,
+    syncs: Arc<AtomicUsize>,
 }
 
 impl Disk {
@@ -40,6 +43,7 @@ impl Disk {
 impl Write for Disk {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.check()?;
+        self.writes.fetch_add(1, Ordering::SeqCst);
         self.bytes.lock().unwrap().extend_from_slice(buf);
         Ok(buf.len())
     }
@@ -51,6 +55,7 @@ impl Write for Disk {
 
 impl LogFile for Disk {
     fn sync(&mut self) -> io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::SeqCst);
         self.check()
     }
 
@@ -65,6 +70,8 @@ struct Rig {
     hub: Hub<Disk>,
     /// `messages.csv`.
     messages: Disk,
+    /// `data.csv`.
+    connections: Disk,
     _dir: tempfile::TempDir,
 }
 
@@ -79,10 +86,12 @@ fn rig(config: Config) -> Rig {
     let bans = Arc::new(std::sync::RwLock::new(Bans::open(dir.path()).unwrap()));
     let messages = Disk::default();
     let log = CsvLog::new(messages.clone(), 0, "messages".into());
-    let connections = CsvLog::new(Disk::default(), 0, "connections".into());
+    let connections = Disk::default();
+    let connections_log = CsvLog::new(connections.clone(), 0, "connections".into());
     Rig {
-        hub: Hub::new(log, connections, 1, config, bans, auth),
+        hub: Hub::new(log, connections_log, 1, config, bans, auth),
         messages,
+        connections,
         _dir: dir,
     }
 }
@@ -95,7 +104,7 @@ impl Rig {
     }
 
     fn client_in(&mut self, conn: u64, name: &str, mode: Mode, limit: usize) -> OutboxReceiver {
-        let (tx, rx) = queued(None, limit, None);
+        let (tx, rx) = detached(limit, None);
         self.hub.handle(Event::Connect {
             conn,
             peer: "127.0.0.1:1".parse().unwrap(),
@@ -267,4 +276,59 @@ fn membership_changes_deliver_what_was_pending_first() {
         !live.contains("\"before\"") && live.contains("\"after\""),
         "{lines}"
     );
+}
+
+/// Joins with nothing queued for their room cost no flush: many clients arriving in one
+/// batch are written to data.csv together, once, at the batch's end; and with `--fsync
+/// batch` data.csv is synced once the rows are a second old, not at each write.
+#[test]
+fn a_batch_of_arrivals_is_one_write_and_a_later_sync() {
+    let mut config = Config::default();
+    config.chat.notice_limit = 0;
+    let mut r = rig(config);
+    let mut replies = Vec::new();
+    for conn in 1..=50u64 {
+        let (tx, rx) = detached(1 << 20, None);
+        replies.push(rx);
+        r.hub.handle(Event::Connect {
+            conn,
+            peer: "127.0.0.1:1".parse().unwrap(),
+            thread: "t".into(),
+            outbox: tx,
+        });
+        let (reply, _granted) = crossbeam_channel::bounded(1);
+        let who = Identity::guest(Mode::Json, format!("user{conn}"));
+        r.hub.handle(Event::Hello { conn, who, reply });
+    }
+    assert_eq!(
+        r.connections.writes.load(Ordering::SeqCst),
+        0,
+        "nothing written mid-batch"
+    );
+    r.hub.flush();
+    assert_eq!(
+        r.connections.writes.load(Ordering::SeqCst),
+        1,
+        "one write for the batch"
+    );
+    assert_eq!(
+        r.connections.rows().len(),
+        100,
+        "a connect and a named row each"
+    );
+    for rx in &replies {
+        assert_eq!(events(rx, "welcome").len(), 1);
+    }
+    assert_eq!(
+        r.connections.syncs.load(Ordering::SeqCst),
+        0,
+        "not synced at once"
+    );
+    let due = r.hub.connections_sync_due.expect("a sync is due");
+    assert!(due > std::time::Instant::now());
+    // Once due, the next flush (or the broadcaster's wait) syncs.
+    r.hub.connections_sync_due = Some(std::time::Instant::now());
+    r.hub.flush();
+    assert_eq!(r.connections.syncs.load(Ordering::SeqCst), 1);
+    assert_eq!(r.hub.connections_sync_due, None);
 }
