@@ -47,8 +47,11 @@ use crate::store::{
 /// at worst, 2 MiB after a `/history` of the most that is kept).
 const MAX_BATCH: usize = 256;
 
-/// The fewest recipients per thread worth a helper thread for one segment.
-const PARALLEL_SEND_MIN: usize = 1024;
+/// The fewest recipients per thread worth a helper thread for one segment. A loopback
+/// `send(2)` costs about 7 µs on the 2-core machine of docs/PERFORMANCE.md, so 256 of them
+/// (1.8 ms) are well worth the helper's start (about 0.1 ms); at 1,024 a 2,000-member room was
+/// sent by one thread.
+const PARALLEL_SEND_MIN: usize = 256;
 
 /// Everything a connection thread (or the accept loop) can tell the broadcaster.
 pub enum Event {
