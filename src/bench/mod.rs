@@ -21,7 +21,7 @@ pub use fanout::{FanoutResult, FanoutSpec, fanout, find_max};
 pub use hostile::{HostileResult, hostile};
 pub use suite::{SuiteOptions, Summary, median_min_max, suite};
 pub use workloads::{
-    ConnectionsResult, StartupResult, connections, generate_log, many_rooms, startup,
+    ConnectionsResult, StartupResult, connections, generate_log, many_rooms, send_floor_us, startup,
 };
 
 use std::collections::HashMap;

@@ -230,6 +230,17 @@ pub fn suite(opts: &SuiteOptions) -> Result<String> {
             "one message to everyone: last received (ms)",
             r.round_last_ms,
         );
+        // No server: what the kernel alone charges for those sends (half as many sockets,
+        // since each pair is two descriptors of this process).
+        let floor = send_floor_us((clients / 2).max(1), 100, 5)?;
+        s.add(
+            "floor: one loopback send(2) to an idle socket, no server (µs)",
+            floor,
+        );
+        s.add(
+            "floor: the sends of one message to everyone, one thread (ms)",
+            floor * clients as f64 / 1e3,
+        );
     }
     md.push_str(&format!(
         "### connections\n\n{clients} idle clients connect and join the lobby.\n\n"

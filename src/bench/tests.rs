@@ -37,3 +37,10 @@ fn summary_reports_median_min_max() {
     assert!(s.markdown().contains("| x | 2.00 | 1.00 | 3.00 |"));
     assert_eq!(fmt_num(1234567.0), "1,234,567");
 }
+
+/// The send floor measures real sends: a positive, finite time per send.
+#[test]
+fn the_send_floor_is_a_real_time_per_send() {
+    let us = send_floor_us(20, 100, 3).unwrap();
+    assert!(us.is_finite() && us > 0.0 && us < 10_000.0, "{us}");
+}

@@ -341,3 +341,45 @@ pub(super) fn truncate_to(path: &Path, len: u64) -> Result<()> {
     f.set_len(len)
         .map_err(|e| Error::io(format!("cannot truncate {}", path.display()), e))
 }
+
+/// What one `send(2)` of a `size`-byte line to an idle loopback socket costs on this machine,
+/// with no server at all: `pairs` connected pairs, one thread sending to each in turn with
+/// `MSG_DONTWAIT`, peers not reading; the median per send of `rounds` rounds, in µs. This is
+/// the floor under any fan-out figure of a thread-per-client server here: one message to N
+/// clients is at least N sends, split over the cores.
+pub fn send_floor_us(pairs: usize, size: usize, rounds: usize) -> Result<f64> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::io("cannot listen on 127.0.0.1", e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("no local address", e))?;
+    let mut peers = Vec::with_capacity(pairs);
+    let mut ours = Vec::with_capacity(pairs);
+    for _ in 0..pairs {
+        let peer = std::net::TcpStream::connect(addr).map_err(|e| Error::io("connect", e))?;
+        let (s, _) = listener.accept().map_err(|e| Error::io("accept", e))?;
+        s.set_nodelay(true).map_err(|e| Error::io("nodelay", e))?;
+        peers.push(peer);
+        ours.push(s);
+    }
+    let mut line = vec![b'x'; size.max(1)];
+    *line.last_mut().expect("not empty") = b'\n';
+    let mut per_send = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        for s in &ours {
+            socket2::SockRef::from(s)
+                .send_with_flags(&line, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+                .map_err(|e| Error::io("send", e))?;
+        }
+        per_send.push(started.elapsed().as_secs_f64() * 1e6 / pairs as f64);
+        // Keep the peers' buffers from filling over the rounds.
+        for p in &peers {
+            let _ = p.set_nonblocking(true);
+            let mut buf = [0u8; 4096];
+            while matches!((&*p).read(&mut buf), Ok(n) if n > 0) {}
+        }
+    }
+    per_send.sort_by(f64::total_cmp);
+    Ok(per_send[per_send.len() / 2])
+}

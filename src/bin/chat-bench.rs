@@ -73,6 +73,14 @@ enum Workload {
         #[arg(long, default_value_t = 1024)]
         log_mib: u64,
     },
+    /// The kernel's floor under fan-out, with no server: one `send(2)` of a line to each of
+    /// many idle loopback sockets from one thread, in µs per send (median of 5 rounds).
+    SendFloor {
+        #[arg(long, default_value_t = 5_000)]
+        sockets: usize,
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+    },
     /// A few seconds of light fanout; fails unless nothing was lost (used by the test suite).
     Smoke,
     /// Every workload, `--runs` times; prints the figures as Markdown.
@@ -239,6 +247,14 @@ fn run(args: Args) -> chatroom::Result<bool> {
                 ok &= r.ping_max_ms < 100.0;
             }
             Ok(ok)
+        }
+        Workload::SendFloor { sockets, size } => {
+            let us = bench::send_floor_us(*sockets, *size, 5)?;
+            println!(
+                "send-floor: {us:.2} µs per send to {sockets} idle loopback sockets; one message to 10,000 clients is at least {:.0} ms of sending on one core",
+                us * 10.0
+            );
+            Ok(true)
         }
         Workload::Smoke => {
             let target = target(&args)?;
