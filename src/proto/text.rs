@@ -163,14 +163,24 @@ fn stray_tag(text: &str) -> Option<(usize, char)> {
 /// `\u{..}` escape.
 pub fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    push_printable(&mut out, text);
+    out
+}
+
+/// Appends [`printable`]`(text)` to `out`, for callers that reuse one buffer (`chat-log`).
+pub fn push_printable(out: &mut String, text: &str) {
+    // Printable ASCII, most text, is safe as it is.
+    if text.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        out.push_str(text);
+        return;
+    }
     for c in text.chars() {
         if is_dangerous(c) || is_tag(c) || is_hidden(c) {
-            out.push_str(&c.escape_unicode().to_string());
+            out.extend(c.escape_unicode());
         } else {
             out.push(c);
         }
     }
-    out
 }
 
 pub(super) fn describe_char(ch: char) -> String {

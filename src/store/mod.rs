@@ -13,7 +13,8 @@ pub mod users;
 pub use records::*;
 
 pub use scan::{
-    Prefix, Record, RecordSplitter, RecordsBackwards, complete_len, last_record, repair_tail,
+    Prefix, Record, RecordSplitter, RecordsBackwards, agreed_records_end, complete_len,
+    last_record, repair_tail,
 };
 
 use std::fs::{File, OpenOptions};

@@ -36,7 +36,13 @@ impl Filter {
     /// without building a [`MessageRecord`] or even checking UTF-8 of the fields it does not
     /// look at: this is the per-row cost of `chat-log`.
     pub fn matches_row(&self, rec: &csv::ByteRecord) -> bool {
-        let field = |i: usize| rec.get(i).unwrap_or(b"");
+        self.matches_fields(|i| rec.get(i))
+    }
+
+    /// [`Filter::matches_row`] on a row's fields however they are held: `get(i)` is field
+    /// `i`, if the row has it.
+    pub(super) fn matches_fields<'a>(&self, get: impl Fn(usize) -> Option<&'a [u8]>) -> bool {
+        let field = |i: usize| get(i).unwrap_or(b"");
         let same = |a: &[u8], b: &str| {
             a.eq_ignore_ascii_case(b.as_bytes())
                 || (!a.is_ascii() && std::str::from_utf8(a).is_ok_and(|a| same_name(a, b)))
@@ -79,6 +85,16 @@ impl Filter {
             return false;
         }
         true
+    }
+
+    /// The text every matching row holds as it is in the file, when `--grep` is a plain
+    /// literal: without regex syntax (so it matches as a substring) and without a quote (which
+    /// the file doubles). A chunk of the file without it has no row to show.
+    pub fn literal(&self) -> Option<&str> {
+        let pattern = self.grep.as_ref()?.as_str();
+        let plain =
+            !pattern.is_empty() && !pattern.contains('"') && regex::escape(pattern) == pattern;
+        plain.then_some(pattern)
     }
 
     /// Whether `rec` passes every condition.

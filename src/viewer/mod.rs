@@ -6,13 +6,17 @@
 //! here loads the whole file: rows are parsed and printed one at a time.
 //!
 //! - [`show`]: the messages, `--last`, `--follow`; [`Filter`] says which.
-//! - [`render_message`]: one row as a table line, CSV or JSON Lines.
+//! - [`render_message`]: one row as a table line, CSV or JSON Lines; [`Printer`] writes a row
+//!   the server wrote as its own bytes, and builds the others in buffers it reuses.
+//! - `rows`: the file's records with their raw bytes, skipping unparsed those a literal
+//!   `--grep` cannot match.
 //! - [`connections`]: who connected from where, for how long, and why they left.
 //! - [`stats`]: messages per room, sender and hour.
 
 mod connections;
 mod filter;
 mod render;
+mod rows;
 mod show;
 mod stats;
 #[cfg(test)]
@@ -22,7 +26,7 @@ pub use connections::{ConnFilter, connections};
 use filter::same_name;
 pub use filter::{Filter, parse_when};
 pub use render::{Printer, format_record, render_message, spreadsheet_safe};
-use render::{is_header, is_header_bytes};
+use render::{is_header, is_header_fields};
 pub use show::{FOLLOW_POLL, show};
 pub use stats::stats;
 
@@ -34,9 +38,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use regex::Regex;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::proto::{self, Kind, duration, printable};
+use crate::proto::{self, Kind, duration, printable, push_printable};
 use crate::store::message_column as M;
 use crate::store::{
     ConnRecord, MESSAGES_HEADER, MessageRecord, Prefix, RecordSplitter, RecordsBackwards,

@@ -14,11 +14,19 @@ pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Writes the rows that pass the filter, in the chosen format.
+///
+/// Nothing is allocated per row: a CSV row the server wrote goes out as the bytes it has in
+/// the file, and a table line or a JSON object is built in a buffer kept from row to row.
 pub struct Printer<'a, W: Write> {
     pub(super) out: &'a mut W,
     opts: ViewOptions,
     format: Format,
     filter: Filter,
+    /// The row being written, as a table line or JSON: reused, so printing a million rows
+    /// allocates nothing after the first.
+    line: Vec<u8>,
+    /// The table line being built (`line` as text), reused likewise.
+    text: String,
 }
 
 impl<'a, W: Write> Printer<'a, W> {
@@ -33,6 +41,8 @@ impl<'a, W: Write> Printer<'a, W> {
             opts,
             format,
             filter,
+            line: Vec::new(),
+            text: String::new(),
         }
     }
 
@@ -46,10 +56,38 @@ impl<'a, W: Write> Printer<'a, W> {
 
     /// Prints `rec` (already filtered).
     pub fn write(&mut self, rec: &MessageRecord) -> Result<()> {
-        let text = render_message(rec, self.format, self.opts);
-        self.out
-            .write_all(text.as_bytes())
-            .map_err(|e| Error::io("cannot write output", e))
+        match self.format {
+            Format::Csv => {
+                let text = render_message(rec, self.format, self.opts);
+                self.emit(text.as_bytes())
+            }
+            Format::Table | Format::Jsonl => self.write_view(&MessageView::of(rec)),
+        }
+    }
+
+    /// Prints a row read from the file (already filtered): as CSV, its own bytes when they
+    /// are what encoding it would give (see [`verbatim`]), else it is decoded and encoded.
+    /// A row that is not a message is reported on stderr and skipped.
+    pub(super) fn row(&mut self, raw: &[u8], fields: &csv::ByteRecord, line: u64) -> Result<()> {
+        if self.format == Format::Csv {
+            if verbatim(raw, fields, self.opts) {
+                return self.emit(raw);
+            }
+            return match fields.deserialize::<MessageRecord>(None) {
+                Ok(m) => self.write(&m),
+                Err(e) => {
+                    eprintln!("chat-log: skipping malformed row at line {line}: {e}");
+                    Ok(())
+                }
+            };
+        }
+        match fields.deserialize::<MessageView<'_>>(None) {
+            Ok(m) => self.write_view(&m),
+            Err(e) => {
+                eprintln!("chat-log: skipping malformed row at line {line}: {e}");
+                Ok(())
+            }
+        }
     }
 
     /// Handles one complete raw record (from `--follow`): the header is skipped, a malformed
@@ -76,10 +114,142 @@ impl<'a, W: Write> Printer<'a, W> {
             .flush()
             .map_err(|e| Error::io("cannot write output", e))
     }
+
+    /// A table line or a JSON object, built in the reused buffers.
+    fn write_view(&mut self, rec: &MessageView<'_>) -> Result<()> {
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        if self.format == Format::Jsonl {
+            serde_json::to_writer(&mut line, rec).expect("records serialize");
+            line.push(b'\n');
+        } else {
+            self.text.clear();
+            push_table_line(&mut self.text, rec, self.opts);
+            line.extend_from_slice(self.text.as_bytes());
+        }
+        let res = self.emit(&line);
+        self.line = line;
+        res
+    }
+
+    fn emit(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::io("cannot write output", e))
+    }
 }
 
-pub(super) fn is_header_bytes(rec: &csv::ByteRecord) -> bool {
-    rec.get(M::ID) == Some(b"id") && rec.get(M::TIMESTAMP) == Some(b"timestamp")
+/// A message borrowed from a parsed row: the fields of [`MessageRecord`], in its order and
+/// under its names (so its JSON is the same), without an allocation per field.
+#[derive(Debug, Serialize, Deserialize)]
+struct MessageView<'a> {
+    id: u64,
+    timestamp: &'a str,
+    room: &'a str,
+    sender: &'a str,
+    recipient: &'a str,
+    kind: Kind,
+    text: &'a str,
+}
+
+impl<'a> MessageView<'a> {
+    fn of(rec: &'a MessageRecord) -> MessageView<'a> {
+        MessageView {
+            id: rec.id,
+            timestamp: &rec.timestamp,
+            room: &rec.room,
+            sender: &rec.sender,
+            recipient: &rec.recipient,
+            kind: rec.kind,
+            text: &rec.text,
+        }
+    }
+}
+
+/// Whether `raw`, a row of the file, is byte for byte what [`render_message`] would write for
+/// it as CSV, so it can be written as it is. It is for every row the server wrote (the server
+/// and `render_message` encode with the same `csv` writer); a hand edit may differ (quotes
+/// where none are needed, `\r\n`, `007` for an id, an unknown kind, a cell a spreadsheet would
+/// take for a formula with `--excel-safe`), and such a row is decoded and encoded again.
+pub(super) fn verbatim(raw: &[u8], fields: &csv::ByteRecord, opts: ViewOptions) -> bool {
+    // Every field is text (a message's fields are `String`s).
+    if fields.len() != M::COUNT || !(raw.is_ascii() || std::str::from_utf8(raw).is_ok()) {
+        return false;
+    }
+    // The columns that are not text: the id as `u64` writes it, a kind we know.
+    let id = &fields[M::ID];
+    let canonical_id = match id {
+        [b'0'] => true,
+        [b'1'..=b'9', rest @ ..] => {
+            rest.iter().all(u8::is_ascii_digit)
+                && (id.len() < 20
+                    || std::str::from_utf8(id).is_ok_and(|s| s.parse::<u64>().is_ok()))
+        }
+        _ => false,
+    };
+    let kind = std::str::from_utf8(&fields[M::KIND])
+        .ok()
+        .and_then(Kind::parse);
+    if !canonical_id || kind.is_none() {
+        return false;
+    }
+    if opts.excel_safe
+        && [M::ROOM, M::SENDER, M::RECIPIENT, M::TEXT]
+            .iter()
+            .any(|&i| spreadsheet_safe_bytes(&fields[i]))
+    {
+        return false;
+    }
+    // Each field as the writer puts it: quoted (with quotes doubled) exactly when it holds a
+    // comma, a quote or a line break; then a comma, or the newline after the last.
+    let mut rest = raw;
+    for (i, field) in fields.iter().enumerate() {
+        let has_quote = memchr::memchr(b'"', field).is_some();
+        let len = if rest.first() == Some(&b'"') {
+            let needs_quotes = has_quote || memchr::memchr3(b',', b'\n', b'\r', field).is_some();
+            match quoted_field_prefix(rest, field) {
+                Some(len) if needs_quotes => len,
+                _ => return false,
+            }
+        } else if !has_quote && rest.starts_with(field) {
+            // Plain, so it holds no comma or line break either: they would have ended it.
+            field.len()
+        } else {
+            return false;
+        };
+        let sep = if i + 1 == fields.len() { b'\n' } else { b',' };
+        if rest.get(len) != Some(&sep) {
+            return false;
+        }
+        rest = &rest[len + 1..];
+    }
+    rest.is_empty()
+}
+
+/// The length of `"field"` (its quotes doubled) at the start of `raw`, if it is there.
+fn quoted_field_prefix(raw: &[u8], field: &[u8]) -> Option<usize> {
+    let mut rest = raw.strip_prefix(b"\"")?;
+    let mut pieces = field.split(|&b| b == b'"').peekable();
+    while let Some(piece) = pieces.next() {
+        rest = rest.strip_prefix(piece)?;
+        if pieces.peek().is_some() {
+            rest = rest.strip_prefix(b"\"\"")?;
+        }
+    }
+    rest = rest.strip_prefix(b"\"")?;
+    Some(raw.len() - rest.len())
+}
+
+/// Whether [`spreadsheet_safe`] would change this cell.
+fn spreadsheet_safe_bytes(cell: &[u8]) -> bool {
+    matches!(
+        cell.first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    )
+}
+
+pub(super) fn is_header_fields<'a>(get: impl Fn(usize) -> Option<&'a [u8]>) -> bool {
+    get(M::ID) == Some(b"id") && get(M::TIMESTAMP) == Some(b"timestamp")
 }
 
 pub(super) fn is_header(rec: &csv::StringRecord) -> bool {
@@ -89,49 +259,86 @@ pub(super) fn is_header(rec: &csv::StringRecord) -> bool {
 /// One message as a readable line: `2026-11-23 16:04:05  lobby  alice: hello`. Every field
 /// passes through [`printable`], so nothing in the file can drive the terminal.
 pub fn format_record(rec: &MessageRecord, opts: ViewOptions) -> String {
-    let ts = rec.timestamp.replacen('T', " ", 1);
-    let ts = ts.get(..19).unwrap_or(&ts);
-    let paint = |code: &str, s: &str| {
+    let mut out = String::new();
+    push_table_line(&mut out, &MessageView::of(rec), opts);
+    out
+}
+
+/// Appends [`format_record`]'s line for `rec` to `out`.
+fn push_table_line(out: &mut String, rec: &MessageView<'_>, opts: ViewOptions) {
+    let paint = |out: &mut String, code: &str| {
         if opts.color {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_string()
+            out.push_str("\x1b[");
+            out.push_str(code);
+            out.push('m');
         }
     };
-    let sender = printable(&rec.sender);
-    let room = if rec.room.is_empty() {
-        "(direct)".to_string()
-    } else {
-        format!("#{}", printable(&rec.room))
+    let reset = |out: &mut String| {
+        if opts.color {
+            out.push_str("\x1b[0m");
+        }
     };
-    let mut head = format!(
-        "{}  {}  ",
-        paint("2", ts),
-        paint("36", &format!("{room:<11}"))
-    );
-    let mut visible = 19 + 2 + room.chars().count().max(11) + 2;
+    // The time: `T` as a space, cut after the seconds.
+    paint(out, "2");
+    let at = out.len();
+    match rec.timestamp.split_once('T') {
+        Some((date, time)) => {
+            out.push_str(date);
+            out.push(' ');
+            out.push_str(time);
+        }
+        None => out.push_str(rec.timestamp),
+    }
+    if out[at..].get(..19).is_some() {
+        out.truncate(at + 19);
+    }
+    reset(out);
+    out.push_str("  ");
+    // The room, padded to 11 characters.
+    paint(out, "36");
+    let at = out.len();
+    if rec.room.is_empty() {
+        out.push_str("(direct)");
+    } else {
+        out.push('#');
+        push_printable(out, rec.room);
+    }
+    let room_chars = out[at..].chars().count();
+    out.extend(std::iter::repeat_n(' ', 11usize.saturating_sub(room_chars)));
+    reset(out);
+    out.push_str("  ");
+    let mut visible = 19 + 2 + room_chars.max(11) + 2;
+    let sender = |out: &mut String| {
+        paint(out, "1");
+        let at = out.len();
+        push_printable(out, rec.sender);
+        let chars = out[at..].chars().count();
+        reset(out);
+        chars
+    };
     let sep = if rec.kind == Kind::Action {
-        head.push_str(&format!("* {}", paint("1", &sender)));
-        visible += 2 + sender.chars().count() + 1;
+        out.push_str("* ");
+        visible += 2 + sender(out) + 1;
         " "
     } else {
-        head.push_str(&paint("1", &sender));
-        visible += sender.chars().count() + 2;
+        visible += sender(out) + 2;
         ": "
     };
     if !rec.recipient.is_empty() {
-        let to = printable(&rec.recipient);
-        head.push_str(&format!(" -> {to}"));
-        visible += 4 + to.chars().count();
+        out.push_str(" -> ");
+        let at = out.len();
+        push_printable(out, rec.recipient);
+        visible += 4 + out[at..].chars().count();
     }
-    let indent = " ".repeat(visible);
-    let body = rec
-        .text
-        .split('\n')
-        .map(printable)
-        .collect::<Vec<_>>()
-        .join(&format!("\n{indent}"));
-    format!("{head}{sep}{body}\n")
+    out.push_str(sep);
+    for (i, line) in rec.text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+            out.extend(std::iter::repeat_n(' ', visible));
+        }
+        push_printable(out, line);
+    }
+    out.push('\n');
 }
 
 /// One message in `format`.

@@ -61,30 +61,14 @@ pub fn show(path: &Path, out: &mut impl Write, o: &ShowOptions) -> Result<()> {
         }
         None => {
             file.seek(SeekFrom::Start(0)).map_err(read_err)?;
-            let mut rdr = csv::ReaderBuilder::new()
-                .has_headers(false)
-                .flexible(true)
-                .buffer_capacity(256 * 1024)
-                .from_reader(io::Read::take(&mut file, complete));
-            let mut rec = csv::ByteRecord::new();
-            loop {
-                let line = rdr.position().line();
-                match rdr.read_byte_record(&mut rec) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(e) => {
-                        eprintln!("chat-log: skipping an unreadable row at line {line}: {e}");
-                        continue;
-                    }
+            let literal = o.filter.literal().map(memchr::memmem::Finder::new);
+            rows::for_each_row(&mut file, path, complete, literal.as_ref(), |mut row| {
+                if is_header_fields(|i| row.get(i)) || !o.filter.matches_fields(|i| row.get(i)) {
+                    return Ok(());
                 }
-                if is_header_bytes(&rec) || !o.filter.matches_row(&rec) {
-                    continue;
-                }
-                match rec.deserialize::<MessageRecord>(None) {
-                    Ok(m) => printer.write(&m)?,
-                    Err(e) => eprintln!("chat-log: skipping malformed row at line {line}: {e}"),
-                }
-            }
+                let (raw, line) = (row.raw, row.line);
+                printer.row(raw, row.record(), line)
+            })?;
         }
     }
     printer.flush()?;

@@ -196,3 +196,193 @@ fn printer_skips_header_and_reports_malformed_rows() {
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.contains("bob: ok"));
 }
+
+/// Rows the server writes, and rows a hand edit may leave: needless quotes, quotes a reader
+/// takes literally, `007`, `+8`, CRLF, a blank line, an unknown kind, an extra field, invalid
+/// UTF-8, formula cells, and a last row without its newline.
+fn tricky_log() -> Vec<u8> {
+    let t = "2026-11-23T10:00:00.000Z";
+    let mut log = format!(
+        "{MESSAGES_HEADER}
+1,{t},lobby,alice,,message,plain words
+2,{t},lobby,bob,,message,\"a, comma\"
+3,{t},,carol,alice,direct,\"say \"\"hi\"\"\"
+4,{t},lobby,dave,,action,\"two
+lines\"
+5,{t},lobby,erin,,message,\"needless quotes\"
+6,{t},\"lobby\",frank,,message,x
+007,{t},lobby,gina,,message,leading zeros
++8,{t},lobby,hal,,message,plus
+9,{t},lobby,ida,,message,he said \"hi\" there
+10,{t},lobby,jo,,message,\"closed\"then more
+11,{t},lobby,kim,,message,crlf\r
+
+12,{t},lobby,lee,,shout,unknown kind
+13,{t},lobby,max,,message,extra,field
+14,{t},lobby,ned,,message,=HYPERLINK(\"x\")
+15,{t},@ops,-ola,,message,\"=1+1, \"\"q\"\"\"
+16,{t},lobby,pat,,message,ünïcödé \u{1b}[2J text
+18446744073709551615,{t},lobby,quinn,,message,largest id
+18446744073709551616,{t},lobby,ray,,message,too large
+17,{t},lobby,sam,,message,\"\"
+"
+    )
+    .into_bytes();
+    log.extend_from_slice(format!("18,{t},lobby,tom,,message,bad ").as_bytes());
+    log.extend_from_slice(b"\xff byte\n");
+    log.extend_from_slice(format!("19,{t},lobby,uma,,message,no newline at the end").as_bytes());
+    log
+}
+
+/// What `chat-log` printed before rows were copied out as they are: every row parsed,
+/// filtered, decoded into a `MessageRecord` and encoded again.
+fn reencoded(log: &[u8], filter: &Filter, format: Format, view: ViewOptions) -> String {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(log);
+    let mut out = String::new();
+    for rec in rdr.byte_records() {
+        let rec = rec.unwrap();
+        if is_header_fields(|i| rec.get(i)) || !filter.matches_row(&rec) {
+            continue;
+        }
+        if let Ok(m) = rec.deserialize::<MessageRecord>(None) {
+            out.push_str(&render_message(&m, format, view));
+        }
+    }
+    out
+}
+
+fn printed(log: &[u8], filter: &Filter, format: Format, view: ViewOptions, chunk: usize) -> String {
+    let mut out = Vec::new();
+    let mut printer = Printer::new(&mut out, view, format, filter.clone());
+    let literal = filter.literal().map(memchr::memmem::Finder::new);
+    let mut file = log;
+    rows::for_each_row_in_chunks(
+        &mut file,
+        std::path::Path::new("messages.csv"),
+        log.len() as u64,
+        literal.as_ref(),
+        chunk,
+        |mut row| {
+            if is_header_fields(|i| row.get(i)) || !filter.matches_fields(|i| row.get(i)) {
+                return Ok(());
+            }
+            let (raw, line) = (row.raw, row.line);
+            printer.row(raw, row.record(), line)
+        },
+    )
+    .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn rows_print_as_they_were_reencoded_in_every_format_and_chunking() {
+    let log = tricky_log();
+    let grep = |p: &str| Filter {
+        grep: Some(Regex::new(p).unwrap()),
+        ..Filter::default()
+    };
+    // No grep; literals that skip (a common letter, a word on one row, one on none, one inside
+    // a row with stray quotes); a regex (no skipping).
+    let filters = [
+        Filter::default(),
+        grep("e"),
+        grep("lines"),
+        grep("nowhere"),
+        grep("hi"),
+        grep("t.o"),
+    ];
+    let views = [
+        (Format::Csv, ViewOptions::default()),
+        (
+            Format::Csv,
+            ViewOptions {
+                excel_safe: true,
+                ..ViewOptions::default()
+            },
+        ),
+        (Format::Jsonl, ViewOptions::default()),
+        (Format::Table, ViewOptions::default()),
+        (
+            Format::Table,
+            ViewOptions {
+                color: true,
+                ..ViewOptions::default()
+            },
+        ),
+    ];
+    for filter in &filters {
+        for &(format, view) in &views {
+            let want = reencoded(&log, filter, format, view);
+            for chunk in (1..48).chain([4096]) {
+                assert_eq!(
+                    printed(&log, filter, format, view, chunk),
+                    want,
+                    "{:?} {format:?} {view:?} chunk {chunk}",
+                    filter.grep
+                );
+            }
+        }
+    }
+    // The plain rows the server writes went out as they are; the hand edits were re-encoded.
+    let csv = reencoded(
+        &log,
+        &Filter::default(),
+        Format::Csv,
+        ViewOptions::default(),
+    );
+    assert!(
+        csv.contains("7,2026-11-23T10:00:00.000Z,lobby,gina,"),
+        "{csv}"
+    );
+    assert!(csv.contains(",erin,,message,needless quotes\n"), "{csv}");
+    assert!(
+        csv.contains(",message,\"he said \"\"hi\"\" there\"\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.ends_with(",uma,,message,no newline at the end\n"),
+        "{csv}"
+    );
+    assert!(!csv.contains("unknown kind") && !csv.contains("too large") && !csv.contains("tom"));
+}
+
+#[test]
+fn rows_the_server_writes_are_printed_as_their_own_bytes() {
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 2000,
+        ..Default::default()
+    });
+    let text = "[a-z ,\"\\n\\r=@+-]{0,12}|\\PC{0,8}";
+    let kinds = proptest::sample::select(vec![Kind::Message, Kind::Action, Kind::Direct]);
+    let strategy = (proptest::num::u64::ANY, text, text, text, text, kinds, text);
+    runner
+        .run(
+            &strategy,
+            |(id, timestamp, room, sender, recipient, kind, text)| {
+                let rec = MessageRecord {
+                    id,
+                    timestamp,
+                    room,
+                    sender,
+                    recipient,
+                    kind,
+                    text,
+                };
+                // As the server writes it (`CsvLog::stage`), and read back as `chat-log` does.
+                let raw = render_message(&rec, Format::Csv, ViewOptions::default());
+                let mut fields = csv::ByteRecord::new();
+                csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .from_reader(raw.as_bytes())
+                    .read_byte_record(&mut fields)
+                    .unwrap();
+                let view = ViewOptions::default();
+                proptest::prop_assert!(render::verbatim(raw.as_bytes(), &fields, view), "{raw:?}");
+                Ok(())
+            },
+        )
+        .unwrap();
+}

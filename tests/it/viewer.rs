@@ -128,6 +128,67 @@ fn each_format_and_escape_safety() {
     assert!(table.contains("(direct)"), "{table}");
 }
 
+/// `--format csv` as it was before rows were copied out as they are: each row decoded into a
+/// `MessageRecord` (skipped if it is not one) and encoded again by the `csv` crate.
+fn reencoded_csv(log: &str, keep: impl Fn(&chatroom::store::MessageRecord) -> bool) -> String {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(log.as_bytes());
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    w.write_record([
+        "id",
+        "timestamp",
+        "room",
+        "sender",
+        "recipient",
+        "kind",
+        "text",
+    ])
+    .unwrap();
+    for rec in rdr.byte_records().skip(1) {
+        if let Ok(m) = rec
+            .unwrap()
+            .deserialize::<chatroom::store::MessageRecord>(None)
+            && keep(&m)
+        {
+            w.serialize(m).unwrap();
+        }
+    }
+    String::from_utf8(w.into_inner().unwrap()).unwrap()
+}
+
+#[test]
+fn csv_output_is_the_file_s_rows_or_their_reencoding() {
+    // The fixture's rows are as the server writes them; these are hand edits.
+    let edits = "007,2026-11-24T09:00:00.000Z,\"lobby\",zed,,message,\"needless\"
+8,2026-11-24T09:00:01.000Z,lobby,zed,,message,he said \"hi\" there
+9,2026-11-24T09:00:02.000Z,lobby,zed,,message,crlf ending\r
+
+10,2026-11-24T09:00:03.000Z,lobby,zed,,shout,unknown kind
+11,2026-11-24T09:00:04.000Z,lobby,zed,,message,\"a \"\"quoted\"\" word\"
+";
+    let dir = fixture(edits);
+    let log = format!("{FIXTURE}{edits}");
+    let (ok, all, err) = chat_log(dir.path(), &["--format", "csv"]);
+    assert!(ok, "{err}");
+    assert_eq!(all, reencoded_csv(&log, |_| true));
+    // A literal --grep skips the rows that cannot hold it, unparsed: the same rows come out.
+    for word in ["hi", "quoted", "zed", "nowhere", "e"] {
+        let (ok, out, err) = chat_log(dir.path(), &["--format", "csv", "--grep", word]);
+        assert!(ok, "{err}");
+        assert_eq!(
+            out,
+            reencoded_csv(&log, |m| m.text.contains(word)),
+            "{word}"
+        );
+    }
+    // Row 5 of the fixture has quotes it does not need: re-encoded, it loses them.
+    assert!(all.contains(",mallory,,message,evil "), "{all}");
+}
+
 #[test]
 fn a_torn_last_line_is_held_back_and_reported() {
     let dir = fixture("7,2026-11-23T15:00:00.000Z,lobby,zed,,message,\"half wri");
