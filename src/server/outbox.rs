@@ -115,6 +115,10 @@ struct Shared {
     /// Held by whoever writes to the socket (the drainer, or a sender's fast path), so bytes
     /// from the two never interleave.
     writing: Mutex<()>,
+    /// Held while queueing, and by the fast path from its check to the queueing of what the
+    /// socket did not take; never held across anything that waits (only a `MSG_DONTWAIT`
+    /// send). Taken after `writing`, never before it.
+    order: Mutex<()>,
     /// Where the bytes go; `None` for an outbox that only queues (the hub's tests read it).
     sink: Option<Sink>,
     /// Whether [`Outbox::send`] may write to the socket itself: the bytes need no more work
@@ -127,6 +131,9 @@ struct Shared {
     ending: AtomicBool,
     /// Set when a write failed or no writer could be started: pushes are refused.
     dead: AtomicBool,
+    /// Runs between a partial write and the queueing of its rest, for tests of that window.
+    #[cfg(test)]
+    after_partial: Mutex<Option<Box<dyn Fn() + Send>>>,
 }
 
 /// The sending side; cloned by the broadcaster and the connection's reader.
@@ -155,11 +162,14 @@ fn make(sink: Option<Sink>, limit: usize, address: Option<AddressBudget>) -> Out
         queued: AtomicUsize::new(0),
         address,
         writing: Mutex::new(()),
+        order: Mutex::new(()),
         sink,
         direct,
         draining: AtomicBool::new(false),
         ending: AtomicBool::new(false),
         dead: AtomicBool::new(false),
+        #[cfg(test)]
+        after_partial: Mutex::new(None),
     });
     Outbox { tx, shared, limit }
 }
@@ -169,6 +179,15 @@ impl Outbox {
     /// never blocks. An empty outbox takes any push, however large, so one big batch alone
     /// never makes a client slow.
     pub fn push(&self, bytes: Bytes) -> Result<(), PushError> {
+        {
+            let _order = self.shared.order();
+            self.enqueue(bytes)?;
+        }
+        self.shared.wake()
+    }
+
+    /// The bound's check and the queueing; called holding the `order` lock.
+    fn enqueue(&self, bytes: Bytes) -> Result<(), PushError> {
         if self.shared.dead.load(Ordering::Acquire) {
             return Err(PushError::Closed);
         }
@@ -190,7 +209,7 @@ impl Outbox {
         }
         // The receiver lives in `shared`, which this handle keeps alive: the send cannot fail.
         let _ = self.tx.send(bytes);
-        self.shared.wake()
+        Ok(())
     }
 
     /// Sends `bytes` without ever blocking: written at once when the outbox is direct and
@@ -199,30 +218,52 @@ impl Outbox {
         if !self.shared.direct {
             return self.push(bytes.clone());
         }
-        let Ok(_writing) = self.shared.writing.try_lock() else {
-            return self.push(bytes.clone());
-        };
-        if self.shared.queued.load(Ordering::Acquire) != 0 {
-            return self.push(bytes.clone());
-        }
-        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-        match SockRef::from(&**self.shared.socket().expect("direct")).send_with_flags(bytes, flags)
-        {
-            Ok(n) if n == bytes.len() => Ok(()),
-            // The rest goes through the queue; we still hold the lock, so nothing can get
-            // between the part written and the part queued.
-            Ok(n) => self.push(Arc::from(&bytes[n..])),
-            // The socket is full (or the call was interrupted): queue it all.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
-                self.push(bytes.clone())
+        let queued_rest = {
+            let Ok(_writing) = self.shared.writing.try_lock() else {
+                return self.push(bytes.clone());
+            };
+            // Held from before the check to after the rest of a partial write is queued: a
+            // push from another thread (the reader's ping, while the broadcaster writes) must
+            // not land between the part written and the part queued.
+            let _order = self.shared.order();
+            if self.shared.queued.load(Ordering::Acquire) == 0 {
+                let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+                let socket = self.shared.socket().expect("direct");
+                match SockRef::from(&**socket).send_with_flags(bytes, flags) {
+                    Ok(n) if n == bytes.len() => return Ok(()),
+                    Ok(n) => {
+                        #[cfg(test)]
+                        if let Some(hook) = &*self.shared.after_partial.lock().unwrap() {
+                            hook();
+                        }
+                        if let Err(e) = self.enqueue(Arc::from(&bytes[n..])) {
+                            // Half a line is out: the client must not take it for a whole one.
+                            abandon(socket);
+                            return Err(e);
+                        }
+                    }
+                    // The socket is full (or the call was interrupted): queue it all.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        self.enqueue(bytes.clone())?
+                    }
+                    // A dead socket: the connection's reader reports the end.
+                    Err(_) => return Err(PushError::Closed),
+                }
+                true
+            } else {
+                false
             }
-            // A dead socket: the connection's reader reports the end.
-            Err(_) => Err(PushError::Closed),
+        };
+        if queued_rest {
+            // Started once the locks are let go: the drainer takes `writing` first thing.
+            self.shared.wake()
+        } else {
+            self.push(bytes.clone())
         }
     }
 
@@ -372,6 +413,13 @@ impl Shared {
         };
         self.written(taken);
         result
+    }
+
+    /// The lock to hold while queueing.
+    fn order(&self) -> MutexGuard<'_, ()> {
+        self.order
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The lock to hold while writing to the socket.
@@ -627,6 +675,39 @@ mod tests {
             std::io::BufRead::read_line(&mut lines, &mut line).unwrap();
             assert_eq!(line, format!("{i}\n"));
         }
+    }
+
+    /// Two threads sending at once (the broadcaster and the connection's reader) never split
+    /// each other's lines: when the socket takes only part of one, its rest is queued before
+    /// anything the other thread queues meanwhile. The test pushes from another thread in
+    /// exactly that window.
+    #[test]
+    fn a_partial_write_is_never_split_by_another_threads_push() {
+        let (server, client) = sockets();
+        let (tx, _) = plain(&server, 64 << 20, WRITER_IDLE);
+        let other = tx.clone();
+        *tx.shared.after_partial.lock().unwrap() = Some(Box::new(move || {
+            let other = other.clone();
+            let (done_tx, done) = crossbeam_channel::bounded(1);
+            std::thread::spawn(move || {
+                let _ = done_tx.send(other.push(b("PING\n")));
+            });
+            // Done at once if nothing holds it back: then it is queued before the rest.
+            let _ = done.recv_timeout(Duration::from_millis(200));
+        }));
+        let big: Bytes = Arc::from([vec![b'M'; 16 << 20], b"\n".to_vec()].concat());
+        send_without_blocking(&tx, &big, &server).unwrap();
+        let mut lines = std::io::BufReader::new(&client);
+        let mut line = Vec::new();
+        std::io::BufRead::read_until(&mut lines, b'\n', &mut line).unwrap();
+        assert!(
+            line[..] == big[..],
+            "the first line ({} bytes) was split",
+            line.len()
+        );
+        line.clear();
+        std::io::BufRead::read_until(&mut lines, b'\n', &mut line).unwrap();
+        assert_eq!(line, b"PING\n");
     }
 
     /// The reader's end: with no writer running it drains on its own thread until the last
