@@ -97,6 +97,9 @@ pub(super) fn for_each_row_in_chunks(
     let (mut out, mut ends) = (vec![0u8; 4096], vec![0usize; 16]);
     let (mut outlen, mut endlen) = (0, 0);
     let mut fields = csv::ByteRecord::new();
+    // Where in `buf` the literal next occurs at or after the last search (`filled`: nowhere
+    // in what is read); forgotten when `buf` is refilled.
+    let mut hit: Option<usize> = None;
     loop {
         if pos == filled && !eof {
             // Keep the record being parsed; a record as long as the buffer doubles it.
@@ -107,6 +110,7 @@ pub(super) fn for_each_row_in_chunks(
                 buf.resize(buf.len() * 2, 0);
             }
             fruitless = 0;
+            hit = None;
             while filled < buf.len() && !eof {
                 let n = file.read(&mut buf[filled..]).map_err(read_err)?;
                 eof = n == 0;
@@ -117,7 +121,17 @@ pub(super) fn for_each_row_in_chunks(
         if pos == start {
             // Only once the parser has begun: it takes a byte-order mark off its first input.
             if let Some(finder) = literal.filter(|_| record > 0 && fruitless < FRUITLESS) {
-                let upto = finder.find(&buf[pos..filled]).map_or(filled, |at| pos + at);
+                // The last search's answer holds while `pos` has not passed it: there is no
+                // occurrence between. Searching again at each record would re-scan the rest
+                // of the chunk once per record when skips stop short (at a stray quote).
+                let upto = match hit {
+                    Some(at) if at >= pos => at,
+                    _ => {
+                        let at = finder.find(&buf[pos..filled]).map_or(filled, |at| pos + at);
+                        hit = Some(at);
+                        at
+                    }
+                };
                 let skip = agreed_records_end(&buf[pos..upto]);
                 fruitless = if skip.len == 0 { fruitless + 1 } else { 0 };
                 pos += skip.len;
