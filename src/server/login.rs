@@ -186,7 +186,7 @@ const FORGET_ABOVE: usize = 100_000;
 /// the lockout: the eleventh of sixty simultaneous guesses is already locked out.
 ///
 /// A name's lockout does not stop the addresses that logged in to it before (the last
-/// [`KNOWN_PER_NAME`]): otherwise anyone could lock an administrator out with ten wrong
+/// `KNOWN_PER_NAME`): otherwise anyone could lock an administrator out with ten wrong
 /// guesses. An address's lockout stops every name. Addresses are counted as
 /// [`address_key`] does (an IPv6 /64 is one address).
 pub struct Throttle {
