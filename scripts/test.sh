@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v kill >/dev/null || need_apt+=(procps)
 command -v cc >/dev/null || need_apt+=(gcc)
+# systemd-analyze: the systemd unit is verified by the tests.
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

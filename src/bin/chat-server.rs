@@ -1,12 +1,12 @@
 //! `chat-server`: binds the listener, prints `listening on ADDR`, and runs the server until
-//! SIGINT or SIGTERM.
+//! SIGINT or SIGTERM; SIGHUP reloads users, bans and the TLS certificate.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use clap::{CommandFactory, Parser, Subcommand};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use chatroom::{Config, Server};
@@ -17,6 +17,10 @@ use chatroom::{Config, Server};
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Read settings from this TOML file: the flags' long names as keys (max-clients = 5000);
+    /// a flag or an environment variable wins over it.
+    #[arg(long = "config", env = "CHAT_CONFIG", value_name = "FILE")]
+    config_file: Option<PathBuf>,
     /// Address and port to listen on (port 0 picks a free port).
     #[arg(long, env = "CHAT_BIND", default_value = "0.0.0.0:5555")]
     bind: String,
@@ -31,6 +35,11 @@ enum Command {
         #[command(subcommand)]
         action: chatroom::store::users::UsersCommand,
     },
+    /// Manage DATA_DIR/bans.csv (a running server applies the change at its next connection).
+    Bans {
+        #[command(subcommand)]
+        action: chatroom::store::bans::BansCommand,
+    },
     /// Write a self-signed certificate (cert.pem, key.pem) for testing; not for production.
     GenCert {
         /// Where to write cert.pem and key.pem.
@@ -44,7 +53,17 @@ enum Command {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    // The file's settings become arguments before the command line's own, which win.
+    let args = match chatroom::server::config_file::args_with_file(
+        &Args::command(),
+        std::env::args_os(),
+    ) {
+        Ok(args) => Args::parse_from(args),
+        Err(e) => {
+            eprintln!("chat-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Some(Command::GenCert { out, names }) = &args.command {
         return match chatroom::tls::make_dev_cert(out, names) {
             Ok(()) => {
@@ -72,6 +91,21 @@ fn main() -> ExitCode {
                 if !out.ends_with('\n') {
                     println!();
                 }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("chat-server: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Command::Bans { action }) = &args.command {
+        // Who did it, in the `by` column: the login of whoever ran the command.
+        let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME"));
+        let by = format!("cli:{}", user.as_deref().unwrap_or("unknown"));
+        return match chatroom::store::bans::bans_command(&args.config.data_dir, action, &by) {
+            Ok(out) => {
+                print!("{out}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -117,6 +151,9 @@ fn read_password(name: &str) -> chatroom::Result<String> {
 
 fn run(args: Args) -> chatroom::Result<()> {
     let config = args.config;
+    if let Some(file) = &args.config_file {
+        log::info!("settings from {}", file.display());
+    }
     // Each client costs a descriptor: allow as many as the hard limit does.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => log::info!("descriptor limit {n}"),
@@ -128,13 +165,20 @@ fn run(args: Args) -> chatroom::Result<()> {
         .map_err(|e| chatroom::Error::io("cannot read the listener's address", e))?;
     let server = Server::new(listener, config)?;
     let handle = server.shutdown_handle();
-    let mut signals = Signals::new([SIGINT, SIGTERM])
+    let reload = server.reload_handle();
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| chatroom::Error::io("cannot install signal handlers", e))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let mut seen = 0;
             for signal in signals.forever() {
+                if signal == SIGHUP {
+                    // `systemctl reload`: users, bans and a renewed certificate, no restart.
+                    log::info!("SIGHUP: reloading");
+                    reload.reload();
+                    continue;
+                }
                 seen += 1;
                 if seen > 1 {
                     log::warn!("second signal {signal}: exiting now");

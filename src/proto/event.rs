@@ -61,6 +61,8 @@ pub enum ErrorCode {
     Banned,
     Muted,
     NoSuchAccount,
+    /// A `/ban` that covers the administrator's own connection, sent without `--yes`.
+    ConfirmationNeeded,
     /// A code this version does not know (a newer server's); never sent.
     #[serde(other)]
     Other,

@@ -50,6 +50,8 @@ pub enum Request {
         target: String,
         duration: Option<std::time::Duration>,
         reason: String,
+        /// `--yes`: the administrator knows the ban covers their own connection.
+        confirmed: bool,
     },
     Unban(String),
     Bans,
@@ -104,8 +106,8 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     ("/kick NAME [REASON]", "admins: disconnect someone"),
     (
-        "/ban NAME|IP|CIDR [DURATION] [REASON]",
-        "admins: ban (10m, 2h, 7d; none = for good)",
+        "/ban NAME|IP|CIDR [DURATION] [REASON] [--yes]",
+        "admins: ban (10m, 2h, 7d; none = for good); --yes if it covers you too",
     ),
     ("/unban TARGET", "admins: lift a ban"),
     ("/bans", "admins: list the bans"),
@@ -117,6 +119,9 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/quit [REASON]", "leave the chat"),
     ("//TEXT", "send a message that starts with '/'"),
 ];
+
+/// The word that confirms a `/ban` covering the administrator's own connection.
+const YES: &str = "--yes";
 
 /// Parses a line from a named client. `Ok(None)` means "nothing to do" (an empty human line).
 pub fn parse_request(mode: Mode, line: &str) -> Result<Option<Request>, ProtocolError> {
@@ -268,13 +273,30 @@ pub fn parse_command(line: &str) -> Result<Request, ProtocolError> {
             })
         }
         "/ban" => {
-            let usage = "/ban NAME|IP|CIDR [DURATION] [REASON]";
+            let usage = "/ban NAME|IP|CIDR [DURATION] [REASON] [--yes]";
             let mut words = args.splitn(2, char::is_whitespace);
             let target = words
                 .next()
-                .filter(|t| !t.is_empty())
+                .filter(|t| !t.is_empty() && *t != YES)
                 .ok_or(ProtocolError::Usage { usage })?;
-            let rest = words.next().unwrap_or("").trim();
+            // `--yes` may stand right after the target, after the duration, or last.
+            let mut confirmed = false;
+            let mut rest = words.next().unwrap_or("").trim();
+            let mut take_yes = |rest: &mut &str| {
+                if let Some(more) = rest.strip_prefix(YES)
+                    && (more.is_empty() || more.starts_with(char::is_whitespace))
+                {
+                    *rest = more.trim_start();
+                    confirmed = true;
+                }
+                if let Some(before) = rest.strip_suffix(YES)
+                    && (before.is_empty() || before.ends_with(char::is_whitespace))
+                {
+                    *rest = before.trim_end();
+                    confirmed = true;
+                }
+            };
+            take_yes(&mut rest);
             let (duration, reason) = match rest.split_once(char::is_whitespace) {
                 Some((first, more)) => match crate::proto::parse_duration(first) {
                     Some(d) => (Some(d), more.trim()),
@@ -285,6 +307,8 @@ pub fn parse_command(line: &str) -> Result<Request, ProtocolError> {
                     None => (None, rest),
                 },
             };
+            let mut reason = reason;
+            take_yes(&mut reason);
             if !reason.is_empty() {
                 validate_reason(reason)?;
             }
@@ -292,6 +316,7 @@ pub fn parse_command(line: &str) -> Result<Request, ProtocolError> {
                 target: target.to_string(),
                 duration,
                 reason: reason.to_string(),
+                confirmed,
             })
         }
         "/unban" => one_word("/unban TARGET").map(Request::Unban),

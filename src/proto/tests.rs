@@ -252,6 +252,52 @@ fn dangerous_text_is_refused() {
     );
 }
 
+/// `--yes` confirms a ban that covers the administrator: right after the target, after the
+/// duration, or last; anywhere else it is part of the reason. The same in both modes.
+#[test]
+fn ban_takes_a_confirmation() {
+    let ban = |line: &str| match parse_command(line).unwrap() {
+        Request::Ban {
+            target,
+            duration,
+            reason,
+            confirmed,
+        } => (target, duration.map(|d| d.as_secs()), reason, confirmed),
+        other => panic!("{other:?}"),
+    };
+    let t = |s: &str| s.to_string();
+    assert_eq!(ban("/ban 127.0.0.1"), (t("127.0.0.1"), None, t(""), false));
+    assert_eq!(
+        ban("/ban 127.0.0.1 --yes"),
+        (t("127.0.0.1"), None, t(""), true)
+    );
+    assert_eq!(
+        ban("/ban 10.0.0.0/8 --yes 2h office"),
+        (t("10.0.0.0/8"), Some(7200), t("office"), true)
+    );
+    assert_eq!(
+        ban("/ban 10.0.0.0/8 2h --yes office"),
+        (t("10.0.0.0/8"), Some(7200), t("office"), true)
+    );
+    assert_eq!(
+        ban("/ban boss 2h my own --yes"),
+        (t("boss"), Some(7200), t("my own"), true)
+    );
+    assert_eq!(
+        ban("/ban troll says --yes--no"),
+        (t("troll"), None, t("says --yes--no"), false)
+    );
+    assert!(matches!(
+        parse_command("/ban --yes"),
+        Err(ProtocolError::Usage { .. })
+    ));
+    let json = r#"{"type":"command","line":"/ban 127.0.0.1 --yes"}"#;
+    assert_eq!(
+        parse_request(Mode::Json, json).unwrap(),
+        parse_request(Mode::Human, "/ban 127.0.0.1 --yes").unwrap()
+    );
+}
+
 #[test]
 fn printable_escapes_controls() {
     assert_eq!(printable("a\u{1b}[0m\u{202E}"), "a\\u{1b}[0m\\u{202e}");

@@ -7,6 +7,7 @@
 //! connection threads to finish writing.
 
 pub mod config;
+pub mod config_file;
 pub mod connection;
 pub mod hub;
 pub mod limits;
@@ -136,9 +137,62 @@ pub struct Server {
     auth: Arc<Auth>,
     /// The bans, written by the broadcaster, read here to refuse banned addresses.
     bans: Arc<std::sync::RwLock<Bans>>,
+    /// The TLS configuration new connections get (`None`: plain TCP); replaced by a reload
+    /// when the certificate is renewed. A connection keeps the one it started with.
+    tls: Arc<std::sync::RwLock<Option<Arc<rustls::ServerConfig>>>>,
     /// An exclusive lock on the data directory, held while the server lives: two servers
     /// appending to one log would interleave rows and reuse ids.
     _lock: std::fs::File,
+}
+
+/// Re-reads, while the server runs, what an operator may change under it: `users.csv`,
+/// `bans.csv` and the TLS certificate and key (the server does so on SIGHUP).
+#[derive(Clone)]
+pub struct ReloadHandle {
+    tls: Arc<std::sync::RwLock<Option<Arc<rustls::ServerConfig>>>>,
+    cert_and_key: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    auth: Arc<Auth>,
+    bans: Arc<std::sync::RwLock<Bans>>,
+}
+
+impl ReloadHandle {
+    /// Reloads all three; what cannot be read is logged and the old one kept. Returns the
+    /// errors (empty when everything reloaded).
+    pub fn reload(&self) -> Vec<Error> {
+        let mut errors = Vec::new();
+        self.auth.directory.refresh();
+        // The hub notices the new generation and disconnects whom a new ban covers.
+        if let Err(e) = self
+            .bans
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .reload()
+        {
+            errors.push(e);
+        }
+        if let Some((cert, key)) = &self.cert_and_key {
+            match crate::tls::server_config(cert, key) {
+                Ok(config) => {
+                    *self.tls.write().unwrap_or_else(|p| p.into_inner()) = Some(config);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        for e in &errors {
+            error!("reload: {e}; keeping what was loaded before");
+        }
+        if errors.is_empty() {
+            info!(
+                "reloaded users.csv, bans.csv{}",
+                if self.cert_and_key.is_some() {
+                    " and the TLS certificate"
+                } else {
+                    ""
+                }
+            );
+        }
+        errors
+    }
 }
 
 /// Stops a running [`Server`] from another thread (a signal handler's thread, a test).
@@ -234,6 +288,7 @@ impl Server {
             limit_loopback: config.limits.limit_loopback,
         };
         Ok(Server {
+            tls: Arc::new(std::sync::RwLock::new(config.tls.server.clone())),
             _lock: lock,
             rules,
             auth,
@@ -246,6 +301,21 @@ impl Server {
             stopping: Arc::new(AtomicBool::new(false)),
             wake_addr: wake_addr(local),
         })
+    }
+
+    /// A handle that reloads users, bans and the certificate (see [`ReloadHandle`]).
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle {
+            tls: self.tls.clone(),
+            cert_and_key: self
+                .config
+                .tls
+                .tls_cert
+                .clone()
+                .zip(self.config.tls.tls_key.clone()),
+            auth: self.auth.clone(),
+            bans: self.bans.clone(),
+        }
     }
 
     /// A handle that stops this server.
@@ -335,7 +405,8 @@ impl Server {
         let limit = self.config.limits.outbox_bytes();
         // A front door is a transport plus a codec: here the transport decides how bytes
         // leave, once; the hub only ever sees "send these bytes".
-        let transport = match &self.config.tls.server {
+        let tls = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let transport = match &tls {
             Some(tls) => match TlsStream::server(tls.clone(), stream.clone()) {
                 Ok(t) => Transport::Tls(Box::new(t)),
                 Err(e) => {
@@ -425,6 +496,9 @@ fn admit(
     stream: &TcpStream,
 ) -> Option<Ticket> {
     let peer = canonical(stream.peer_addr().ok()?);
+    // `chat-server bans` (or an editor) may have changed the file: a stat, and a read only
+    // when it did, so a ban added from the command line refuses the very next connection.
+    crate::store::bans::refresh(bans);
     let banned = bans
         .read()
         .unwrap_or_else(|p| p.into_inner())

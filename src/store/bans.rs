@@ -4,12 +4,19 @@
 //! RFC 3339 UTC, or empty for a permanent ban. The file is rewritten atomically (temporary file,
 //! sync, rename) on every change; expired bans stop applying at once and are dropped at the next
 //! write.
+//!
+//! Others may change the file while the server runs (`chat-server bans`, an editor): [`Bans`]
+//! remembers the file's modification time, size and inode as it read or wrote them, and
+//! [`refresh`] reads it again when they differ. A change is never written over: `add` and
+//! `remove` read a changed file again before they change it.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::RwLock;
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -55,7 +62,8 @@ impl Target {
         Ok(Target::Name(s.to_string()))
     }
 
-    fn kind(&self) -> BanKind {
+    /// What the ban is on: the `kind` column.
+    pub fn kind(&self) -> BanKind {
         match self {
             Target::Name(_) => BanKind::Name,
             Target::Ip(_) => BanKind::Ip,
@@ -63,7 +71,8 @@ impl Target {
         }
     }
 
-    fn text(&self) -> String {
+    /// The target as `bans.csv` writes it (an address in its canonical form).
+    pub fn text(&self) -> String {
         match self {
             Target::Name(n) => n.clone(),
             Target::Ip(ip) => ip.to_string(),
@@ -132,7 +141,8 @@ impl BanRecord {
         }
     }
 
-    fn active(&self, now: DateTime<Utc>) -> bool {
+    /// Whether the ban still applies at `now`.
+    pub fn active(&self, now: DateTime<Utc>) -> bool {
         self.until.is_empty() || DateTime::parse_from_rfc3339(&self.until).is_ok_and(|u| u > now)
     }
 
@@ -156,25 +166,117 @@ impl BanRecord {
 pub struct Bans {
     path: PathBuf,
     list: Vec<BanRecord>,
+    /// The file as `list` was read from it or written to it: another stamp on disk means
+    /// someone else changed it, and it is read again.
+    stamp: Option<Stamp>,
+    /// Which reading of the file this is, new at every read (`open` and `reload` alike, so a
+    /// `Bans` replaced whole counts too): whoever enforces the bans on those already
+    /// connected (the hub) compares it with the one it last enforced.
+    generation: u64,
+}
+
+/// What tells one version of `bans.csv` from another without reading it. The inode alone
+/// would do for the server and the `bans` command (each write renames a new file into
+/// place); the time and the size catch an editor that writes in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+/// Where generations come from: unique in the process.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The stamp of the file at `path` now; `None` when it does not exist (or cannot be seen).
+fn stamp(path: &Path) -> Option<Stamp> {
+    fs::metadata(path).ok().map(|m| Stamp {
+        modified: m.modified().ok(),
+        len: m.len(),
+        inode: m.ino(),
+    })
+}
+
+/// Reads `bans.csv` again if it changed on disk since `bans` last read or wrote it; true when
+/// it did. A stat under the read lock when nothing changed, so cheap enough for every accepted
+/// connection. A file that cannot be read is logged once per change, and the bans read before
+/// stay in force.
+pub fn refresh(bans: &RwLock<Bans>) -> bool {
+    if !bans.read().unwrap_or_else(|p| p.into_inner()).is_stale() {
+        return false;
+    }
+    let mut bans = bans.write().unwrap_or_else(|p| p.into_inner());
+    let now = stamp(&bans.path);
+    if now == bans.stamp {
+        return false;
+    }
+    match bans.reload() {
+        Ok(active) => {
+            log::info!(
+                "{} changed: read again, {active} active bans",
+                bans.path.display()
+            );
+            true
+        }
+        Err(e) => {
+            log::error!("{e}; keeping the bans read before");
+            bans.stamp = now;
+            false
+        }
+    }
 }
 
 impl Bans {
     /// Reads `bans.csv` of `data_dir` (missing: no bans).
     pub fn open(data_dir: &Path) -> Result<Bans> {
         let path = data_dir.join(BANS_FILE);
-        let mut list = Vec::new();
-        match File::open(&path) {
-            Ok(f) => {
-                for row in csv::Reader::from_reader(f).deserialize::<BanRecord>() {
-                    list.push(
-                        row.map_err(|e| Error::csv(format!("cannot read {}", path.display()), e))?,
-                    );
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
+        // The stamp before the read: a change made during the read is read again later.
+        let stamp = stamp(&path);
+        let list = read_list(&path)?;
+        Ok(Bans {
+            path,
+            list,
+            stamp,
+            generation: next_generation(),
+        })
+    }
+
+    /// Whether `bans.csv` changed on disk since it was last read or written here.
+    pub fn is_stale(&self) -> bool {
+        stamp(&self.path) != self.stamp
+    }
+
+    /// Reads `bans.csv` again, changed or not (for SIGHUP); returns how many bans are active.
+    /// On an error the bans read before stay.
+    pub fn reload(&mut self) -> Result<usize> {
+        let stamp = stamp(&self.path);
+        self.list = read_list(&self.path)?;
+        self.stamp = stamp;
+        self.generation = next_generation();
+        Ok(self.active().len())
+    }
+
+    /// Which reading of the file this is (see [`refresh`]): another one means the bans may
+    /// cover someone they did not.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Every ban in the file, expired ones included (until the next write drops them).
+    pub fn all(&self) -> &[BanRecord] {
+        &self.list
+    }
+
+    /// Reads the file again first if someone else changed it, so their change is kept.
+    fn catch_up(&mut self) -> Result<()> {
+        if self.is_stale() {
+            self.reload()?;
         }
-        Ok(Bans { path, list })
+        Ok(())
     }
 
     /// The active ban covering `ip`, if any.
@@ -209,6 +311,7 @@ impl Bans {
         by: &str,
         reason: &str,
     ) -> Result<BanRecord> {
+        self.catch_up()?;
         let until = duration
             .and_then(|d| chrono::Duration::from_std(d).ok())
             .map(|d| (Utc::now() + d).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -226,11 +329,19 @@ impl Bans {
         Ok(record)
     }
 
-    /// Removes every ban on `target` (as written, case-insensitive); returns how many.
+    /// Removes every ban on `target` (as written, case-insensitive; an address also as
+    /// written another way, `::ffff:10.0.0.1` for `10.0.0.1`); returns how many.
     pub fn remove(&mut self, target: &str) -> Result<usize> {
+        self.catch_up()?;
         let before = self.list.len();
         let key = target.to_lowercase();
-        self.list.retain(|b| b.target.to_lowercase() != key);
+        let network = match Target::parse(target) {
+            Ok(t @ (Target::Ip(_) | Target::Cidr(..))) => Some(t),
+            _ => None,
+        };
+        self.list.retain(|b| {
+            b.target.to_lowercase() != key && (network.is_none() || b.network() != network)
+        });
         let removed = before - self.list.len();
         if removed > 0 {
             self.save()?;
@@ -265,8 +376,125 @@ impl Bans {
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
+        self.stamp = stamp(&self.path);
         Ok(())
     }
+}
+
+/// The rows of `bans.csv` at `path`; a missing file is no bans.
+fn read_list(path: &Path) -> Result<Vec<BanRecord>> {
+    let mut list = Vec::new();
+    match File::open(path) {
+        Ok(f) => {
+            for row in csv::Reader::from_reader(f).deserialize::<BanRecord>() {
+                list.push(
+                    row.map_err(|e| Error::csv(format!("cannot read {}", path.display()), e))?,
+                );
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
+    }
+    Ok(list)
+}
+
+/// `chat-server bans ...`: manage `bans.csv` from the command line, whether or not the server
+/// runs (a running server reads the file again at its next connection, and at once on SIGHUP).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BansCommand {
+    /// The bans in force, and expired ones not yet dropped from the file (marked).
+    List,
+    /// Ban a name, an address or a network (`203.0.113.0/24`), as `/ban` does.
+    Add {
+        /// A name, an address or a network.
+        #[arg(value_parser = Target::parse)]
+        target: Target,
+        /// How long (`30s`, `10m`, `2h`, `7d`, `2w`); for good without it.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_for)]
+        duration: Option<Duration>,
+        /// Why, shown to whoever the ban refuses.
+        #[arg(long, value_name = "TEXT", default_value = "", value_parser = parse_reason)]
+        reason: String,
+    },
+    /// Lift every ban on a name, an address or a network, as `/unban` does.
+    Remove { target: String },
+}
+
+/// `--for`: a duration as `/ban` and `/mute` take it.
+fn parse_for(s: &str) -> std::result::Result<Duration, String> {
+    proto::parse_duration(s).ok_or_else(|| format!("{s} is not a duration (30s, 10m, 2h, 7d, 2w)"))
+}
+
+/// `--reason`: what `/ban` would accept as a reason.
+fn parse_reason(s: &str) -> std::result::Result<String, String> {
+    if !s.is_empty() {
+        proto::validate_reason(s).map_err(|e| e.to_string())?;
+    }
+    Ok(s.to_string())
+}
+
+/// Runs a `bans` command on the `bans.csv` of `data_dir`; `by` goes to the `by` column
+/// (`cli:alice`). Returns what to print; lifting a ban that does not exist is an error.
+pub fn bans_command(data_dir: &Path, command: &BansCommand, by: &str) -> Result<String> {
+    match command {
+        BansCommand::List => Ok(ban_table(Bans::open(data_dir)?.all(), Utc::now())),
+        BansCommand::Add {
+            target,
+            duration,
+            reason,
+        } => {
+            crate::store::create_private_dir(data_dir)?;
+            let ban = Bans::open(data_dir)?.add(target, *duration, by, reason)?;
+            Ok(format!(
+                "banned {} {}; a running server refuses it from its next connection on\n",
+                ban.target,
+                ban.describe()
+            ))
+        }
+        BansCommand::Remove { target } => match Bans::open(data_dir)?.remove(target)? {
+            0 => Err(Error::account(format!("{target} is not banned"))),
+            n => Ok(format!("lifted {n} ban(s) on {target}\n")),
+        },
+    }
+}
+
+/// The bans as a table with a header, one row each; expired ones say so in `UNTIL`. Every
+/// field is made printable: the file may have been edited by hand.
+fn ban_table(list: &[BanRecord], now: DateTime<Utc>) -> String {
+    if list.is_empty() {
+        return "no bans\n".to_string();
+    }
+    let mut rows = vec![["TARGET", "KIND", "UNTIL", "BY", "REASON"].map(String::from)];
+    for b in list {
+        let until = match (b.until.is_empty(), b.active(now)) {
+            (true, _) => "permanent".to_string(),
+            (false, true) => b.until.clone(),
+            (false, false) => format!("expired {}", b.until),
+        };
+        rows.push(
+            [&b.target, &b.kind.to_string(), &until, &b.by, &b.reason].map(|s| proto::printable(s)),
+        );
+    }
+    let mut widths = [0usize; 5];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 < row.len() {
+                line.push_str(&format!("{cell:<0$}  ", widths[i]));
+            } else {
+                line.push_str(cell);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -454,5 +682,126 @@ mod tests {
                 .unwrap()
                 .covers(ip("::203.0.113.5"))
         );
+    }
+
+    /// A change made by someone else (the `bans` command, another process) is seen by
+    /// `refresh`, and never written over by the next `add` or `remove` of the server.
+    #[test]
+    fn changes_on_disk_are_read_again_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = RwLock::new(Bans::open(dir.path()).unwrap());
+        assert!(!refresh(&server), "nothing changed");
+        let mut cli = Bans::open(dir.path()).unwrap();
+        cli.add(&Target::parse("10.0.0.0/8").unwrap(), None, "cli:ops", "")
+            .unwrap();
+        let first = server.read().unwrap().generation();
+        assert!(refresh(&server));
+        assert_ne!(server.read().unwrap().generation(), first);
+        assert!(!refresh(&server), "read once per change");
+        assert!(
+            server
+                .read()
+                .unwrap()
+                .for_ip("10.1.2.3".parse().unwrap())
+                .is_some()
+        );
+        // The server's next ban reads a newer file first, so the command's ban stays.
+        cli.add(&Target::parse("troll").unwrap(), None, "cli:ops", "")
+            .unwrap();
+        server
+            .write()
+            .unwrap()
+            .add(&Target::parse("mallory").unwrap(), None, "boss", "")
+            .unwrap();
+        let on_disk = Bans::open(dir.path()).unwrap();
+        let targets: Vec<&str> = on_disk.all().iter().map(|b| b.target.as_str()).collect();
+        assert_eq!(targets, ["10.0.0.0/8", "troll", "mallory"]);
+        // Its own write is not a change to read again.
+        assert!(!refresh(&server));
+        // Removal, by the other side, and an address written another way.
+        assert_eq!(cli.remove("::ffff:10.0.0.0/104").unwrap(), 1);
+        assert!(refresh(&server));
+        assert!(
+            server
+                .read()
+                .unwrap()
+                .for_ip("10.1.2.3".parse().unwrap())
+                .is_none()
+        );
+        // A file that does not parse keeps the bans read before, and is not read again until
+        // it changes.
+        fs::write(dir.path().join(BANS_FILE), "not,a\nbans file\n\"").unwrap();
+        assert!(!refresh(&server));
+        assert!(server.read().unwrap().for_name("troll").is_some());
+        assert!(!server.read().unwrap().is_stale());
+        fs::remove_file(dir.path().join(BANS_FILE)).unwrap();
+        assert!(refresh(&server), "a removed file is no bans");
+        assert!(server.read().unwrap().active().is_empty());
+    }
+
+    #[test]
+    fn the_bans_command_adds_lists_and_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |c: BansCommand| bans_command(dir.path(), &c, "cli:ops");
+        assert_eq!(run(BansCommand::List).unwrap(), "no bans\n");
+        let add = |t: &str, d: Option<u64>, reason: &str| BansCommand::Add {
+            target: Target::parse(t).unwrap(),
+            duration: d.map(Duration::from_secs),
+            reason: reason.into(),
+        };
+        let out = run(add("::ffff:127.0.0.1", None, "locked out")).unwrap();
+        assert!(
+            out.starts_with("banned 127.0.0.1 permanently (locked out)"),
+            "{out}"
+        );
+        run(add("troll", Some(7200), "")).unwrap();
+        let list = run(BansCommand::List).unwrap();
+        let lines: Vec<&str> = list.lines().collect();
+        assert_eq!(lines.len(), 3, "{list}");
+        assert!(lines[0].starts_with("TARGET") && lines[0].contains("REASON"));
+        assert!(
+            lines[1].starts_with("127.0.0.1  ") && lines[1].contains("permanent"),
+            "{list}"
+        );
+        assert!(
+            lines[1].contains("cli:ops") && lines[1].ends_with("locked out"),
+            "{list}"
+        );
+        assert!(
+            lines[2].contains("troll") && lines[2].contains(" name ") && lines[2].contains("20"),
+            "{list}"
+        );
+        let err = run(BansCommand::Remove {
+            target: "nobody".into(),
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "nobody is not banned");
+        let out = run(BansCommand::Remove {
+            target: "127.0.0.1".into(),
+        })
+        .unwrap();
+        assert_eq!(out, "lifted 1 ban(s) on 127.0.0.1\n");
+    }
+
+    #[test]
+    fn the_table_marks_expired_bans_and_escapes_what_it_shows() {
+        let ban = |until: &str, reason: &str| BanRecord {
+            created: String::new(),
+            kind: BanKind::Name,
+            target: "troll".into(),
+            until: until.into(),
+            by: "boss".into(),
+            reason: reason.into(),
+        };
+        let now = DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let table = ban_table(
+            &[ban("2029-01-01T00:00:00Z", "old"), ban("", "evil\u{1b}[2J")],
+            now,
+        );
+        assert!(table.contains("expired 2029-01-01T00:00:00Z"), "{table}");
+        assert!(table.contains("permanent"), "{table}");
+        assert!(!table.contains('\u{1b}'), "{table}");
     }
 }

@@ -5,6 +5,7 @@
 //! enums here only name them, so the files read and write exactly as before.
 
 use std::fmt;
+use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -185,6 +186,10 @@ pub enum Disconnect {
     /// Kicked, banned or signed out by the server: `why` reads after "was", as in
     /// "kicked by alice: spam".
     Expelled(String),
+    /// Its account logged in again, from connection `by` at `peer`, which took the name over:
+    /// whoever has the password may end a session left behind (a dropped network holds a
+    /// human-mode name until its idle timeout).
+    TakenOver { by: u64, peer: SocketAddr },
     /// The server stopped while it was connected.
     ServerShutdown,
     /// The server was stopping when it tried to join.
@@ -212,6 +217,7 @@ impl Disconnect {
             Disconnect::Flooding => "flooding".into(),
             Disconnect::SlowConsumer => "slow consumer: outbox full".into(),
             Disconnect::Expelled(why) => why.clone(),
+            Disconnect::TakenOver { by, .. } => format!("taken over by conn {by}"),
             Disconnect::ServerShutdown => "server shutdown".into(),
             Disconnect::ServerStopping => "server stopping".into(),
             Disconnect::NoThread(e) => format!("refused: no thread: {e}"),
@@ -227,6 +233,7 @@ impl Disconnect {
                 "timed out".into()
             }
             Disconnect::Flooding => "disconnected for flooding".into(),
+            Disconnect::TakenOver { .. } => "logged in again".into(),
             Disconnect::Expelled(why) if why.starts_with("kicked") || why.starts_with("banned") => {
                 why.clone()
             }
@@ -242,6 +249,9 @@ impl Disconnect {
             Disconnect::NoPingAnswer => "no answer to a ping".into(),
             Disconnect::Idle => "idle for too long".into(),
             Disconnect::Expelled(why) => format!("you were {why}"),
+            Disconnect::TakenOver { peer, .. } => {
+                format!("you logged in from another connection ({peer}); this session is closed")
+            }
             Disconnect::ServerShutdown | Disconnect::ServerStopping => {
                 "the server is shutting down".into()
             }
@@ -297,6 +307,14 @@ mod tests {
                 "kicked by boss: spam",
             ),
             (
+                Disconnect::TakenOver {
+                    by: 7,
+                    peer: "192.0.2.1:5000".parse().unwrap(),
+                },
+                "taken over by conn 7",
+                "logged in again",
+            ),
+            (
                 Disconnect::ReadError("EIO".into()),
                 "read error: EIO",
                 "connection closed",
@@ -309,6 +327,14 @@ mod tests {
         assert_eq!(
             Disconnect::Expelled("kicked by boss".into()).told(),
             "you were kicked by boss"
+        );
+        let taken = Disconnect::TakenOver {
+            by: 7,
+            peer: "192.0.2.1:5000".parse().unwrap(),
+        };
+        assert_eq!(
+            taken.told(),
+            "you logged in from another connection (192.0.2.1:5000); this session is closed"
         );
     }
 }

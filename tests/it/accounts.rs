@@ -8,7 +8,7 @@ use std::time::Duration;
 use chatroom::store::users::{Accounts, Role, USERS_FILE};
 use serde_json::json;
 
-use crate::support::{Client, csv_rows, start_in, write_accounts};
+use crate::support::{Client, csv_rows, login, start_in, write_accounts};
 
 #[test]
 fn guests_join_freely_and_registered_names_need_their_password() {
@@ -286,4 +286,119 @@ fn accounts_without_tls_on_a_public_address_give_a_warning() {
         said.contains("without TLS: passwords cross the network in clear"),
         "{said}"
     );
+}
+
+/// Logging in again ends the session left behind: the old one is told why (with the new
+/// one's address) and closed, the new one is welcomed, the room sees alice leave and come
+/// back, and `data.csv` says who took the name over.
+#[test]
+fn a_login_takes_over_the_accounts_connected_session() {
+    let dir = tempfile::tempdir().unwrap();
+    write_accounts(dir.path(), &[("alice", "alice pw", Role::Member)]);
+    let server = start_in(dir.path(), |c| {
+        c.login.login_delay = Duration::from_millis(1).into()
+    });
+    // The old session, in human mode (the one a dropped network leaves behind longest).
+    let mut old = Client::connect(server.addr);
+    old.line();
+    old.send("alice");
+    old.line();
+    old.send("alice pw");
+    old.until("* welcome, alice!");
+    old.until("* end of history of #lobby");
+    let mut bob = Client::json(server.addr, "bob");
+
+    let mut new = Client::connect(server.addr);
+    new.send_json(json!({"type":"hello","name":"ALICE","password":"alice pw"}));
+    let welcome = new.next_of("welcome");
+    assert_eq!(welcome["name"], "alice");
+    let new_conn = welcome["conn"].as_u64().unwrap();
+    new.next_of("history_end");
+
+    let told = format!(
+        "you logged in from another connection ({}); this session is closed",
+        new.stream.local_addr().unwrap()
+    );
+    let rest = old.until("* disconnected:");
+    assert!(rest.ends_with(&told), "{:?}", old.transcript);
+    old.closed();
+
+    let left = bob.next_of("left");
+    assert_eq!(left["name"], "alice");
+    assert_eq!(left["reason"], "logged in again");
+    assert_eq!(bob.next_of("joined")["name"], "alice");
+
+    new.nothing_pending(true);
+    let rows = csv_rows(&server.read("data.csv"));
+    let gone: Vec<&Vec<String>> = rows
+        .iter()
+        .filter(|r| r[1] == "disconnect" && r[6] == "alice")
+        .collect();
+    assert_eq!(gone.len(), 1, "{rows:#?}");
+    assert_eq!(gone[0][7], format!("taken over by conn {new_conn}"));
+    assert!(
+        rows.iter().any(|r| r[1] == "named"
+            && r[2] == new_conn.to_string()
+            && r[6] == "alice"
+            && r[7] == "member"),
+        "{rows:#?}"
+    );
+}
+
+/// A wrong password takes nothing over: it is a failed login as before, and the session
+/// stays.
+#[test]
+fn a_wrong_password_does_not_take_over() {
+    let dir = tempfile::tempdir().unwrap();
+    write_accounts(dir.path(), &[("alice", "alice pw", Role::Member)]);
+    let server = start_in(dir.path(), |c| {
+        c.login.login_delay = Duration::from_millis(1).into()
+    });
+    let mut alice = login(server.addr, "alice", "alice pw");
+    let mut other = Client::connect(server.addr);
+    other.send_json(json!({"type":"hello","name":"alice","password":"guess"}));
+    assert_eq!(other.next_of("error")["code"], "login_failed");
+    alice.nothing_pending(true);
+    let rows = csv_rows(&server.read("data.csv"));
+    assert!(
+        rows.iter()
+            .any(|r| r[1] == "login_failed" && r[6] == "alice"),
+        "{rows:#?}"
+    );
+    assert!(!rows.iter().any(|r| r[1] == "disconnect"), "{rows:#?}");
+}
+
+/// Guests have no password to prove anything with: a guest's name, or an account's that is
+/// connected, stays with whoever holds it.
+#[test]
+fn guests_cannot_take_over_a_connected_name() {
+    let dir = tempfile::tempdir().unwrap();
+    write_accounts(dir.path(), &[("alice", "alice pw", Role::Member)]);
+    let server = start_in(dir.path(), |c| {
+        c.login.login_delay = Duration::from_millis(1).into()
+    });
+    let mut carol = Client::json(server.addr, "carol");
+    let mut alice = login(server.addr, "alice", "alice pw");
+
+    // A guest's name, and a look-alike of it.
+    let mut other = Client::connect(server.addr);
+    for name in ["carol", "CAROL", "caro1"] {
+        other.send_json(json!({"type":"hello","name":name}));
+        assert_eq!(other.next_of("error")["code"], "name_taken", "{name}");
+    }
+    // An account's name, connected, in both modes.
+    other.send_json(json!({"type":"hello","name":"alice"}));
+    assert_eq!(other.next_of("error")["code"], "password_required");
+    let mut human = Client::connect(server.addr);
+    human.line();
+    human.send("alice");
+    human.line();
+    human.send("");
+    assert_eq!(human.line(), "! invalid name or password");
+
+    // Carol saw alice arrive, and nothing since.
+    carol.nothing_pending_after(true, |l| l.contains(r#""type":"joined""#));
+    alice.nothing_pending(true);
+    let rows = csv_rows(&server.read("data.csv"));
+    assert!(!rows.iter().any(|r| r[1] == "disconnect"), "{rows:#?}");
 }

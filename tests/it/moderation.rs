@@ -177,8 +177,9 @@ fn bans_by_name_and_network_survive_a_restart_and_can_be_lifted() {
     again.send_json(json!({"type":"hello","name":"mallory"}));
     again.next_of("welcome");
 
-    // A network ban refuses the address at connect, before any name.
-    command(&mut boss, "/ban 127.0.0.0/8 1h rogue office");
+    // A network ban refuses the address at connect, before any name. It covers boss too, who
+    // confirms it.
+    command(&mut boss, "/ban 127.0.0.0/8 1h rogue office --yes");
     let bye = boss.next_of("bye");
     assert!(
         bye["reason"]
@@ -222,4 +223,236 @@ fn an_expired_ban_no_longer_applies() {
             .unwrap()
             .contains("until 2999-01-01T00:00:00Z (still on)")
     );
+}
+
+/// Runs `chat-server --data-dir DIR bans ARGS`; returns its exit code and what it printed.
+fn bans_cli(dir: &Path, args: &[&str]) -> (i32, String) {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("bans")
+        .args(args)
+        .env("USER", "ops")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn chat-server bans");
+    let (status, out, err) = crate::support::wait_timeout_output(child);
+    (status.code().unwrap_or(-1), out + &err)
+}
+
+/// A data directory only its owner may read, as the server makes it, so the commands have
+/// nothing to say about its mode.
+fn private_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+    )
+    .unwrap();
+    dir
+}
+
+/// The rows of bans.csv (none when it does not exist).
+fn ban_rows(dir: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(dir.join("bans.csv"))
+        .map(|t| csv_rows(&t))
+        .unwrap_or_default()
+}
+
+/// Logs in to an account in human mode, up to the end of the lobby's history.
+fn human_login(server: &TestServer, name: &str, password: &str) -> Client {
+    let mut c = Client::connect(server.addr);
+    c.line();
+    c.send(name);
+    c.until(&format!("Password for {name}"));
+    c.send(password);
+    c.until(&format!("* welcome, {name}!"));
+    c.until("* end of history of #lobby");
+    c
+}
+
+/// The issue "an administrator can lock everyone out": a `/ban` that covers the
+/// administrator's own connection (an address, a network, their name) is refused, in either
+/// mode, with whom else it would disconnect, unless confirmed with `--yes`.
+#[test]
+fn a_ban_that_covers_the_admin_needs_yes_and_says_whom_it_disconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    write_accounts(
+        dir.path(),
+        &[
+            ("boss", "boss pw", Role::Admin),
+            ("dana", "dana pw", Role::Admin),
+        ],
+    );
+    let server = start_in(dir.path(), |c| {
+        c.login.login_delay = Duration::from_millis(1).into()
+    });
+    let mut boss = login(server.addr, "boss", "boss pw");
+    let mut bob = server.human("bob");
+    let mut dana = human_login(&server, "dana", "dana pw");
+    boss.until("dana");
+
+    command(&mut boss, "/ban 127.0.0.1");
+    let err = boss.next_of("error");
+    assert_eq!(err["code"], "confirmation_needed", "{err}");
+    let msg = err["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("not banned: 127.0.0.1 covers your address 127.0.0.1")
+            && msg.contains("disconnect you and bob, dana")
+            && msg.contains("--yes"),
+        "{msg}"
+    );
+    dana.send("/ban 127.0.0.0/8 1h");
+    let line = dana.until("! ");
+    assert!(
+        line.starts_with("! not banned: 127.0.0.0/8 covers your address 127.0.0.1")
+            && line.contains("disconnect you and bob, boss and keep you out"),
+        "{line}"
+    );
+    command(&mut boss, "/ban BOSS 1h");
+    let err = boss.next_of("error");
+    assert_eq!(err["code"], "confirmation_needed");
+    assert!(
+        err["message"].as_str().unwrap().starts_with(
+            "not banned: BOSS is your own name, so the ban would disconnect you and keep you out"
+        ),
+        "{err}"
+    );
+    // Nothing was banned, nobody was disconnected.
+    assert!(ban_rows(dir.path()).is_empty());
+    bob.nothing_pending_after(false, |_| true);
+
+    // Confirmed: the administrator is told first, then everyone it covers is disconnected.
+    command(&mut boss, "/ban 127.0.0.1 10m locked --yes");
+    let told = system(&mut boss, "banned 127.0.0.1");
+    assert!(
+        told.starts_with("banned 127.0.0.1 until 20")
+            && told.ends_with("(locked); disconnecting you and bob, dana"),
+        "{told}"
+    );
+    let bye = boss.next_of("bye");
+    assert!(
+        bye["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("you were banned by boss until"),
+        "{bye}"
+    );
+    assert!(
+        bob.until("disconnected:")
+            .contains("you were banned by boss")
+    );
+    bob.closed();
+    dana.closed();
+    let said = Client::connect(server.addr).closed();
+    assert!(
+        said.starts_with("! your address is banned until 20") && said.contains("(locked)"),
+        "{said}"
+    );
+    let rows = ban_rows(dir.path());
+    assert_eq!(rows.len(), 1);
+    assert_eq!(&rows[0][1..3], ["ip", "127.0.0.1"]);
+}
+
+/// The way back from a lockout: `chat-server bans` changes bans.csv while the server runs; the
+/// next connection sees the change at once, and those connected that a new ban covers are
+/// disconnected within a second.
+#[test]
+fn bans_from_the_command_line_apply_to_a_running_server() {
+    let dir = private_dir();
+    let server = start_in(dir.path(), |_| {});
+    let mut bob = server.human("bob");
+
+    let (code, out) = bans_cli(dir.path(), &["add", "127.0.0.1", "--reason", "maintenance"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("banned 127.0.0.1 permanently (maintenance)"),
+        "{out}"
+    );
+    // Loopback is exempt from the per-address limits, not from bans.
+    let said = Client::connect(server.addr).closed();
+    assert!(
+        said.starts_with("! your address is banned permanently (maintenance)\n")
+            && said.contains(r#""code":"banned""#),
+        "{said}"
+    );
+    let bye = bob.until("disconnected:");
+    assert!(
+        bye.ends_with("you were banned permanently (maintenance)"),
+        "{bye}"
+    );
+    bob.closed();
+    let rows = ban_rows(dir.path());
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][4], "cli:ops");
+
+    let (code, out) = bans_cli(dir.path(), &["list"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("127.0.0.1")
+                && l.contains("permanent")
+                && l.ends_with("maintenance")),
+        "{out}"
+    );
+    let (code, out) = bans_cli(dir.path(), &["remove", "127.0.0.1"]);
+    assert_eq!((code, out.as_str()), (0, "lifted 1 ban(s) on 127.0.0.1\n"));
+    let _carol = server.human("carol");
+}
+
+#[test]
+fn the_bans_commands_check_what_they_are_given() {
+    let dir = private_dir();
+    let (code, out) = bans_cli(dir.path(), &["list"]);
+    assert_eq!((code, out.as_str()), (0, "no bans\n"));
+    for bad in [
+        &["add", "10.0.0.0/33"][..],
+        &["add", "not a name"],
+        &["add", "troll", "--for", "5x"],
+        &["add", "troll", "--for", "0s"],
+        &["remove"],
+    ] {
+        let (code, out) = bans_cli(dir.path(), bad);
+        assert_eq!(code, 2, "{bad:?}: a usage error: {out}");
+    }
+    let (code, out) = bans_cli(dir.path(), &["add", "10.0.0.0/33"]);
+    assert!(
+        out.contains("the prefix length must be 0 to 32"),
+        "{code} {out}"
+    );
+    assert!(ban_rows(dir.path()).is_empty());
+
+    let (code, out) = bans_cli(
+        dir.path(),
+        &["add", "troll", "--for", "2h", "--reason", "spam"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("banned troll until 20") && out.contains("(spam)"),
+        "{out}"
+    );
+    let (code, out) = bans_cli(dir.path(), &["add", "198.51.100.0/24"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = bans_cli(dir.path(), &["list"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].starts_with("TARGET"), "{out}");
+    assert!(
+        lines[1].starts_with("troll") && lines[1].ends_with("spam"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("198.51.100.0/24") && lines[2].contains("cidr"),
+        "{out}"
+    );
+
+    let (code, out) = bans_cli(dir.path(), &["remove", "nobody"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("nobody is not banned"), "{out}");
+    assert_eq!(bans_cli(dir.path(), &["remove", "TROLL"]).0, 0);
+    assert_eq!(ban_rows(dir.path()).len(), 1);
 }

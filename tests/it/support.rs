@@ -332,10 +332,19 @@ impl ServerProcess {
 
     /// Starts the server with its stderr written to `log`, to check what it said.
     pub fn start_logged(dir: &Path, extra: &[&str], log: &Path) -> ServerProcess {
-        ServerProcess::spawn(dir, extra, Some(log))
+        ServerProcess::spawn_with(dir, extra, Some(log), "warn")
+    }
+
+    /// Like [`ServerProcess::start_logged`], with the operational log (`chatroom::ops`) on.
+    pub fn start_with_ops_log(dir: &Path, extra: &[&str], log: &Path) -> ServerProcess {
+        ServerProcess::spawn_with(dir, extra, Some(log), "warn,chatroom::ops=info")
     }
 
     fn spawn(dir: &Path, extra: &[&str], log: Option<&Path>) -> ServerProcess {
+        ServerProcess::spawn_with(dir, extra, log, "warn")
+    }
+
+    fn spawn_with(dir: &Path, extra: &[&str], log: Option<&Path>, filter: &str) -> ServerProcess {
         let stderr = match log {
             Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
             None => Stdio::inherit(),
@@ -344,7 +353,7 @@ impl ServerProcess {
             .args(["--bind", "127.0.0.1:0", "--msg-rate", "0", "--data-dir"])
             .arg(dir)
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

@@ -202,3 +202,66 @@ fn chat_client_speaks_tls_with_a_private_ca() {
     let rows = csv_rows(&server.read("messages.csv"));
     assert_eq!(rows[0][6], "hello through TLS");
 }
+
+/// SIGHUP reloads a renewed certificate: new connections get the new one, and a client
+/// connected with the old one stays connected and keeps chatting.
+#[test]
+fn sighup_reloads_a_renewed_certificate_while_clients_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = tempfile::tempdir().unwrap();
+    let (old, new) = (certs(), certs());
+    for f in ["cert.pem", "key.pem"] {
+        std::fs::copy(old.path().join(f), live.path().join(f)).unwrap();
+    }
+    let (cert, key) = (live.path().join("cert.pem"), live.path().join("key.pem"));
+    let server = crate::support::ServerProcess::start_logged(
+        dir.path(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        &dir.path().join("stderr.log"),
+    );
+    let mut before = TlsClient::connect(server.addr, &old.path().join("cert.pem"));
+    before.send(json!({"type":"hello","name":"before"}));
+    before.next_of("history_end");
+    // Renewal: the files are replaced (as certbot's deploy hook would), then SIGHUP.
+    for f in ["cert.pem", "key.pem"] {
+        let tmp = live.path().join(format!("{f}.new"));
+        std::fs::copy(new.path().join(f), &tmp).unwrap();
+        std::fs::rename(&tmp, live.path().join(f)).unwrap();
+    }
+    server.signal("HUP");
+    // A client that trusts only the new certificate gets in once the reload is done.
+    let new_ca = new.path().join("cert.pem");
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut after = loop {
+        let config = tls::client_config(Some(&new_ca)).unwrap();
+        let transport = tls::connect(&server.addr.to_string(), config).unwrap();
+        transport.socket().set_read_timeout(Some(TIMEOUT)).unwrap();
+        let hello = (&transport).write_all(b"{\"type\":\"hello\",\"name\":\"after\"}\n");
+        // The first read fails with a certificate error while the old certificate is served.
+        let mut chunk = [0u8; 4096];
+        let first = hello.and_then(|()| std::io::Read::read(&mut &transport, &mut chunk));
+        if let Ok(n @ 1..) = first {
+            let mut c = TlsClient {
+                transport: Arc::new(transport),
+                buf: chunk[..n].to_vec(),
+                transcript: Vec::new(),
+            };
+            c.next_of("history_end");
+            break c;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new certificate was never served\n{}",
+            server.log()
+        );
+    };
+    // The old session goes on.
+    before.send(json!({"type":"say","text":"still here"}));
+    assert_eq!(after.next_of("message")["text"], "still here");
+    assert!(!server.log().contains("ERROR"), "{}", server.log());
+}

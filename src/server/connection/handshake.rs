@@ -216,6 +216,12 @@ impl Reader {
         let wait = match self.auth.throttle.attempt(ip, &counted) {
             Ok(wait) => wait,
             Err(left) => {
+                // In data.csv and the operational log (fail2ban counts these too).
+                let _ = self.events.send(Event::LoginFailed {
+                    conn: self.conn,
+                    name: hello.name.clone(),
+                    why: "locked out: too many failed logins".into(),
+                });
                 let msg = format!(
                     "too many failed logins; try again in {} s",
                     left.as_secs() + 1

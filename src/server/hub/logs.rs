@@ -2,6 +2,49 @@
 
 use super::*;
 
+/// `data.csv`, whose every row is also an operational log line: stderr at `info`, target
+/// `chatroom::ops`, so the journal (and fail2ban) see connects, logins, failed logins, kicks,
+/// bans, mutes and every disconnect with its reason, as they are staged. The format is part of
+/// the public interface (README, "The operational log"):
+/// `EVENT conn=N ip=ADDR port=P name="NAME" detail="DETAIL"`, the strings quoted and escaped as
+/// Rust does (`\"`, `\n`, `\u{1b}`), so a name cannot forge a field or a line.
+pub(super) struct ConnectionLog<W: LogFile>(pub(super) CsvLog<W>);
+
+impl<W: LogFile> ConnectionLog<W> {
+    pub(super) fn stage(&mut self, row: &ConnRecord) {
+        log::info!(target: "chatroom::ops", "{}", ops_line(row));
+        self.0.stage(row);
+    }
+
+    pub(super) fn commit(&mut self) -> crate::Result<()> {
+        self.0.commit()
+    }
+
+    pub(super) fn is_unsynced(&self) -> bool {
+        self.0.is_unsynced()
+    }
+
+    pub(super) fn sync_now(&mut self) -> crate::Result<()> {
+        self.0.sync_now()
+    }
+}
+
+/// The operational log line of a `data.csv` row (see [`ConnectionLog`]).
+pub(super) fn ops_line(row: &ConnRecord) -> String {
+    let mut line = row.event.as_str().to_string();
+    if let Some(conn) = row.conn {
+        line.push_str(&format!(" conn={conn}"));
+    }
+    if !row.ip.is_empty() {
+        line.push_str(&format!(" ip={}", row.ip));
+    }
+    if let Some(port) = row.port {
+        line.push_str(&format!(" port={port}"));
+    }
+    line.push_str(&format!(" name={:?} detail={:?}", row.name, row.detail));
+    line
+}
+
 /// How long a `data.csv` row may wait for its sync with `--fsync batch`.
 const CONNECTIONS_SYNC_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 

@@ -199,6 +199,23 @@ impl<W: LogFile> Hub<W> {
         self.push(Target::Set(audience), msg);
     }
 
+    /// Ends `holder`, a session of the account that `conn` has just logged in to with its
+    /// password, so that `conn` gets the name in the same event and nobody can take it in
+    /// between. Removed like a kicked client: told why (with the new session's address, so a
+    /// stolen password shows), a `disconnect` row `taken over by conn N`, and `left` notices
+    /// to its rooms; the new session then joins the lobby as any login does.
+    pub(super) fn take_over(&mut self, holder: u64, conn: u64) {
+        let Some(peer) = self.clients.get(&conn).map(|c| c.peer) else {
+            return;
+        };
+        let reason = Disconnect::TakenOver { by: conn, peer };
+        let bye = ServerMsg::Bye {
+            ts: store::now_timestamp(),
+            reason: reason.told(),
+        };
+        self.remove(holder, &reason, Some(bye));
+    }
+
     /// Why `conn` may not take `name` now, as the account `account` (or as a guest), if it
     /// may not: the name is banned, belongs to an account that is not this one, or is held by
     /// (or looks like the name of) someone else connected.

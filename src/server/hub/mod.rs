@@ -65,7 +65,9 @@ pub enum Event {
         /// thread) was decided when the connection was spawned.
         outbox: Outbox,
     },
-    /// A client asks for a name. The answer on `reply` is true when it was granted.
+    /// A client asks for a name. The answer on `reply` is true when it was granted. An
+    /// `Identity` with an account has given that account's password: it may take the name
+    /// over from another session of the same account.
     Hello {
         conn: u64,
         who: Identity,
@@ -97,7 +99,7 @@ pub struct Hub<W: LogFile = File> {
     /// `messages.csv`.
     messages: CsvLog<W>,
     /// `data.csv`.
-    connections: CsvLog<W>,
+    connections: logs::ConnectionLog<W>,
     /// The id the next message gets; ids continue from the log across restarts.
     next_id: u64,
     config: Config,
@@ -127,6 +129,11 @@ pub struct Hub<W: LogFile = File> {
     overflowed: Vec<u64>,
     /// When `data.csv`'s unsynced rows are to be synced (`--fsync batch`).
     connections_sync_due: Option<std::time::Instant>,
+    /// The [`Bans::generation`] whose bans were last applied to those connected: a newer one
+    /// (`chat-server bans add`, SIGHUP) disconnects whoever it covers.
+    bans_seen: u64,
+    /// When to look at `bans.csv` next (`moderation::BANS_CHECK_EVERY`), even while idle.
+    bans_check_due: std::time::Instant,
 }
 
 /// Whom a mute holds.
@@ -274,9 +281,11 @@ impl<W: LogFile> Hub<W> {
         auth: Arc<Auth>,
     ) -> Hub<W> {
         let messages = messages.syncing(config.chat.fsync != Fsync::Never);
-        let connections = connections.syncing(config.chat.fsync == Fsync::Always);
+        let connections =
+            logs::ConnectionLog(connections.syncing(config.chat.fsync == Fsync::Always));
         let mut rooms = HashMap::new();
         rooms.insert(proto::LOBBY.to_string(), Room::new(proto::LOBBY));
+        let bans_seen = bans.read().unwrap_or_else(|p| p.into_inner()).generation();
         Hub {
             clients: HashMap::new(),
             names: NameMap::default(),
@@ -289,29 +298,32 @@ impl<W: LogFile> Hub<W> {
             pending: Vec::new(),
             pending_history: Vec::new(),
             replies: Vec::new(),
-            bans,
             auth,
             mutes: HashMap::new(),
             budget: HistoryBudget::new(config.chat.history_mib.saturating_mul(1 << 20)),
             tick: 0,
             overflowed: Vec::new(),
             connections_sync_due: None,
+            bans_seen,
+            bans_check_due: std::time::Instant::now() + moderation::BANS_CHECK_EVERY,
+            bans,
         }
     }
 
     /// Handles events until [`Event::Shutdown`] or until every sender is gone.
     pub fn run(mut self, events: Receiver<Event>) {
         loop {
-            let first = match self.connections_sync_due {
-                None => events.recv().ok(),
-                Some(due) => match events.recv_deadline(due) {
-                    Ok(event) => Some(event),
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                        self.sync_connections_when_due();
-                        continue;
-                    }
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => None,
-                },
+            let due = self
+                .connections_sync_due
+                .map_or(self.bans_check_due, |d| d.min(self.bans_check_due));
+            let first = match events.recv_deadline(due) {
+                Ok(event) => Some(event),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    self.sync_connections_when_due();
+                    self.check_bans_when_due();
+                    continue;
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => None,
             };
             let Some(first) = first else { break };
             let mut stop = self.handle(first);
@@ -329,6 +341,7 @@ impl<W: LogFile> Hub<W> {
             if stop {
                 return;
             }
+            self.check_bans_when_due();
         }
         self.stop_all();
     }
@@ -390,19 +403,25 @@ impl<W: LogFile> Hub<W> {
             return false;
         }
         // An account's owner takes its name back from a guest who holds it (possible only if
-        // the account was created while the guest was connected).
-        if hello.account.is_some()
+        // the account was created while the guest was connected), and from a session of its
+        // own (taken over: one left behind by a dropped network would hold the name until it
+        // timed out). `hello.account` is set only once the account's password was checked.
+        if let Some(account) = hello.account.as_deref()
             && let Some(&holder) = self.names.get(&hello.name)
             && holder != conn
-            && self
-                .clients
-                .get(&holder)
-                .is_some_and(|c| c.account.is_none())
+            && let Some(held) = self.clients.get(&holder).map(|c| c.account.clone())
         {
-            self.expel(
-                holder,
-                "signed out: the name belongs to a registered account".into(),
-            );
+            match held {
+                None => self.expel(
+                    holder,
+                    "signed out: the name belongs to a registered account".into(),
+                ),
+                Some(held) if proto::names::same(&held, account) => self.take_over(holder, conn),
+                // Another account's look-alike (unreachable while `Directory` lets nobody log
+                // in to an account that looks like an earlier one): its password proves
+                // nothing about this one, so the name stays taken.
+                Some(_) => {}
+            }
         }
         if let Some(refusal) = self.name_refusal(conn, &hello.name, hello.account.as_deref()) {
             self.send_now(conn, hello.mode, &refusal);

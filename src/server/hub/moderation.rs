@@ -3,18 +3,77 @@
 //! Only administrators may use them; anyone else gets a clear refusal. Every action is written
 //! to `data.csv` (who did what to whom, when, why) and announced to the rooms of the person it
 //! concerns.
+//!
+//! `bans.csv` may change under the server (`chat-server bans`, an editor, a reload on SIGHUP):
+//! the broadcaster looks at it every [`BANS_CHECK_EVERY`] and before each moderation command,
+//! and disconnects whoever a ban read from it covers. A `/ban` that covers the administrator's
+//! own connection (their address, a network holding it, their name) needs `--yes`: one
+//! `/ban 127.0.0.1` on a server run from its own machine locked everyone out.
 
 use std::time::{Duration, Instant};
 
 use super::{Hub, Target, conn_row};
+use crate::proto::names;
 use crate::proto::{ErrorCode, Request, ServerMsg, Standing, duration};
 use crate::store::bans;
 use crate::store::users::Role;
 use crate::store::{self, ConnEvent, Disconnect, LogFile};
 
+/// How often the broadcaster looks whether `bans.csv` changed (one `stat`), idle or not: a ban
+/// added from the command line disconnects those it covers within this time. New connections
+/// are refused at once: the accept loop looks at every accept.
+pub(super) const BANS_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Up to this many others a `/ban` disconnects are named; beyond, they are counted.
+const NAMED_AT_MOST: usize = 10;
+
 impl<W: LogFile> Hub<W> {
+    /// Applies `bans.csv` again if it is time to look (see [`BANS_CHECK_EVERY`]).
+    pub(super) fn check_bans_when_due(&mut self) {
+        let now = Instant::now();
+        if now < self.bans_check_due {
+            return;
+        }
+        self.bans_check_due = now + BANS_CHECK_EVERY;
+        if self.apply_changed_bans() {
+            self.flush();
+        }
+    }
+
+    /// Reads `bans.csv` again if it changed on disk, and disconnects everyone connected that
+    /// a ban read since the last time covers (by address, or by name). True when someone was.
+    fn apply_changed_bans(&mut self) -> bool {
+        bans::refresh(&self.bans);
+        let hit: Vec<(u64, String)> = {
+            let bans = self.bans.read().unwrap_or_else(|p| p.into_inner());
+            if bans.generation() == self.bans_seen {
+                return false;
+            }
+            self.bans_seen = bans.generation();
+            let mut hit: Vec<(u64, String)> = self
+                .clients
+                .iter()
+                .filter_map(|(&id, c)| {
+                    let ban = bans
+                        .for_ip(c.peer.ip())
+                        .or_else(|| c.name.as_deref().and_then(|n| bans.for_name(n)))?;
+                    Some((id, ban.describe()))
+                })
+                .collect();
+            hit.sort_unstable();
+            hit
+        };
+        for (target, desc) in &hit {
+            self.expel(*target, format!("banned {desc}"));
+        }
+        !hit.is_empty()
+    }
+
     /// Handles a moderation request from `conn`.
     pub(super) fn moderate(&mut self, conn: u64, req: Request) {
+        // What the command sees (`/bans`) and changes (`/ban`) is the file as it is now; a ban
+        // added there since may also end this very connection.
+        self.apply_changed_bans();
         let Some(actor) = self.clients.get(&conn) else {
             return;
         };
@@ -49,11 +108,40 @@ impl<W: LogFile> Hub<W> {
                 target,
                 duration,
                 reason,
+                confirmed,
             } => {
                 let parsed = match bans::Target::parse(&target) {
                     Ok(t) => t,
                     Err(e) => return self.fail(conn, ErrorCode::BadRequest, e),
                 };
+                let mut hit: Vec<u64> = self
+                    .clients
+                    .iter()
+                    .filter(|(_, c)| match &parsed {
+                        bans::Target::Name(n) => {
+                            c.name.as_deref().is_some_and(|cn| names::same(cn, n))
+                        }
+                        other => other.covers(c.peer.ip()),
+                    })
+                    .map(|(&id, _)| id)
+                    .collect();
+                hit.sort_unstable();
+                let own = self.own_connection(conn, &parsed);
+                let others = self.others(&hit, conn);
+                if let Some(own) = own.as_deref()
+                    && !confirmed
+                {
+                    let and = others
+                        .as_deref()
+                        .map_or(String::new(), |o| format!(" and {o}"));
+                    return self.fail(
+                        conn,
+                        ErrorCode::ConfirmationNeeded,
+                        format!(
+                            "not banned: {target} {own}, so the ban would disconnect you{and} and keep you out; send it again with --yes to ban anyway"
+                        ),
+                    );
+                }
                 let added = self
                     .bans
                     .write()
@@ -65,22 +153,21 @@ impl<W: LogFile> Hub<W> {
                 };
                 let desc = ban.describe();
                 self.record(conn, ConnEvent::Ban, &format!("{target} {desc}"));
-                let hit: Vec<u64> = self
-                    .clients
-                    .iter()
-                    .filter(|(_, c)| match &parsed {
-                        bans::Target::Name(n) => c
-                            .name
-                            .as_deref()
-                            .is_some_and(|cn| crate::proto::names::same(cn, n)),
-                        other => other.covers(c.peer.ip()),
-                    })
-                    .map(|(&id, _)| id)
-                    .collect();
+                let whom = match (own.is_some(), others) {
+                    (true, Some(o)) => format!("; disconnecting you and {o}"),
+                    (true, None) => "; disconnecting you".to_string(),
+                    (false, Some(o)) => format!("; disconnecting {o}"),
+                    (false, None) => String::new(),
+                };
+                // Told first: the administrator may be among those it disconnects.
+                self.tell(conn, format!("banned {target} {desc}{whom}"));
+                hit.retain(|&c| c != conn);
+                if own.is_some() {
+                    hit.push(conn);
+                }
                 for target in hit {
                     self.expel(target, format!("banned by {by} {desc}"));
                 }
-                self.tell(conn, format!("banned {target} {desc}"));
             }
             Request::Unban(target) => {
                 let removed = self
@@ -153,6 +240,52 @@ impl<W: LogFile> Hub<W> {
             Request::Deop(name) => self.set_role(conn, &name, Role::Member),
             _ => {}
         }
+    }
+
+    /// How a ban on `target` would cover `conn` itself ("covers your address 127.0.0.1"), if
+    /// it would: its address, a network holding it, its name or its account's.
+    fn own_connection(&self, conn: u64, target: &bans::Target) -> Option<String> {
+        let me = self.clients.get(&conn)?;
+        match target {
+            bans::Target::Name(n) => {
+                let mine = [me.name.as_deref(), me.account.as_deref()];
+                mine.into_iter()
+                    .flatten()
+                    .any(|m| names::same(m, n))
+                    .then(|| "is your own name".to_string())
+            }
+            net => net
+                .covers(me.peer.ip())
+                .then(|| format!("covers your address {}", me.peer.ip())),
+        }
+    }
+
+    /// Who else of `hit` a ban disconnects, in words: their names (or how many, when many),
+    /// and the connections not named yet; `None` when nobody else.
+    fn others(&self, hit: &[u64], me: u64) -> Option<String> {
+        let mut named: Vec<&str> = Vec::new();
+        let mut unnamed = 0;
+        for c in hit.iter().filter(|&&c| c != me) {
+            match self.clients.get(c).and_then(|c| c.name.as_deref()) {
+                Some(name) => named.push(name),
+                None => unnamed += 1,
+            }
+        }
+        let mut parts = Vec::new();
+        match named.len() {
+            0 => {}
+            n if n > NAMED_AT_MOST => parts.push(format!("{n} others")),
+            _ => {
+                named.sort_unstable();
+                parts.push(named.join(", "));
+            }
+        }
+        match unnamed {
+            0 => {}
+            1 => parts.push("1 connection not yet named".to_string()),
+            n => parts.push(format!("{n} connections not yet named")),
+        }
+        (!parts.is_empty()).then(|| parts.join(" and "))
     }
 
     /// `/op` and `/deop`: change an account's role in `users.csv`. What its connections may

@@ -120,6 +120,23 @@ impl Rig {
         rx
     }
 
+    /// A connection from `peer` that asks to be `who`; returns its outbox (not drained) and
+    /// whether it was granted.
+    fn arrive(&mut self, conn: u64, peer: &str, who: Identity) -> (OutboxReceiver, bool) {
+        let (tx, rx) = detached(1 << 20, None);
+        self.hub.handle(Event::Connect {
+            conn,
+            peer: peer.parse().unwrap(),
+            thread: "t".into(),
+            outbox: tx,
+        });
+        let (reply, granted) = crossbeam_channel::bounded(1);
+        self.hub.handle(Event::Hello { conn, who, reply });
+        self.hub.flush();
+        let granted = granted.try_recv().expect("an answer");
+        (rx, granted)
+    }
+
     fn request(&mut self, conn: u64, req: Request) {
         self.hub.handle(Event::Request { conn, req });
     }
@@ -331,4 +348,56 @@ fn a_batch_of_arrivals_is_one_write_and_a_later_sync() {
     r.hub.flush();
     assert_eq!(r.connections.syncs.load(Ordering::SeqCst), 1);
     assert_eq!(r.hub.connections_sync_due, None);
+}
+
+/// A login to an account that is connected ends the old session and gets the name in the
+/// same event; a guest asking for a connected name is refused as before.
+#[test]
+fn a_login_takes_over_its_own_accounts_session_and_a_guest_cannot() {
+    let mut r = rig(Config::default());
+    let alice = || Identity::account(Mode::Json, "alice".into(), Standing::Member);
+    let (old, granted) = r.arrive(1, "10.0.0.1:1000", alice());
+    assert!(granted);
+    drain(&old);
+    let bob = r.client_in(2, "bob", Mode::Json, 1 << 20);
+
+    let (new, granted) = r.arrive(3, "10.0.0.2:2000", alice());
+    assert!(granted, "the account's password takes the name over");
+    let byes = events(&old, "bye");
+    assert_eq!(byes.len(), 1, "the old session is told once");
+    assert_eq!(
+        byes[0]["reason"],
+        "you logged in from another connection (10.0.0.2:2000); this session is closed"
+    );
+    assert!(!r.hub.clients.contains_key(&1), "the old session is gone");
+    assert_eq!(r.hub.names.get("alice"), Some(&3));
+    assert_eq!(events(&new, "welcome").len(), 1);
+    let seen = String::from_utf8(drain(&bob)).unwrap();
+    let left = seen.find(r#""type":"left""#).expect("bob sees alice leave");
+    let joined = seen
+        .find(r#""type":"joined""#)
+        .expect("bob sees alice join");
+    assert!(left < joined, "{seen}");
+    assert!(seen.contains(r#""reason":"logged in again""#), "{seen}");
+    let rows = r.connections.rows();
+    let gone = rows
+        .iter()
+        .find(|row| &row[1] == "disconnect" && &row[2] == "1")
+        .expect("a disconnect row for the old session");
+    assert_eq!(&gone[6], "alice");
+    assert_eq!(&gone[7], "taken over by conn 3");
+
+    // A guest cannot take a guest's name, nor (look-alikes included) an account's.
+    for (conn, name) in [(4, "bob"), (5, "B0B"), (6, "alice"), (7, "ALICE")] {
+        let (rx, granted) = r.arrive(
+            conn,
+            "10.0.0.3:3000",
+            Identity::guest(Mode::Json, name.into()),
+        );
+        assert!(!granted, "{name}");
+        assert_eq!(events(&rx, "error")[0]["code"], "name_taken", "{name}");
+    }
+    assert_eq!(r.hub.names.get("bob"), Some(&2));
+    assert_eq!(r.hub.names.get("alice"), Some(&3));
+    assert!(events(&new, "bye").is_empty(), "the new session stays");
 }

@@ -219,7 +219,7 @@ fn ipv4_mapped_peers_are_ipv4_everywhere() {
         "{rows:#?}"
     );
     // A ban of the one IPv4 address refuses the next client.
-    command(&mut boss, "/ban 127.0.0.1 1h testing");
+    command(&mut boss, "/ban 127.0.0.1 1h testing --yes");
     boss.next_of("bye");
     let mut refused = Client::connect(server.addr);
     let said = refused.closed();
