@@ -81,38 +81,21 @@ fn main() -> ExitCode {
         };
     }
     if let Some(Command::Users { action }) = &args.command {
-        return match chatroom::store::users::users_command(
+        return report(chatroom::store::users::users_command(
             &args.config.data_dir,
             action,
             read_password,
-        ) {
-            Ok(out) => {
-                print!("{out}");
-                if !out.ends_with('\n') {
-                    println!();
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("chat-server: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        ));
     }
     if let Some(Command::Bans { action }) = &args.command {
         // Who did it, in the `by` column: the login of whoever ran the command.
         let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME"));
         let by = format!("cli:{}", user.as_deref().unwrap_or("unknown"));
-        return match chatroom::store::bans::bans_command(&args.config.data_dir, action, &by) {
-            Ok(out) => {
-                print!("{out}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("chat-server: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        return report(chatroom::store::bans::bans_command(
+            &args.config.data_dir,
+            action,
+            &by,
+        ));
     }
     // A value the parser cannot judge alone is checked before anything starts, and is a
     // usage error like the parser's own (exit code 2).
@@ -122,6 +105,23 @@ fn main() -> ExitCode {
     }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat-server: {e}");
+            ExitCode::from(if e.is_setting() { 2 } else { 1 })
+        }
+    }
+}
+
+/// Prints what a subcommand did (ending with a newline), or its error; the exit code.
+fn report(outcome: chatroom::Result<String>) -> ExitCode {
+    match outcome {
+        Ok(out) => {
+            print!("{out}");
+            if !out.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("chat-server: {e}");
             ExitCode::from(if e.is_setting() { 2 } else { 1 })
