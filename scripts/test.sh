@@ -10,6 +10,8 @@ command -v kill >/dev/null || need_apt+=(procps)
 command -v cc >/dev/null || need_apt+=(gcc)
 # systemd-analyze: the systemd unit is verified by the tests.
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+# man: the man pages (`--man DIR`) are rendered by the tests, as `man -l` would show them.
+command -v man >/dev/null || need_apt+=(man-db)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -17,6 +17,7 @@
 //! - [`viewer`]: `chat-log`'s logic: rendering and following `messages.csv`.
 //! - [`tls`]: rustls over a socket shared by a reader and a writer thread (server and client).
 //! - [`term`]: terminal settings shared by the client and the viewer.
+//! - [`cli`]: what every binary offers besides its work: shell completions and man pages.
 //! - `bench` (with the `bench` feature): `chat-bench`'s load generator and workloads.
 //! - [`attack`]: what a hostile member can do, as functions (for the tests and `chat-bench hostile`).
 //! - [`error`]: the crate's error type.
@@ -26,6 +27,7 @@
 pub mod attack;
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod cli;
 pub mod client;
 pub mod error;
 pub mod proto;

@@ -4,13 +4,13 @@ use std::io::{self, IsTerminal};
 use std::net::TcpStream;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use chatroom::client::{self, Ending, Options};
 
 /// Chat from a terminal or a script (lines on stdin are sent; end of input leaves).
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "chat-client", version, about)]
 struct Args {
     /// Your name (asked for when absent).
     #[arg(long, short, env = "CHAT_NAME")]
@@ -30,14 +30,21 @@ struct Args {
     /// private CA); implies --tls.
     #[arg(long, env = "CHAT_CA")]
     ca: Option<std::path::PathBuf>,
-    /// Server address.
+    /// Server address: HOST[:PORT] or [IPv6][:PORT], a host name or an address (the port is
+    /// 5555 when absent).
     #[arg(env = "CHAT_SERVER", default_value = "127.0.0.1:5555")]
     addr: String,
+    #[command(flatten)]
+    extras: chatroom::cli::Extras,
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
+    if let Some(exit) = args.extras.run(Args::command()) {
+        return exit;
+    }
+    let addr = client::server_address(&args.addr);
     let color = chatroom::term::color_enabled(&args.color);
     let opts = Options {
         name: args.name,
@@ -48,11 +55,11 @@ fn main() -> ExitCode {
     };
     let transport = if args.tls || args.ca.is_some() {
         chatroom::tls::client_config(args.ca.as_deref())
-            .and_then(|config| chatroom::tls::connect(&args.addr, config))
+            .and_then(|config| chatroom::tls::connect(&addr, config))
     } else {
-        TcpStream::connect(&args.addr)
+        TcpStream::connect(&addr)
             .map(|s| chatroom::tls::Transport::Plain(std::sync::Arc::new(s)))
-            .map_err(|e| chatroom::Error::io(format!("cannot connect to {}", args.addr), e))
+            .map_err(|e| chatroom::Error::io(format!("cannot connect to {addr}"), e))
     };
     let transport = match transport {
         Ok(t) => std::sync::Arc::new(t),

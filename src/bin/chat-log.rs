@@ -1,167 +1,313 @@
 //! `chat-log`: shows `messages.csv` as readable lines (or CSV, or JSON Lines), filtered, and
-//! follows it with `--follow`.
+//! follows it with `--follow`; `connections` does the same for `data.csv`, `stats` counts.
 
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use chatroom::store::MESSAGES_FILE;
-use chatroom::viewer::{self, Filter, Format, ShowOptions, ViewOptions};
+use chatroom::store::bans::Target;
+use chatroom::store::{CONNECTIONS_FILE, MESSAGES_FILE};
+use chatroom::viewer::{
+    self, ConnFilter, ConnOptions, Filter, Format, ShowOptions, StatsOptions, ViewOptions, Zone,
+};
+
+/// What `--help` says after the flags: how a script tells what happened.
+const EXIT_STATUS: &str = "\
+Times are shown in local time with their UTC offset (`TZ` sets the zone), or in UTC with --utc.
+--since/--until without a zone, dates, today and yesterday are in that same zone.
+
+Exit status, like grep: 0 when something matched (and was printed), 1 when nothing matched,
+2 on an error (a bad flag, an empty --since/--until window, a file that cannot be read).
+--follow runs until interrupted (the status is then the signal's: 130 in a shell after
+Ctrl-C) or until its output is closed (0).";
 
 /// Read, filter and follow the chat log.
 #[derive(Parser, Debug)]
-#[command(version, about)]
-struct Args {
+#[command(name = "chat-log", version, about, after_help = EXIT_STATUS)]
+struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Directory holding messages.csv.
+    /// Without a subcommand, `chat-log` is `chat-log messages` and takes its flags.
+    #[command(flatten)]
+    messages: MessagesArgs,
+    /// Directory holding messages.csv and data.csv.
     #[arg(long, env = "CHAT_DATA_DIR", default_value = "data", global = true)]
     data_dir: PathBuf,
-    /// Keep running and print rows as they are appended, like `tail -F`.
-    #[arg(long, short)]
-    follow: bool,
-    /// Only this room (case-insensitive, `#` optional).
+    /// Show times in UTC (and read --since/--until without a zone as UTC), not local time.
     #[arg(long, global = true)]
-    room: Option<String>,
-    /// Only messages from this name.
-    #[arg(long, global = true)]
-    from: Option<String>,
-    /// Only direct messages to this name.
-    #[arg(long, global = true)]
-    to: Option<String>,
-    /// From this time: RFC 3339, a date, today, yesterday, or 30m/2h/7d ago.
-    #[arg(long, global = true)]
+    utc: bool,
+    /// `--completions SHELL`, `--man DIR` (hidden; shared by every binary).
+    #[command(flatten)]
+    extras: chatroom::cli::Extras,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The messages (the default).
+    #[command(after_help = EXIT_STATUS)]
+    Messages(MessagesArgs),
+    /// Who connected from where, when, for how long, and why they left (data.csv).
+    #[command(after_help = EXIT_STATUS)]
+    Connections(ConnectionsArgs),
+    /// Messages per room, per sender and per hour of day, with bars (filters apply).
+    #[command(after_help = EXIT_STATUS)]
+    Stats(StatsArgs),
+}
+
+/// A time window: shared by every subcommand.
+#[derive(Args, Debug, Clone)]
+struct Window {
+    /// From this time: RFC 3339, a local time (2026-11-26T04:17), a date, today, yesterday,
+    /// or 30m/2h/7d ago.
+    #[arg(long)]
     since: Option<String>,
     /// Before this time (same forms as --since).
-    #[arg(long, global = true)]
-    until: Option<String>,
-    /// Only messages whose text matches this regular expression.
-    #[arg(long, global = true)]
-    grep: Option<String>,
-    /// Only the last N matching messages (read from the end of the file).
     #[arg(long)]
-    last: Option<usize>,
+    until: Option<String>,
+}
+
+/// Which messages: `messages` and `stats`.
+#[derive(Args, Debug, Clone)]
+struct MessageFilter {
+    /// Only this room (case-insensitive, `#` optional).
+    #[arg(long)]
+    room: Option<String>,
+    /// Only messages from this name.
+    #[arg(long)]
+    from: Option<String>,
+    /// Only direct messages to this name.
+    #[arg(long)]
+    to: Option<String>,
+    #[command(flatten)]
+    window: Window,
+    /// Only messages whose text matches this regular expression.
+    #[arg(long)]
+    grep: Option<String>,
     /// Only direct messages.
     #[arg(long, conflicts_with = "no_dm")]
     dm: bool,
     /// No direct messages.
     #[arg(long)]
     no_dm: bool,
+}
+
+/// How rows are printed: `messages` and `connections`.
+#[derive(Args, Debug, Clone)]
+struct Output {
+    /// Keep running and print rows as they are appended, like `tail -F`: starts from the last
+    /// 10 matching rows (or --last N, or --since), and waits for a missing file.
+    #[arg(long, short)]
+    follow: bool,
+    /// Only the last N matching rows (read from the end of the file).
+    #[arg(long, value_name = "N")]
+    last: Option<usize>,
     /// Output: table (readable), csv or jsonl (the file's columns, for other tools).
-    #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+    #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
     /// With --format csv: prefix with ' every cell a spreadsheet would take for a formula
     /// (one starting with = + - @), for opening in Excel or LibreOffice. The log itself keeps
     /// exactly what was sent.
-    #[arg(long, global = true)]
+    #[arg(long)]
     excel_safe: bool,
     /// Colours: auto (when stdout is a terminal and NO_COLOR is unset), always, never.
-    #[arg(long, env = "CHAT_COLOR", default_value = "auto", value_parser = ["auto", "always", "never"], global = true)]
+    #[arg(long, env = "CHAT_COLOR", default_value = "auto", value_parser = ["auto", "always", "never"])]
     color: String,
 }
 
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// The messages (the default).
-    Messages,
-    /// Who connected from where, when, for how long, and why they left (data.csv).
-    Connections {
-        /// Only this name.
-        #[arg(long)]
-        name: Option<String>,
-        /// Only this address or network (203.0.113.0/24).
-        #[arg(long)]
-        ip: Option<String>,
-    },
-    /// Messages per room, per sender and per hour of day, with bars (filters apply).
-    Stats,
+#[derive(Args, Debug, Clone)]
+struct MessagesArgs {
+    #[command(flatten)]
+    filter: MessageFilter,
+    #[command(flatten)]
+    output: Output,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ConnectionsArgs {
+    /// Only this name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Only this address or network (203.0.113.7, 203.0.113.0/24, 2001:db8::/32).
+    #[arg(long, value_parser = network)]
+    ip: Option<Target>,
+    #[command(flatten)]
+    window: Window,
+    #[command(flatten)]
+    output: Output,
+}
+
+#[derive(Args, Debug, Clone)]
+struct StatsArgs {
+    #[command(flatten)]
+    filter: MessageFilter,
+    /// Output: table (with bars), or the numbers alone as csv or jsonl (group,key,count).
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+/// `--ip`: an address or a network, never a name (which would match nothing).
+fn network(s: &str) -> Result<Target, String> {
+    match Target::parse(s) {
+        Ok(t @ (Target::Ip(_) | Target::Cidr(..))) => Ok(t),
+        _ => Err(format!(
+            "{s:?} is not an address or a network (203.0.113.7, 203.0.113.0/24)"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let args = Args::parse();
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Some(exit) = cli.extras.run(Cli::command()) {
+        return exit;
+    }
+    // `chat-log --follow connections`: a flag of `messages` before another subcommand would
+    // be ignored; refuse it, as clap refuses an unknown flag.
+    if let Some(command) = &cli.command {
+        let given = MessagesArgs::augment_args(clap::Command::new("messages"))
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .find(|id| matches.value_source(id) == Some(ValueSource::CommandLine));
+        if let Some(id) = given {
+            let sub = match command {
+                Command::Messages(_) => "messages",
+                Command::Connections(_) => "connections",
+                Command::Stats(_) => "stats",
+            };
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "--{} before `{sub}` is a flag of `messages`, which `{sub}` would ignore; \
+                         a subcommand's flags go after it (see `chat-log {sub} --help`)",
+                        id.replace('_', "-")
+                    ),
+                )
+                .exit();
+        }
+    }
+    match run(cli) {
+        // Like grep: 0 when something matched, 1 when nothing did.
+        Ok(0) => ExitCode::from(1),
+        Ok(_) => ExitCode::SUCCESS,
         // `chat-log | head`: the reader left; that is a normal end.
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chat-log: {e}");
-            // A flag that makes no sense is a usage error, like clap's own.
-            ExitCode::from(if e.is_setting() { 2 } else { 1 })
+            ExitCode::from(2)
         }
     }
 }
 
-fn run(args: Args) -> chatroom::Result<()> {
-    let now = chrono::Utc::now();
-    let when = |s: &Option<String>| {
+/// Runs the subcommand; returns how many rows matched.
+fn run(cli: Cli) -> chatroom::Result<u64> {
+    let zone = if cli.utc { Zone::Utc } else { Zone::Local };
+    // One large buffer: a million matching rows are a few hundred writes, not thousands.
+    let mut out = io::BufWriter::with_capacity(256 * 1024, io::stdout().lock());
+    match cli.command.unwrap_or(Command::Messages(cli.messages)) {
+        Command::Messages(args) => {
+            let o = &args.output;
+            let options = ShowOptions {
+                view: view(o, zone)?,
+                format: o.format,
+                filter: message_filter(&args.filter, zone)?,
+                last: o.last,
+                follow: o.follow,
+            };
+            viewer::show(&cli.data_dir.join(MESSAGES_FILE), &mut out, &options)
+        }
+        Command::Connections(args) => {
+            let o = &args.output;
+            let (since, until) = window(&args.window, zone)?;
+            let options = ConnOptions {
+                view: view(o, zone)?,
+                format: o.format,
+                filter: ConnFilter {
+                    name: args.name,
+                    ip: args.ip,
+                    since,
+                    until,
+                },
+                last: o.last,
+                follow: o.follow,
+            };
+            viewer::connections(&cli.data_dir.join(CONNECTIONS_FILE), &mut out, &options)
+        }
+        Command::Stats(args) => {
+            let options = StatsOptions {
+                filter: message_filter(&args.filter, zone)?,
+                format: args.format,
+                zone,
+            };
+            viewer::stats(&cli.data_dir.join(MESSAGES_FILE), &mut out, &options)
+        }
+    }
+}
+
+fn view(o: &Output, zone: Zone) -> chatroom::Result<ViewOptions> {
+    if o.excel_safe && o.format != Format::Csv {
+        return Err(chatroom::Error::setting(
+            "--excel-safe applies to --format csv",
+        ));
+    }
+    Ok(ViewOptions {
+        color: o.format == Format::Table && chatroom::term::color_enabled(&o.color),
+        excel_safe: o.excel_safe,
+        zone,
+    })
+}
+
+type Time = chrono::DateTime<chrono::Utc>;
+
+/// `--since` and `--until`, read in `zone`; an empty window is an error, not silence.
+fn window(w: &Window, zone: Zone) -> chatroom::Result<(Option<Time>, Option<Time>)> {
+    let when = |flag: &str, s: &Option<String>| {
         s.as_deref()
-            .map(|s| viewer::parse_when(s, now))
+            .map(|s| match zone {
+                Zone::Local => viewer::parse_when(s, chrono::Local::now()),
+                Zone::Utc => viewer::parse_when(s, chrono::Utc::now()),
+            })
             .transpose()
-            .map_err(chatroom::Error::setting)
+            .map_err(|e| chatroom::Error::setting(format!("{flag}: {e}")))
     };
-    let grep = args
+    let (since, until) = (when("--since", &w.since)?, when("--until", &w.until)?);
+    if let (Some(s), Some(u)) = (since, until)
+        && s >= u
+    {
+        return Err(chatroom::Error::setting(format!(
+            "--since {} is not before --until {} ({} and {} UTC): nothing can match",
+            w.since.as_deref().unwrap_or_default(),
+            w.until.as_deref().unwrap_or_default(),
+            s.format("%Y-%m-%d %H:%M:%S"),
+            u.format("%Y-%m-%d %H:%M:%S"),
+        )));
+    }
+    Ok((since, until))
+}
+
+fn message_filter(f: &MessageFilter, zone: Zone) -> chatroom::Result<Filter> {
+    let grep = f
         .grep
         .as_deref()
         .map(regex::Regex::new)
         .transpose()
         .map_err(|e| chatroom::Error::setting(format!("--grep: {e}")))?;
-    let filter = Filter {
-        room: args.room.clone(),
-        from: args.from.clone(),
-        to: args.to.clone(),
-        since: when(&args.since)?,
-        until: when(&args.until)?,
+    let (since, until) = window(&f.window, zone)?;
+    Ok(Filter {
+        room: f.room.clone(),
+        from: f.from.clone(),
+        to: f.to.clone(),
+        since,
+        until,
         grep,
-        dm: match (args.dm, args.no_dm) {
+        dm: match (f.dm, f.no_dm) {
             (true, _) => Some(true),
             (_, true) => Some(false),
             _ => None,
         },
-    };
-    let color = args.format == Format::Table && chatroom::term::color_enabled(&args.color);
-    if args.excel_safe && args.format != Format::Csv {
-        return Err(chatroom::Error::setting(
-            "--excel-safe applies to --format csv",
-        ));
-    }
-    let view = ViewOptions {
-        color,
-        excel_safe: args.excel_safe,
-    };
-    // One large buffer: a million matching rows are a few hundred writes, not thousands.
-    let mut out = io::BufWriter::with_capacity(256 * 1024, io::stdout().lock());
-    match &args.command {
-        Some(Command::Connections { name, ip }) => {
-            let ip = ip
-                .as_deref()
-                .map(chatroom::store::bans::Target::parse)
-                .transpose()
-                .map_err(|e| chatroom::Error::setting(format!("--ip: {e}")))?;
-            let conn_filter = viewer::ConnFilter {
-                name: name.clone(),
-                ip,
-                since: filter.since,
-                until: filter.until,
-            };
-            let path = args.data_dir.join(chatroom::store::CONNECTIONS_FILE);
-            return viewer::connections(&path, &mut out, &conn_filter, args.format, view);
-        }
-        Some(Command::Stats) => {
-            let path = args.data_dir.join(MESSAGES_FILE);
-            return viewer::stats(&path, &mut out, &filter);
-        }
-        Some(Command::Messages) | None => {}
-    }
-    let options = ShowOptions {
-        view,
-        format: args.format,
-        filter,
-        last: args.last,
-        follow: args.follow,
-    };
-    let path = args.data_dir.join(MESSAGES_FILE);
-    viewer::show(&path, &mut out, &options)
+    })
 }

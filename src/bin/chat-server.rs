@@ -13,7 +13,7 @@ use chatroom::{Config, Server};
 
 /// A self-hosted chat server: one thread per client, every message kept in CSV.
 #[derive(Parser, Debug)]
-#[command(version, about, args_override_self = true)]
+#[command(name = "chat-server", version, about, args_override_self = true)]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
@@ -24,8 +24,13 @@ struct Args {
     /// Address and port to listen on (port 0 picks a free port).
     #[arg(long, env = "CHAT_BIND", default_value = "0.0.0.0:5555")]
     bind: String,
+    /// The shortest password `users add` and `users passwd` accept, in characters.
+    #[arg(long, env = "CHAT_MIN_PASSWORD", default_value_t = 8, global = true)]
+    min_password: usize,
     #[command(flatten)]
     config: Config,
+    #[command(flatten)]
+    extras: chatroom::cli::Extras,
 }
 
 #[derive(Subcommand, Debug)]
@@ -49,6 +54,12 @@ enum Command {
         #[arg(default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
         names: Vec<String>,
     },
+    /// Print a shell completion script (bash, zsh, fish) to standard output.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: chatroom::cli::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -64,6 +75,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(exit) = args.extras.run(Args::command()) {
+        return exit;
+    }
+    if let Some(Command::Completions { shell }) = args.command {
+        let extras = chatroom::cli::Extras {
+            completions: Some(shell),
+            man: None,
+        };
+        return extras.run(Args::command()).unwrap_or(ExitCode::SUCCESS);
+    }
     if let Some(Command::GenCert { out, names }) = &args.command {
         return match chatroom::tls::make_dev_cert(out, names) {
             Ok(()) => {
@@ -84,6 +105,7 @@ fn main() -> ExitCode {
         return report(chatroom::store::users::users_command(
             &args.config.data_dir,
             action,
+            args.min_password,
             read_password,
         ));
     }
@@ -163,6 +185,8 @@ fn run(args: Args) -> chatroom::Result<()> {
     let local = listener
         .local_addr()
         .map_err(|e| chatroom::Error::io("cannot read the listener's address", e))?;
+    let tls = config.tls.tls_cert.is_some();
+    let private = config.login.private;
     let server = Server::new(listener, config)?;
     let handle = server.shutdown_handle();
     let reload = server.reload_handle();
@@ -189,6 +213,13 @@ fn run(args: Args) -> chatroom::Result<()> {
             }
         })
         .map_err(|e| chatroom::Error::io("cannot start the signal thread", e))?;
+    // How the server listens goes to the log, before the first line of stdout, which stays
+    // `listening on ADDR` alone (scripts and tests parse it).
+    log::info!(
+        "listening on {local}: tls {}, private mode {}",
+        if tls { "on" } else { "off" },
+        if private { "on" } else { "off" }
+    );
     let mut stdout = std::io::stdout();
     // A closed stdout (a supervisor that does not read it) must not stop the server.
     let _ = writeln!(stdout, "listening on {local}").and_then(|()| stdout.flush());

@@ -45,6 +45,35 @@ pub enum Ending {
     ServerClosed(String),
 }
 
+/// The port a server address without one gets (the server's default `--bind`).
+pub const DEFAULT_PORT: u16 = 5555;
+
+/// A server address as the user typed it, with [`DEFAULT_PORT`] added when it has no port:
+/// `localhost` becomes `localhost:5555`, `::1` and `[::1]` become `[::1]:5555`;
+/// `host:port` and `[v6]:port` stay as they are. Host names are resolved when connecting.
+pub fn server_address(addr: &str) -> String {
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return addr.to_string();
+    }
+    // A bare IPv6 address: its colons are not a port.
+    if let Ok(std::net::IpAddr::V6(ip)) = addr.parse() {
+        return format!("[{ip}]:{DEFAULT_PORT}");
+    }
+    if let Some(inner) = addr.strip_prefix('[')
+        && let Some(rest) = inner.split_once(']').map(|(_, rest)| rest)
+    {
+        return if rest.is_empty() {
+            format!("{addr}:{DEFAULT_PORT}")
+        } else {
+            addr.to_string()
+        };
+    }
+    match addr.rsplit_once(':') {
+        Some(_) => addr.to_string(),
+        None => format!("{addr}:{DEFAULT_PORT}"),
+    }
+}
+
 /// Runs one session on `transport` (plain TCP or TLS): handshake, then chat until either side
 /// ends it.
 pub fn run<I, O>(
@@ -312,15 +341,20 @@ pub fn render(event: &ServerMsg, me: &str, style: &Style) -> Option<String> {
             format!("{}{head}{sep}{body}", style.dim(&prefix))
         }
         ServerMsg::HistoryEnd { room, count } => style.system(&format!(
-            "end of history of #{} ({count} messages)",
-            printable(room)
+            "end of history of #{} ({})",
+            printable(room),
+            crate::proto::count(*count, "message", "messages")
         )),
         ServerMsg::Rooms { rooms, .. } => {
             let rooms: Vec<String> = rooms
                 .iter()
                 .map(|r| format!("#{} ({})", printable(&r.name), r.members))
                 .collect();
-            style.system(&format!("{} rooms: {}", rooms.len(), rooms.join(", ")))
+            style.system(&format!(
+                "{}: {}",
+                crate::proto::count(rooms.len(), "room", "rooms"),
+                rooms.join(", ")
+            ))
         }
         ServerMsg::Switched { room } => {
             style.system(&format!("your messages now go to #{}", printable(room)))
@@ -471,6 +505,22 @@ impl Style {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_address_without_a_port_gets_the_default_one() {
+        for (typed, meant) in [
+            ("localhost", "localhost:5555"),
+            ("chat.example.org", "chat.example.org:5555"),
+            ("localhost:6000", "localhost:6000"),
+            ("127.0.0.1", "127.0.0.1:5555"),
+            ("127.0.0.1:6000", "127.0.0.1:6000"),
+            ("::1", "[::1]:5555"),
+            ("[::1]", "[::1]:5555"),
+            ("[::1]:6000", "[::1]:6000"),
+        ] {
+            assert_eq!(server_address(typed), meant, "{typed}");
+        }
+    }
 
     #[test]
     fn typed_lines_become_requests() {

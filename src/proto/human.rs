@@ -83,7 +83,10 @@ fn encode_human_line(msg: &ServerMsg) -> String {
             format!("* {} in #{room}: {}\n", users.len(), listed.join(", "))
         }
         ServerMsg::HistoryEnd { room, count } => {
-            format!("* end of history of #{room} ({count} messages)\n")
+            format!(
+                "* end of history of #{room} ({})\n",
+                super::count(*count, "message", "messages")
+            )
         }
         ServerMsg::Rooms { rooms, more } => {
             let listed: Vec<String> = rooms
@@ -95,7 +98,11 @@ fn encode_human_line(msg: &ServerMsg) -> String {
                 0 => String::new(),
                 n => format!(", and {n} smaller ones"),
             };
-            format!("* {total} rooms: {}{rest}\n", listed.join(", "))
+            format!(
+                "* {}: {}{rest}\n",
+                super::count(total, "room", "rooms"),
+                listed.join(", ")
+            )
         }
         ServerMsg::Switched { room } => format!("* your messages now go to #{room}\n"),
         ServerMsg::Nick { ts, old, new } => {

@@ -28,6 +28,12 @@ pub use request::*;
 pub use room::*;
 pub use text::*;
 
+/// `1 message`, `2 messages`: a count with its noun, for whatever people read. `many` is the
+/// plural (`1 match`, `2 matches`).
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Encodes `msg` for a client in `mode`, ending with `\n`.
 pub fn encode(msg: &ServerMsg, mode: Mode) -> Vec<u8> {
     match mode {

@@ -58,6 +58,8 @@ pub enum Request {
     Mute {
         name: String,
         duration: Option<std::time::Duration>,
+        /// Shown to the room and kept in the `mute` row's detail, like /kick's.
+        reason: String,
     },
     Unmute(String),
     Op(String),
@@ -322,20 +324,31 @@ pub fn parse_command(line: &str) -> Result<Request, ProtocolError> {
         "/unban" => one_word("/unban TARGET").map(Request::Unban),
         "/bans" => no_args(Request::Bans, "/bans"),
         "/mute" => {
-            let usage = "/mute NAME [DURATION]";
-            match args.split_whitespace().collect::<Vec<_>>()[..] {
-                [name] => Ok(Request::Mute {
-                    name: name.into(),
-                    duration: None,
-                }),
-                [name, d] => crate::proto::parse_duration(d)
-                    .map(|d| Request::Mute {
-                        name: name.into(),
-                        duration: Some(d),
-                    })
-                    .ok_or(ProtocolError::Usage { usage }),
-                _ => Err(ProtocolError::Usage { usage }),
+            let usage = "/mute NAME [DURATION] [REASON]";
+            let (name, rest) = match args.split_once(char::is_whitespace) {
+                Some((n, r)) => (n, r.trim()),
+                None if !args.is_empty() => (args, ""),
+                None => return Err(ProtocolError::Usage { usage }),
+            };
+            // Like /ban: a first word that is a duration is one; otherwise all is the reason.
+            let (duration, reason) = match rest.split_once(char::is_whitespace) {
+                Some((first, more)) => match crate::proto::parse_duration(first) {
+                    Some(d) => (Some(d), more.trim()),
+                    None => (None, rest),
+                },
+                None => match crate::proto::parse_duration(rest) {
+                    Some(d) => (Some(d), ""),
+                    None => (None, rest),
+                },
+            };
+            if !reason.is_empty() {
+                validate_reason(reason)?;
             }
+            Ok(Request::Mute {
+                name: name.to_string(),
+                duration,
+                reason: reason.to_string(),
+            })
         }
         "/unmute" => one_word("/unmute NAME").map(Request::Unmute),
         "/op" => one_word("/op NAME").map(Request::Op),

@@ -428,6 +428,25 @@ fn reasons_are_one_short_line() {
 }
 
 #[test]
+fn mute_takes_a_duration_and_a_reason_like_ban() {
+    let mute = |line: &str| parse_command(line).unwrap();
+    let expect = |name: &str, secs: Option<u64>, reason: &str| Request::Mute {
+        name: name.into(),
+        duration: secs.map(std::time::Duration::from_secs),
+        reason: reason.into(),
+    };
+    assert_eq!(mute("/mute bob"), expect("bob", None, ""));
+    assert_eq!(mute("/mute bob 10m"), expect("bob", Some(600), ""));
+    assert_eq!(
+        mute("/mute bob 1m stop  shouting"),
+        expect("bob", Some(60), "stop  shouting")
+    );
+    assert_eq!(mute("/mute bob flooding"), expect("bob", None, "flooding"));
+    assert!(parse_command("/mute").is_err());
+    assert!(parse_command("/mute bob 1m spam\nforged").is_err());
+}
+
+#[test]
 fn json_clients_cannot_paste() {
     let paste = r#"{"type":"command","line":"/paste"}"#;
     assert_eq!(

@@ -138,7 +138,9 @@ fn file_named(cmd: &Command, args: &[OsString]) -> Option<std::path::PathBuf> {
 fn keys(cmd: &Command) -> Vec<&Arg> {
     cmd.get_arguments()
         .filter(|a| {
+            // Hidden flags (`--completions`, `--man`) are one-off actions, not settings.
             !a.is_positional()
+                && !a.is_hide_set()
                 && a.get_long().is_some_and(|l| l != FLAG)
                 && !matches!(
                     a.get_action(),

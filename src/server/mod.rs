@@ -48,27 +48,35 @@ const RECV_BUFFER: usize = 64 * 1024;
 /// login storm, and every dropped SYN costs its client a one-second retry) and `SO_REUSEADDR`
 /// (so a restart does not wait for old connections in TIME_WAIT).
 pub fn bind(addr: &str) -> Result<TcpListener> {
-    let sockaddr = addr
+    let candidates: Vec<SocketAddr> = addr
         .to_socket_addrs()
         .map_err(|e| Error::io(format!("cannot resolve {addr}"), e))?
-        .next()
-        .ok_or_else(|| Error::setting(format!("{addr} resolves to no address")))?;
+        .collect();
+    // A host name may stand for several addresses (`localhost`: ::1 and 127.0.0.1); the
+    // first that can be bound wins, so a host without IPv6 still listens.
+    let mut last = None;
+    for sockaddr in candidates {
+        match bind_one(sockaddr) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) => Error::io(format!("cannot listen on {addr}"), e),
+        None => Error::setting(format!("{addr} resolves to no address")),
+    })
+}
+
+fn bind_one(sockaddr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = Socket::new(
         Domain::for_address(sockaddr),
         Type::STREAM,
         Some(Protocol::TCP),
-    )
-    .map_err(|e| Error::io("cannot create a socket", e))?;
-    socket
-        .set_reuse_address(true)
-        .map_err(|e| Error::io("cannot set SO_REUSEADDR", e))?;
-    socket
-        .bind(&sockaddr.into())
-        .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&sockaddr.into())?;
     // The kernel caps this at net.core.somaxconn.
-    socket
-        .listen(4096)
-        .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
+    socket.listen(4096)?;
     Ok(socket.into())
 }
 

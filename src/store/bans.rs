@@ -436,6 +436,10 @@ fn parse_reason(s: &str) -> std::result::Result<String, String> {
 /// Runs a `bans` command on the `bans.csv` of `data_dir`; `by` goes to the `by` column
 /// (`cli:alice`). Returns what to print; lifting a ban that does not exist is an error.
 pub fn bans_command(data_dir: &Path, command: &BansCommand, by: &str) -> Result<String> {
+    // Only `add` creates a missing directory (below); `list` and `remove` say it is missing.
+    if !matches!(command, BansCommand::Add { .. }) {
+        crate::store::existing_dir(data_dir)?;
+    }
     match command {
         BansCommand::List => Ok(ban_table(Bans::open(data_dir)?.all(), Utc::now())),
         BansCommand::Add {
@@ -453,7 +457,8 @@ pub fn bans_command(data_dir: &Path, command: &BansCommand, by: &str) -> Result<
         }
         BansCommand::Remove { target } => match Bans::open(data_dir)?.remove(target)? {
             0 => Err(Error::account(format!("{target} is not banned"))),
-            n => Ok(format!("lifted {n} ban(s) on {target}\n")),
+            1 => Ok(format!("lifted 1 ban on {target}\n")),
+            n => Ok(format!("lifted {n} bans on {target}\n")),
         },
     }
 }
@@ -780,7 +785,7 @@ mod tests {
             target: "127.0.0.1".into(),
         })
         .unwrap();
-        assert_eq!(out, "lifted 1 ban(s) on 127.0.0.1\n");
+        assert_eq!(out, "lifted 1 ban on 127.0.0.1\n");
     }
 
     #[test]

@@ -236,6 +236,23 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))
 }
 
+/// Checks that `dir` exists, for a command that reads or changes what is in it but must not
+/// create it (`users list` under a mistyped `--data-dir` is an error, not an empty list), and
+/// makes it private like [`create_private_dir`].
+pub fn existing_dir(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => make_private(dir),
+        Ok(_) => Err(Error::account(format!(
+            "{} is not a directory",
+            dir.display()
+        ))),
+        Err(e) => Err(Error::io(
+            format!("cannot open the data directory {}", dir.display()),
+            e,
+        )),
+    }
+}
+
 /// Creates (or truncates) `path` for writing, readable by the owner only (0600), whatever the
 /// umask: the data directory holds password hashes and private conversations.
 pub fn create_private_file(path: &Path) -> io::Result<File> {

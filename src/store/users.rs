@@ -302,22 +302,23 @@ pub enum UsersCommand {
 }
 
 /// Runs a `users` command on the `users.csv` of `data_dir`; `password` asks for a password
-/// (the caller decides how). Returns what to print.
+/// (the caller decides how), which must have at least `min_password` characters. Returns
+/// what to print. Only `add` creates a missing `data_dir`: the others say it does not exist,
+/// so a mistyped `--data-dir` is not an empty list.
 pub fn users_command(
     data_dir: &Path,
     command: &UsersCommand,
+    min_password: usize,
     mut password: impl FnMut(&str) -> Result<String>,
 ) -> Result<String> {
-    crate::store::create_private_dir(data_dir)?;
+    if matches!(command, UsersCommand::Add { .. }) {
+        crate::store::create_private_dir(data_dir)?;
+    } else {
+        crate::store::existing_dir(data_dir)?;
+    }
     let path = data_dir.join(USERS_FILE);
     let mut accounts = Accounts::load(&path)?;
-    let checked = |pw: String| {
-        if pw.is_empty() {
-            Err(Error::account("the password is empty"))
-        } else {
-            Ok(pw)
-        }
-    };
+    let checked = |pw: String| check_password(&pw, min_password).map(|()| pw);
     let out = match command {
         UsersCommand::Add { name, admin } => {
             if accounts.get(name).is_some() {
@@ -357,6 +358,21 @@ pub fn users_command(
     };
     accounts.save(&path)?;
     Ok(out)
+}
+
+/// Whether `password` is long enough: at least `min` characters (not bytes), and never empty.
+pub fn check_password(password: &str, min: usize) -> Result<()> {
+    let len = password.chars().count();
+    if len == 0 {
+        return Err(Error::account("the password is empty"));
+    }
+    if len < min {
+        let plural = if min == 1 { "" } else { "s" };
+        return Err(Error::account(format!(
+            "the password is too short: {len} of at least {min} character{plural}"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -493,11 +509,49 @@ mod tests {
     }
 
     #[test]
+    fn a_password_needs_the_minimum_length_in_characters() {
+        assert!(check_password("12345678", 8).is_ok());
+        // Eight characters, sixteen bytes.
+        assert!(check_password("éééééééé", 8).is_ok());
+        let short = check_password("1234567", 8).unwrap_err().to_string();
+        assert_eq!(
+            short,
+            "the password is too short: 7 of at least 8 characters"
+        );
+        assert!(check_password("", 0).is_err());
+    }
+
+    #[test]
+    fn only_users_add_creates_a_missing_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let none = |_: &str| -> Result<String> { unreachable!("no password is asked") };
+        for command in [
+            UsersCommand::List,
+            UsersCommand::Remove { name: "x".into() },
+            UsersCommand::Passwd { name: "x".into() },
+        ] {
+            let e = users_command(&data, &command, 8, none).unwrap_err();
+            assert!(
+                e.to_string().contains("cannot open the data directory"),
+                "{e}"
+            );
+            assert!(!data.exists(), "{command:?} created {}", data.display());
+        }
+        let add = UsersCommand::Add {
+            name: "jo".into(),
+            admin: false,
+        };
+        users_command(&data, &add, 8, |_| Ok("long enough".into())).unwrap();
+        assert!(data.join(USERS_FILE).exists());
+    }
+
+    #[test]
     fn the_users_command_adds_changes_lists_and_removes() {
         let dir = tempfile::tempdir().unwrap();
         let run = |command: UsersCommand, pw: &str| {
             let pw = pw.to_string();
-            users_command(dir.path(), &command, |_| Ok(pw.clone()))
+            users_command(dir.path(), &command, 3, |_| Ok(pw.clone()))
         };
         let add = |name: &str, admin| UsersCommand::Add {
             name: name.into(),
@@ -507,6 +561,7 @@ mod tests {
         assert_eq!(run(add("hal", false), "pw2").unwrap(), "added hal (member)");
         assert!(run(add("GINA", false), "x").is_err());
         assert!(run(add("ivan", false), "").is_err(), "an empty password");
+        assert!(run(add("ivan", false), "ab").is_err(), "a short password");
         let list = run(UsersCommand::List, "").unwrap();
         let lines: Vec<&str> = list.lines().collect();
         assert_eq!(lines.len(), 2, "{list}");

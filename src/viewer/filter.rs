@@ -138,33 +138,60 @@ impl Filter {
     }
 }
 
-/// A point in time for `--since`/`--until`: RFC 3339 (`2026-11-23T16:00:00Z`), a date
-/// (`2026-11-23`, midnight UTC), `today`, `yesterday`, or a duration back from `now` (`30m`,
-/// `2h`, `7d`).
-pub fn parse_when(s: &str, now: DateTime<Utc>) -> std::result::Result<DateTime<Utc>, String> {
+/// A point in time for `--since`/`--until`: RFC 3339 (`2026-11-23T16:00:00Z`), a date and
+/// time without a zone (`2026-11-23T16:00:00`, `2026-11-23 16:00`), a date (`2026-11-23`,
+/// its midnight), `today`, `yesterday`, or a duration back from `now` (`30m`, `2h`, `7d`).
+/// A time without a zone, a date, `today` and `yesterday` are in `now`'s zone: pass
+/// `chrono::Local::now()` for local time, `Utc::now()` for UTC.
+pub fn parse_when<Tz: chrono::TimeZone>(
+    s: &str,
+    now: DateTime<Tz>,
+) -> std::result::Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
-    let midnight = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+    let tz = now.timezone();
+    let at = |naive: chrono::NaiveDateTime| {
+        tz.from_local_datetime(&naive)
+            .earliest()
+            // In a gap (the clock turned forward): the first time after it.
+            .or_else(|| {
+                tz.from_local_datetime(&(naive + chrono::Duration::hours(1)))
+                    .earliest()
+            })
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| format!("{s:?} is not a time in this zone"))
+    };
+    let midnight = |d: chrono::NaiveDate| at(d.and_time(chrono::NaiveTime::MIN));
+    let today = now.date_naive();
     match s {
-        "today" => return midnight(now.date_naive()).ok_or_else(|| s.to_string()),
+        "today" => return midnight(today),
         "yesterday" => {
-            return now
-                .date_naive()
+            return today
                 .pred_opt()
-                .and_then(midnight)
-                .ok_or_else(|| s.to_string());
+                .ok_or_else(|| s.to_string())
+                .and_then(midnight);
         }
         _ => {}
     }
+    for form in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, form) {
+            return at(t);
+        }
+    }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return midnight(d).ok_or_else(|| s.to_string());
+        return midnight(d);
     }
     if let Some(d) = crate::proto::parse_duration(s) {
         let d = chrono::Duration::from_std(d).map_err(|e| e.to_string())?;
-        return Ok(now - d);
+        return Ok(now.with_timezone(&Utc) - d);
     }
     Err(format!(
-        "{s:?} is not a time: use RFC 3339 (2026-11-23T16:00:00Z), a date (2026-11-23), today, yesterday, or 30m/2h/7d ago"
+        "{s:?} is not a time: use RFC 3339 (2026-11-23T16:00:00Z), a local time (2026-11-23T16:00), a date (2026-11-23), today, yesterday, or 30m/2h/7d ago"
     ))
 }

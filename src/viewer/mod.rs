@@ -12,6 +12,10 @@
 //!   `--grep` cannot match.
 //! - [`connections`]: who connected from where, for how long, and why they left.
 //! - [`stats`]: messages per room, sender and hour.
+//! - `time`: timestamps shown in local time or UTC ([`Zone`]).
+//!
+//! Each of [`show`], [`connections`] and [`stats`] returns how many rows matched, so that
+//! `chat-log` can exit like `grep`: 0 when something matched, 1 when nothing did.
 
 mod connections;
 mod filter;
@@ -21,14 +25,18 @@ mod show;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod time;
 
-pub use connections::{ConnFilter, connections};
+pub use connections::{ConnFilter, ConnOptions, connections};
 use filter::same_name;
 pub use filter::{Filter, parse_when};
 pub use render::{Printer, format_record, render_message, spreadsheet_safe};
 use render::{is_header, is_header_fields};
-pub use show::{FOLLOW_POLL, show};
-pub use stats::stats;
+pub use show::{FOLLOW_LAST, FOLLOW_POLL, show};
+use show::{Records, follow};
+pub use stats::{StatsOptions, stats};
+use time::Clock;
+pub use time::Zone;
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -56,6 +64,8 @@ pub struct ViewOptions {
     /// CSV for spreadsheets: a cell a spreadsheet would read as a formula is prefixed with
     /// `'` (see [`spreadsheet_safe`]). The log itself always keeps what was sent.
     pub excel_safe: bool,
+    /// The zone a table shows times in (CSV and JSON Lines keep the file's UTC).
+    pub zone: Zone,
 }
 
 /// What `chat-log` shows, and how.
@@ -66,7 +76,8 @@ pub struct ShowOptions {
     pub filter: Filter,
     /// Only the last N matching rows, found by reading from the end of the file.
     pub last: Option<usize>,
-    /// Keep printing rows as they are appended.
+    /// Keep printing rows as they are appended; without `last` or a `since`, start from the
+    /// last [`FOLLOW_LAST`] rows, like `tail -F`.
     pub follow: bool,
 }
 

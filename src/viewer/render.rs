@@ -27,6 +27,10 @@ pub struct Printer<'a, W: Write> {
     line: Vec<u8>,
     /// The table line being built (`line` as text), reused likewise.
     text: String,
+    /// Shows the times in the chosen zone, remembering the last minute converted.
+    clock: Clock,
+    /// Rows written so far: `chat-log` exits 1 when none matched, like `grep`.
+    pub printed: u64,
 }
 
 impl<'a, W: Write> Printer<'a, W> {
@@ -43,6 +47,8 @@ impl<'a, W: Write> Printer<'a, W> {
             filter,
             line: Vec::new(),
             text: String::new(),
+            clock: Clock::new(opts.zone),
+            printed: 0,
         }
     }
 
@@ -124,7 +130,7 @@ impl<'a, W: Write> Printer<'a, W> {
             line.push(b'\n');
         } else {
             self.text.clear();
-            push_table_line(&mut self.text, rec, self.opts);
+            push_table_line(&mut self.text, rec, self.opts, &mut self.clock);
             line.extend_from_slice(self.text.as_bytes());
         }
         let res = self.emit(&line);
@@ -132,7 +138,9 @@ impl<'a, W: Write> Printer<'a, W> {
         res
     }
 
+    /// Writes one row.
     fn emit(&mut self, bytes: &[u8]) -> Result<()> {
+        self.printed += 1;
         self.out
             .write_all(bytes)
             .map_err(|e| Error::io("cannot write output", e))
@@ -256,16 +264,22 @@ pub(super) fn is_header(rec: &csv::StringRecord) -> bool {
     rec.get(M::ID) == Some("id") && rec.get(M::TIMESTAMP) == Some("timestamp")
 }
 
-/// One message as a readable line: `2026-11-23 16:04:05  lobby  alice: hello`. Every field
-/// passes through [`printable`], so nothing in the file can drive the terminal.
+/// One message as a readable line: `2026-11-23 16:04:05 UTC  #lobby  alice: hello`, the time
+/// in `opts.zone`. Every field passes through [`printable`], so nothing in the file can drive
+/// the terminal.
 pub fn format_record(rec: &MessageRecord, opts: ViewOptions) -> String {
     let mut out = String::new();
-    push_table_line(&mut out, &MessageView::of(rec), opts);
+    push_table_line(
+        &mut out,
+        &MessageView::of(rec),
+        opts,
+        &mut Clock::new(opts.zone),
+    );
     out
 }
 
 /// Appends [`format_record`]'s line for `rec` to `out`.
-fn push_table_line(out: &mut String, rec: &MessageView<'_>, opts: ViewOptions) {
+fn push_table_line(out: &mut String, rec: &MessageView<'_>, opts: ViewOptions, clock: &mut Clock) {
     let paint = |out: &mut String, code: &str| {
         if opts.color {
             out.push_str("\x1b[");
@@ -278,20 +292,11 @@ fn push_table_line(out: &mut String, rec: &MessageView<'_>, opts: ViewOptions) {
             out.push_str("\x1b[0m");
         }
     };
-    // The time: `T` as a space, cut after the seconds.
+    // The time, in the chosen zone, with the zone's name.
     paint(out, "2");
     let at = out.len();
-    match rec.timestamp.split_once('T') {
-        Some((date, time)) => {
-            out.push_str(date);
-            out.push(' ');
-            out.push_str(time);
-        }
-        None => out.push_str(rec.timestamp),
-    }
-    if out[at..].get(..19).is_some() {
-        out.truncate(at + 19);
-    }
+    clock.push(out, rec.timestamp);
+    let time_chars = out[at..].chars().count();
     reset(out);
     out.push_str("  ");
     // The room, padded to 11 characters.
@@ -307,7 +312,7 @@ fn push_table_line(out: &mut String, rec: &MessageView<'_>, opts: ViewOptions) {
     out.extend(std::iter::repeat_n(' ', 11usize.saturating_sub(room_chars)));
     reset(out);
     out.push_str("  ");
-    let mut visible = 19 + 2 + room_chars.max(11) + 2;
+    let mut visible = time_chars + 2 + room_chars.max(11) + 2;
     let sender = |out: &mut String| {
         paint(out, "1");
         let at = out.len();

@@ -1,10 +1,24 @@
-//! `chat-log stats`: messages per room, per sender and per hour of day, with bars.
+//! `chat-log stats`: messages per room, per sender and per hour of day, with bars; or the
+//! numbers alone as CSV or JSON Lines.
 
 use super::*;
 
-/// `chat-log stats`: messages per room, per sender and per hour of day (UTC) for the rows that
-/// pass the filter, with bars.
-pub fn stats(path: &Path, out: &mut impl Write, filter: &Filter) -> Result<()> {
+/// What `chat-log stats` counts, and how it shows the counts.
+#[derive(Debug, Clone, Default)]
+pub struct StatsOptions {
+    pub filter: Filter,
+    /// Table: bars, the top 20 senders. CSV and JSON Lines: `group,key,count` rows
+    /// (`total`, `room`, `sender` (every one), `hour`), for other tools.
+    pub format: Format,
+    /// The zone of the hours of day.
+    pub zone: Zone,
+}
+
+/// `chat-log stats`: messages per room, per sender and per hour of day for the rows that pass
+/// the filter; returns how many messages matched.
+pub fn stats(path: &Path, out: &mut impl Write, o: &StatsOptions) -> Result<u64> {
+    let filter = &o.filter;
+    let mut clock = Clock::new(o.zone);
     let file =
         File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
     let mut rdr = csv::ReaderBuilder::new()
@@ -31,17 +45,47 @@ pub fn stats(path: &Path, out: &mut impl Write, filter: &Filter) -> Result<()> {
         };
         *rooms.entry(room).or_default() += 1;
         *senders.entry(text(M::SENDER)).or_default() += 1;
-        if let Some(h) = rec
-            .get(M::TIMESTAMP)
-            .and_then(|t| t.get(11..13))
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| h.parse::<usize>().ok())
-            && h < 24
-        {
-            hours[h] += 1;
+        if let Some(h) = rec.get(M::TIMESTAMP).and_then(|t| clock.hour(t)) {
+            hours[h as usize % 24] += 1;
         }
     }
-    let mut text = format!("{total} messages\n");
+    if o.format != Format::Table {
+        let mut rows = vec![("total", String::new(), total)];
+        let mut sorted = |group: &'static str, map: std::collections::HashMap<String, u64>| {
+            let mut v: Vec<_> = map.into_iter().collect();
+            v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            rows.extend(v.into_iter().map(|(k, n)| (group, k, n)));
+        };
+        sorted("room", rooms);
+        sorted("sender", senders);
+        rows.extend(
+            hours
+                .iter()
+                .enumerate()
+                .map(|(h, &n)| ("hour", format!("{h:02}"), n)),
+        );
+        let mut text = Vec::new();
+        if o.format == Format::Csv {
+            let mut w = csv::Writer::from_writer(&mut text);
+            w.write_record(["group", "key", "count"]).expect("memory");
+            for (group, key, n) in &rows {
+                w.write_record([group, key.as_str(), &n.to_string()])
+                    .expect("memory");
+            }
+            w.flush().expect("memory");
+        } else {
+            for (group, key, n) in &rows {
+                let line = serde_json::json!({ "group": group, "key": key, "count": n });
+                serde_json::to_writer(&mut text, &line).expect("values serialize");
+                text.push(b'\n');
+            }
+        }
+        out.write_all(&text)
+            .and_then(|()| out.flush())
+            .map_err(|e| Error::io("cannot write output", e))?;
+        return Ok(total);
+    }
+    let mut text = format!("{total} message{}\n", if total == 1 { "" } else { "s" });
     let table = |title: &str, mut rows: Vec<(String, u64)>, limit: usize| {
         rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let max = rows.first().map_or(1, |r| r.1).max(1);
@@ -63,13 +107,17 @@ pub fn stats(path: &Path, out: &mut impl Write, filter: &Filter) -> Result<()> {
         20,
     ));
     let max = hours.iter().copied().max().unwrap_or(1).max(1);
-    text.push_str("\nper hour of day (UTC)\n");
+    text.push_str(match o.zone {
+        Zone::Utc => "\nper hour of day (UTC)\n",
+        Zone::Local => "\nper hour of day (local time)\n",
+    });
     for (h, n) in hours.iter().enumerate() {
         text.push_str(&format!("  {h:02}:00 {n:>9}  {}\n", bar(*n, max)));
     }
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|e| Error::io("cannot write output", e))
+        .map_err(|e| Error::io("cannot write output", e))?;
+    Ok(total)
 }
 
 /// A bar of up to 40 blocks for `n` out of `max`.

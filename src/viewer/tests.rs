@@ -172,8 +172,8 @@ fn records_render_escape_safe() {
     assert_eq!(
         out,
         format!(
-            "2026-11-23 16:04:05  #lobby       alice: evil \\u{{1b}}[2J\\u{{202e}} and, \"quotes\"\n{}line two\n",
-            " ".repeat(41)
+            "2026-11-23 16:04:05 UTC  #lobby       alice: evil \\u{{1b}}[2J\\u{{202e}} and, \"quotes\"\n{}line two\n",
+            " ".repeat(45)
         )
     );
 }
@@ -385,4 +385,50 @@ fn rows_the_server_writes_are_printed_as_their_own_bytes() {
             },
         )
         .unwrap();
+}
+
+#[test]
+fn times_without_a_zone_dates_today_and_yesterday_are_in_now_s_zone() {
+    let tokyo = chrono::FixedOffset::east_opt(9 * 3600).unwrap();
+    // 01:00 on the 26th in Tokyo is still the 25th in UTC.
+    let now = DateTime::parse_from_rfc3339("2026-11-26T01:00:00+09:00")
+        .unwrap()
+        .with_timezone(&tokyo);
+    let utc = |s: &str| parse_when(s, now).unwrap().to_rfc3339();
+    assert_eq!(utc("today"), "2026-11-25T15:00:00+00:00");
+    assert_eq!(utc("yesterday"), "2026-11-24T15:00:00+00:00");
+    assert_eq!(utc("2026-11-26"), "2026-11-25T15:00:00+00:00");
+    assert_eq!(utc("2026-11-26T04:17:30"), "2026-11-25T19:17:30+00:00");
+    assert_eq!(utc("2026-11-26 04:17"), "2026-11-25T19:17:00+00:00");
+    // A zone given wins; a duration is back from now, whatever the zone.
+    assert_eq!(utc("2026-11-26T04:17:30Z"), "2026-11-26T04:17:30+00:00");
+    assert_eq!(utc("1h"), "2026-11-25T15:00:00+00:00");
+    // In UTC, today is UTC's.
+    let utc_now = now.with_timezone(&Utc);
+    assert_eq!(
+        parse_when("today", utc_now).unwrap().to_rfc3339(),
+        "2026-11-25T00:00:00+00:00"
+    );
+}
+
+#[test]
+fn the_clock_shows_the_zone_and_reuses_the_last_minute() {
+    let mut clock = Clock::new(Zone::Utc);
+    let mut out = String::new();
+    for ts in [
+        "2026-11-23T16:04:05.123Z",
+        "2026-11-23T16:04:59.000Z",
+        "2026-11-23T16:05:00Z",
+        "2026-11-23T16:05:00+02:00",
+        "not a time",
+    ] {
+        clock.push(&mut out, ts);
+        out.push('|');
+    }
+    assert_eq!(
+        out,
+        "2026-11-23 16:04:05 UTC|2026-11-23 16:04:59 UTC|2026-11-23 16:05:00 UTC|\
+         2026-11-23 14:05:00 UTC|not a time|"
+    );
+    assert_eq!(clock.hour(b"2026-11-23T16:04:05.123Z"), Some(16));
 }

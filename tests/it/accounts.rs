@@ -180,6 +180,11 @@ fn the_users_commands_manage_accounts_atomically() {
     assert!(!ok && out.contains("exists already"), "{out}");
     let (ok, out) = run(&["add", "dave"], "\n");
     assert!(!ok && out.contains("the password is empty"), "{out}");
+    let (ok, out) = run(&["add", "dave"], "seven c\n");
+    assert!(!ok && out.contains("too short: 7 of at least 8"), "{out}");
+    let (ok, out) = run(&["--min-password", "4", "add", "dave"], "four\n");
+    assert!(ok, "--min-password lowers the minimum: {out}");
+    assert!(run(&["remove", "dave"], "").0);
     assert!(run(&["passwd", "boss"], "second pw\n").0);
     let (ok, out) = run(&["list"], "");
     assert!(
@@ -210,9 +215,9 @@ fn the_users_commands_manage_accounts_atomically() {
     let server = start_in(dir.path(), |c| {
         c.login.login_delay = Duration::from_millis(1).into()
     });
-    assert!(run(&["add", "erin"], "erin pw\n").0);
+    assert!(run(&["add", "erin"], "erin password\n").0);
     let mut e = Client::connect(server.addr);
-    e.send_json(json!({"type":"hello","name":"erin","password":"erin pw"}));
+    e.send_json(json!({"type":"hello","name":"erin","password":"erin password"}));
     assert_eq!(e.next_of("welcome")["role"], "member");
 }
 

@@ -465,7 +465,8 @@ fn chat_log_exits_quietly_into_head_and_clearly_on_a_missing_file() {
         .args(["--data-dir", "/nonexistent/chat"])
         .output()
         .unwrap();
-    assert_eq!(missing.status.code(), Some(1));
+    // 2, like grep: an error, not "nothing matched" (1).
+    assert_eq!(missing.status.code(), Some(2));
     let err = String::from_utf8(missing.stderr).unwrap();
     assert!(err.contains("/nonexistent/chat/messages.csv"), "{err}");
 }

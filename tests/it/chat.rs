@@ -111,7 +111,7 @@ fn a_late_joiner_gets_what_is_said_after_it_joins() {
         old.starts_with("[20") && old.ends_with("] #lobby alice: before carol"),
         "{old:?}"
     );
-    assert_eq!(carol.line(), "* end of history of #lobby (1 messages)");
+    assert_eq!(carol.line(), "* end of history of #lobby (1 message)");
     assert!(alice.line().ends_with("* carol joined #lobby"));
     assert!(bob.line().ends_with("* carol joined #lobby"));
 

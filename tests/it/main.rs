@@ -4,6 +4,7 @@ mod accounts;
 mod bad_input;
 mod binaries;
 mod chat;
+mod cli;
 mod config_file;
 mod faults;
 mod hostile;

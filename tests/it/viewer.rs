@@ -25,6 +25,7 @@ struct Follower(std::process::Child);
 /// Starts `chat-log ARGS` on `dir` and hands its output over line by line.
 fn follow(dir: &Path, args: &[&str]) -> (Follower, crossbeam_channel::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat-log"))
+        .env("TZ", "UTC")
         .arg("--data-dir")
         .arg(dir)
         .args(args)
@@ -57,8 +58,17 @@ fn fixture(extra: &str) -> tempfile::TempDir {
     dir
 }
 
+/// `chat-log --data-dir DIR ARGS` in UTC: whether it exited 0, its output and its errors.
 fn chat_log(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let (code, out, err) = chat_log_in("UTC", dir, args);
+    (code == Some(0), out, err)
+}
+
+/// `chat-log --data-dir DIR ARGS` with `TZ=tz`: its exit status, output and errors.
+fn chat_log_in(tz: &str, dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let child = Command::new(env!("CARGO_BIN_EXE_chat-log"))
+        .env("TZ", tz)
+        .env_remove("CHAT_COLOR")
         .arg("--data-dir")
         .arg(dir)
         .args(args)
@@ -67,16 +77,23 @@ fn chat_log(dir: &Path, args: &[&str]) -> (bool, String, String) {
         .spawn()
         .unwrap();
     let (status, out, err) = wait_timeout_output(child);
-    (status.success(), out, err)
+    (status.code(), out, err)
 }
 
-/// The ids of the rows `chat-log --format csv` printed with `args`.
-fn ids(dir: &Path, args: &[&str]) -> Vec<String> {
+/// The ids of the rows `chat-log --format csv` printed with `args` (in `TZ=tz`); it exits 0
+/// when it printed some, 1 when none matched.
+fn ids_in(tz: &str, dir: &Path, args: &[&str]) -> Vec<String> {
     let mut all = vec!["--format", "csv"];
     all.extend_from_slice(args);
-    let (ok, out, err) = chat_log(dir, &all);
-    assert!(ok, "{err}");
-    csv_rows(&out).into_iter().map(|r| r[0].clone()).collect()
+    let (code, out, err) = chat_log_in(tz, dir, &all);
+    let ids: Vec<String> = csv_rows(&out).into_iter().map(|r| r[0].clone()).collect();
+    let expected = if ids.is_empty() { 1 } else { 0 };
+    assert_eq!(code, Some(expected), "{args:?}: {ids:?}, {err}");
+    ids
+}
+
+fn ids(dir: &Path, args: &[&str]) -> Vec<String> {
+    ids_in("UTC", dir, args)
 }
 
 #[test]
@@ -177,8 +194,9 @@ fn csv_output_is_the_file_s_rows_or_their_reencoding() {
     assert_eq!(all, reencoded_csv(&log, |_| true));
     // A literal --grep skips the rows that cannot hold it, unparsed: the same rows come out.
     for word in ["hi", "quoted", "zed", "nowhere", "e"] {
-        let (ok, out, err) = chat_log(dir.path(), &["--format", "csv", "--grep", word]);
-        assert!(ok, "{err}");
+        let (code, out, err) = chat_log_in("UTC", dir.path(), &["--format", "csv", "--grep", word]);
+        let matched = csv_rows(&out).len();
+        assert_eq!(code, Some(if matched > 0 { 0 } else { 1 }), "{err}");
         assert_eq!(
             out,
             reencoded_csv(&log, |m| m.text.contains(word)),
@@ -372,10 +390,324 @@ fn stats_count_per_room_sender_and_hour_with_bars() {
         "{out}"
     );
     assert!(out.contains("  12:00         1  "), "{out}");
+    assert!(out.contains("per hour of day (local time)"), "{out}");
     // Filters apply to the statistics too.
     let (ok, out, _) = chat_log(dir.path(), &["stats", "--from", "alice"]);
     assert!(ok);
     assert!(out.starts_with("2 messages\n"), "{out}");
     // Escapes in names are shown, not obeyed.
     assert!(!out.contains('\u{1b}'));
+}
+
+/// Removes the colour codes `chat-log` writes.
+fn without_colour(text: &str) -> String {
+    regex::Regex::new("\u{1b}\\[[0-9;]*m")
+        .unwrap()
+        .replace_all(text, "")
+        .into_owned()
+}
+
+#[test]
+fn times_are_local_with_their_offset_or_utc_with_utc() {
+    let dir = fixture("");
+    let d = dir.path();
+    let (code, out, err) = chat_log_in("Asia/Tokyo", d, &["--from", "alice", "--room", "lobby"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("2026-11-20 18:00:00 +09:00  #lobby       alice: good morning"),
+        "{out}"
+    );
+    let (code, out, _) = chat_log_in(
+        "Asia/Tokyo",
+        d,
+        &["--utc", "--last", "1", "--room", "lobby"],
+    );
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("2026-11-23 14:00:00 UTC  #lobby "), "{out}");
+    // A multi-line message is indented under its text whatever the time's width.
+    assert_eq!(
+        out.lines().nth(1),
+        Some(format!("{}lines", " ".repeat(43)).as_str())
+    );
+    // A time without a zone, and a date, are Tokyo's: 21:00 there is 12:00 UTC.
+    let tokyo = |args: &[&str]| ids_in("Asia/Tokyo", d, args);
+    assert_eq!(tokyo(&["--since", "2026-11-23T21:00:00"]), ["4", "5", "6"]);
+    assert_eq!(tokyo(&["--since", "2026-11-23 21:00"]), ["4", "5", "6"]);
+    assert_eq!(tokyo(&["--since", "2026-11-23"]), ["4", "5", "6"]);
+    assert_eq!(ids(d, &["--since", "2026-11-23"]), ["4", "5", "6"]);
+    assert_eq!(ids(d, &["--since", "2026-11-22"]), ["3", "4", "5", "6"]);
+    // With --utc, a time without a zone is UTC.
+    assert!(tokyo(&["--utc", "--since", "2026-11-23T21:00:00"]).is_empty());
+    // The connections too, and the hours of the statistics.
+    std::fs::write(d.join("data.csv"), DATA_FIXTURE).unwrap();
+    let (_, out, _) = chat_log_in("Asia/Tokyo", d, &["connections", "--last", "1"]);
+    assert!(
+        out.starts_with("2026-11-23 21:00:00 +09:00  disconnect"),
+        "{out}"
+    );
+    let (_, out, _) = chat_log_in("Asia/Tokyo", d, &["stats", "--format", "csv"]);
+    assert!(out.contains("\nhour,21,1\n"), "{out}");
+}
+
+#[test]
+fn exit_status_is_like_grep_and_every_flag_belongs_to_its_subcommand() {
+    let dir = fixture("");
+    let d = dir.path();
+    std::fs::write(d.join("data.csv"), DATA_FIXTURE).unwrap();
+    let code = |args: &[&str]| chat_log_in("UTC", d, args).0;
+    assert_eq!(code(&[]), Some(0));
+    assert_eq!(code(&["--from", "nobody"]), Some(1));
+    assert_eq!(code(&["connections", "--name", "alice"]), Some(0));
+    assert_eq!(code(&["connections", "--name", "nobody"]), Some(1));
+    assert_eq!(code(&["stats", "--from", "nobody"]), Some(1));
+    for bad in [
+        &["--nonsense"][..],
+        &["connections", "--ip", "notanip"],
+        &["connections", "--room", "lobby"],
+        &["connections", "--grep", "x"],
+        &["--follow", "connections"],
+        &["--room", "lobby", "stats"],
+        &["stats", "--last", "2"],
+        &["stats", "--follow"],
+        &["--since", "last tuesday"],
+        &["--data-dir", "/nonexistent/chat"],
+    ] {
+        let (code, _, err) = chat_log_in("UTC", d, bad);
+        assert_eq!(code, Some(2), "{bad:?}: {err}");
+        assert!(!err.is_empty(), "{bad:?}");
+    }
+    // An empty or inverted window is refused, with the reason.
+    for window in [
+        &["--since", "2026-11-23", "--until", "2026-11-22"][..],
+        &["--since", "1h", "--until", "2h"],
+        &["--since", "2026-11-23", "--until", "2026-11-23"],
+        &["stats", "--since", "1h", "--until", "2h"],
+        &["connections", "--since", "1h", "--until", "2h"],
+    ] {
+        let (code, out, err) = chat_log_in("UTC", d, window);
+        assert_eq!(code, Some(2), "{window:?}: {out}");
+        assert!(err.contains("is not before --until"), "{err}");
+    }
+    // Each subcommand's help lists what it honours, and the exit status.
+    let help = |args: &[&str]| chat_log_in("UTC", d, args).1;
+    let messages = help(&["messages", "--help"]);
+    for flag in [
+        "--follow",
+        "--last",
+        "--dm",
+        "--room",
+        "--grep",
+        "--utc",
+        "Exit status",
+    ] {
+        assert!(messages.contains(flag), "{flag}: {messages}");
+    }
+    let connections = help(&["connections", "--help"]);
+    for flag in [
+        "--follow",
+        "--last",
+        "--format",
+        "--ip",
+        "--name",
+        "Exit status",
+    ] {
+        assert!(connections.contains(flag), "{flag}: {connections}");
+    }
+    for flag in ["--room", "--from", "--to", "--grep", "--dm"] {
+        assert!(!connections.contains(flag), "{flag}: {connections}");
+    }
+    let stats = help(&["stats", "--help"]);
+    assert!(
+        !stats.contains("-f, --follow") && !stats.contains("--last <N>"),
+        "{stats}"
+    );
+    assert!(help(&["--help"]).contains("Exit status"));
+}
+
+/// `--follow` on a log of two million rows starts from its last 10 without reading the rest,
+/// then prints what is appended.
+#[test]
+fn follow_starts_from_the_end_of_a_large_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("messages.csv");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        f.write_all(b"id,timestamp,room,sender,recipient,kind,text\n")
+            .unwrap();
+        let block = "1,2026-11-20T09:00:00.000Z,lobby,bulk,,message,filler\n".repeat(10_000);
+        for _ in 0..200 {
+            f.write_all(block.as_bytes()).unwrap();
+        }
+        for id in 2_000_001..=2_000_010 {
+            writeln!(
+                f,
+                "{id},2026-11-20T10:00:00.000Z,lobby,tail,,message,row {id}"
+            )
+            .unwrap();
+        }
+    }
+    let started = std::time::Instant::now();
+    let (_follower, rx) = follow(dir.path(), &["--follow", "--format", "csv"]);
+    let next = || {
+        rx.recv_timeout(TIMEOUT)
+            .expect("chat-log printed nothing in time")
+    };
+    assert_eq!(next(), "id,timestamp,room,sender,recipient,kind,text");
+    let first: Vec<String> = (0..10).map(|_| next()).collect();
+    let took = started.elapsed();
+    let ids: Vec<&str> = first.iter().map(|l| l.split(',').next().unwrap()).collect();
+    let expected: Vec<String> = (2_000_001..=2_000_010).map(|i| i.to_string()).collect();
+    assert_eq!(ids, expected);
+    assert!(
+        took < Duration::from_secs(1),
+        "the last 10 rows took {took:?}"
+    );
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(b"2000011,2026-11-20T10:01:00.000Z,lobby,tail,,message,appended\n")
+        .unwrap();
+    assert!(next().starts_with("2000011,"));
+    // `--last N` chooses how many it starts with.
+    let (_follower, rx) = follow(dir.path(), &["--follow", "--last", "2", "--from", "tail"]);
+    let lines: Vec<String> = (0..2).map(|_| rx.recv_timeout(TIMEOUT).unwrap()).collect();
+    assert!(lines[0].ends_with("tail: row 2000010"), "{lines:?}");
+    assert!(lines[1].ends_with("tail: appended"), "{lines:?}");
+}
+
+/// `--follow` on a file that does not exist yet waits for it, like `tail -F`.
+#[test]
+fn follow_waits_for_a_missing_file_to_appear() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_follower, rx) = follow(dir.path(), &["--follow", "--format", "csv"]);
+    let (_conns, conn_rx) = follow(
+        dir.path(),
+        &["connections", "--follow", "--format", "jsonl"],
+    );
+    let next = |rx: &crossbeam_channel::Receiver<String>| {
+        rx.recv_timeout(TIMEOUT)
+            .expect("chat-log printed nothing in time")
+    };
+    assert_eq!(next(&rx), "id,timestamp,room,sender,recipient,kind,text");
+    // Written whole under another name, then moved in, as a server's first write would be.
+    let tmp = dir.path().join("new.csv");
+    std::fs::write(&tmp, FIXTURE).unwrap();
+    std::fs::rename(&tmp, dir.path().join("messages.csv")).unwrap();
+    for id in ["1", "2", "3", "4", "5", "6"] {
+        assert_eq!(next(&rx).split(',').next(), Some(id));
+    }
+    std::fs::write(&tmp, DATA_FIXTURE).unwrap();
+    std::fs::rename(&tmp, dir.path().join("data.csv")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(&next(&conn_rx)).unwrap();
+    assert_eq!(first["event"], "start");
+}
+
+#[test]
+fn connections_last_follow_and_formats() {
+    let dir = fixture("");
+    let d = dir.path();
+    let data = d.join("data.csv");
+    std::fs::write(&data, DATA_FIXTURE).unwrap();
+    let (ok, out, err) = chat_log(d, &["connections", "--last", "2", "--format", "csv"]);
+    assert!(ok, "{err}");
+    let rows = csv_rows(&out);
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(out.starts_with("timestamp,event,conn,ip,port,thread,name,detail\n"));
+    assert_eq!((rows[0][6].as_str(), rows[1][6].as_str()), ("alice", "bob"));
+    // Read from the end, the duration still comes from the connect row further back.
+    let (ok, out, _) = chat_log(d, &["connections", "--last", "1"]);
+    assert!(ok);
+    assert!(
+        out.trim_end()
+            .ends_with("bob              after 1h 59m: connection reset"),
+        "{out}"
+    );
+    let (ok, out, _) = chat_log(d, &["connections", "--last", "1", "--format", "jsonl"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["name"], "bob");
+    // --follow: the last rows, then what is appended, filtered.
+    let (_follower, rx) = follow(d, &["connections", "--follow", "--name", "carol"]);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&data)
+        .unwrap();
+    f.write_all(
+        b"2026-11-23T12:00:01.000Z,connect,3,::1,57944,conn-3,,\n\
+          2026-11-23T12:00:02.000Z,named,3,::1,57944,conn-3,carol,guest\n\
+          2026-11-23T12:00:03.000Z,named,4,::1,57945,conn-4,dave,guest\n\
+          2026-11-23T12:01:01.000Z,disconnect,3,::1,57944,conn-3,carol,quit\n",
+    )
+    .unwrap();
+    let next = || {
+        rx.recv_timeout(TIMEOUT)
+            .expect("chat-log printed nothing in time")
+    };
+    let named = next();
+    assert!(
+        named.contains("  [::1]:57944  ") && named.contains("carol"),
+        "{named}"
+    );
+    let left = next();
+    assert!(left.ends_with("after 1m: quit"), "{left}");
+}
+
+#[test]
+fn connections_columns_stay_aligned_in_colour() {
+    let dir = fixture("");
+    let data = format!(
+        "{DATA_FIXTURE}2026-11-23T12:00:01.000Z,connect,3,::1,57944,conn-3,,\n\
+         2026-11-23T12:00:02.000Z,named,3,::1,57944,conn-3,carol,guest\n"
+    );
+    std::fs::write(dir.path().join("data.csv"), data).unwrap();
+    let (ok, plain, _) = chat_log(dir.path(), &["connections", "--color", "never"]);
+    assert!(ok);
+    let (ok, coloured, _) = chat_log(dir.path(), &["connections", "--color", "always"]);
+    assert!(ok);
+    assert!(coloured.contains('\u{1b}'), "{coloured}");
+    assert_eq!(without_colour(&coloured), plain);
+    // Every row's columns start at the same place: the name column, for one.
+    let at: Vec<usize> = plain
+        .lines()
+        .filter(|l| l.contains(" named "))
+        .map(|l| l.find(" member").or(l.find(" guest")).unwrap())
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] == w[1]), "{plain}");
+    assert!(plain.contains("  [::1]:57944  "), "{plain}");
+}
+
+#[test]
+fn stats_as_csv_or_jsonl_are_the_numbers_without_bars() {
+    let dir = fixture("");
+    let (ok, out, err) = chat_log(dir.path(), &["stats", "--format", "csv"]);
+    assert!(ok, "{err}");
+    assert!(!out.contains('█'), "{out}");
+    let rows = csv_rows(&out);
+    assert_eq!(rows[0], ["total", "", "6"]);
+    assert!(
+        rows.contains(&vec!["room".into(), "#lobby".into(), "3".into()]),
+        "{out}"
+    );
+    assert!(
+        rows.contains(&vec!["sender".into(), "alice".into(), "2".into()]),
+        "{out}"
+    );
+    assert!(
+        rows.contains(&vec!["hour".into(), "12".into(), "1".into()]),
+        "{out}"
+    );
+    let (ok, out, _) = chat_log(
+        dir.path(),
+        &["stats", "--format", "jsonl", "--from", "alice"],
+    );
+    assert!(ok);
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first,
+        serde_json::json!({"group": "total", "key": "", "count": 2})
+    );
+    let (ok, out, _) = chat_log(dir.path(), &["stats", "--from", "bob", "--room", "ops"]);
+    assert!(ok);
+    assert!(out.starts_with("1 message\n"), "{out}");
 }

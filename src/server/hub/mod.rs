@@ -245,10 +245,10 @@ impl Hub<File> {
             );
         }
         info!(
-            "{}: last message id {last_id}; history of {} rooms rebuilt from the last {} rows ({} KiB) in {:?}",
+            "{}: last message id {last_id}; history of {} rebuilt from the last {} ({} KiB) in {:?}",
             mpath.display(),
-            loaded.rooms.len(),
-            loaded.rows,
+            crate::proto::count(loaded.rooms.len(), "room", "rooms"),
+            crate::proto::count(loaded.rows, "row", "rows"),
             loaded.bytes / 1024,
             started.elapsed()
         );

@@ -100,6 +100,13 @@ impl<W: LogFile> Hub<W> {
                 let Some(target) = self.conn_of(&name) else {
                     return self.no_user(conn, &name);
                 };
+                if target == conn {
+                    return self.fail(
+                        conn,
+                        ErrorCode::BadRequest,
+                        "you cannot kick yourself; use /quit to leave".to_string(),
+                    );
+                }
                 let why = with_reason(&format!("kicked by {by}"), &reason);
                 self.record(conn, ConnEvent::Kick, &format!("{name}: {reason}"));
                 self.expel(target, why);
@@ -183,7 +190,8 @@ impl<W: LogFile> Hub<W> {
                     ),
                     Ok(n) => {
                         self.record(conn, ConnEvent::Unban, &target);
-                        self.tell(conn, format!("lifted {n} ban(s) on {target}"));
+                        let bans = if n == 1 { "ban" } else { "bans" };
+                        self.tell(conn, format!("lifted {n} {bans} on {target}"));
                     }
                     Err(e) => self.fail(conn, ErrorCode::Storage, format!("{e}")),
                 }
@@ -200,11 +208,16 @@ impl<W: LogFile> Hub<W> {
                 let text = if list.is_empty() {
                     "no bans".to_string()
                 } else {
-                    format!("{} bans: {}", list.len(), list.join("; "))
+                    let bans = if list.len() == 1 { "ban" } else { "bans" };
+                    format!("{} {bans}: {}", list.len(), list.join("; "))
                 };
                 self.tell(conn, text);
             }
-            Request::Mute { name, duration } => {
+            Request::Mute {
+                name,
+                duration,
+                reason,
+            } => {
                 let Some(target) = self.conn_of(&name) else {
                     return self.no_user(conn, &name);
                 };
@@ -215,8 +228,16 @@ impl<W: LogFile> Hub<W> {
                 self.mutes.insert(key, (until, name.clone()));
                 let how =
                     duration.map_or(String::new(), |d| format!(" for {}", duration::display(d)));
-                self.record(conn, ConnEvent::Mute, &format!("{name}{how}"));
-                self.announce(target, format!("{name} was muted by {by}{how}"));
+                // The detail reads like /kick's: `NAME[ for DURATION]: REASON`.
+                self.record(
+                    conn,
+                    ConnEvent::Mute,
+                    &with_reason(&format!("{name}{how}"), &reason),
+                );
+                self.announce(
+                    target,
+                    with_reason(&format!("{name} was muted by {by}{how}"), &reason),
+                );
             }
             Request::Unmute(name) => {
                 let key = match self.conn_of(&name).and_then(|c| self.mute_key(c)) {

@@ -353,7 +353,16 @@ fn one_server_per_data_dir_and_its_files_are_private() {
     };
     let data_arg = data.to_str().unwrap();
     let added = run(
-        &["--data-dir", data_arg, "users", "add", "boss", "--admin"],
+        &[
+            "--data-dir",
+            data_arg,
+            "users",
+            "add",
+            "boss",
+            "--admin",
+            "--min-password",
+            "4",
+        ],
         "boss pw\n",
     );
     let (status, _, stderr) = crate::support::wait_timeout_output(added);
