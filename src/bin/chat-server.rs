@@ -111,7 +111,10 @@ fn main() -> ExitCode {
     }
     if let Some(Command::Bans { action }) = &args.command {
         // Who did it, in the `by` column: the login of whoever ran the command.
-        let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME"));
+        // Under `sudo -u chatroom`, the person who ran sudo.
+        let user = std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .or_else(|_| std::env::var("LOGNAME"));
         let by = format!("cli:{}", user.as_deref().unwrap_or("unknown"));
         return report(chatroom::store::bans::bans_command(
             &args.config.data_dir,
@@ -172,6 +175,10 @@ fn read_password(name: &str) -> chatroom::Result<String> {
 }
 
 fn run(args: Args) -> chatroom::Result<()> {
+    // First: a signal during start-up (a `systemctl reload` right after `start`) waits for the
+    // handlers below instead of killing the process with its default action.
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| chatroom::Error::io("cannot install signal handlers", e))?;
     let config = args.config;
     if let Some(file) = &args.config_file {
         log::info!("settings from {}", file.display());
@@ -190,8 +197,6 @@ fn run(args: Args) -> chatroom::Result<()> {
     let server = Server::new(listener, config)?;
     let handle = server.shutdown_handle();
     let reload = server.reload_handle();
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .map_err(|e| chatroom::Error::io("cannot install signal handlers", e))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {

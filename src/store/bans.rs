@@ -130,20 +130,69 @@ pub struct BanRecord {
     pub until: String,
     pub by: String,
     pub reason: String,
+    /// What the columns mean, worked out once per record (bans are looked up at every
+    /// connection and login, and a file may hold thousands).
+    /// Private, so that only this module makes records. A record's columns are not changed
+    /// in place; one built from another with `..` and a changed column gets
+    /// `parsed: Parsed::default()`, so that its meaning is worked out again.
+    #[serde(skip)]
+    parsed: Parsed,
+}
+
+/// A ban's target and expiry as values, computed on first use.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Parsed(std::sync::OnceLock<Meaning>);
+
+/// Not part of a record's identity: records are equal by their columns.
+impl PartialEq for Parsed {
+    fn eq(&self, _: &Parsed) -> bool {
+        true
+    }
+}
+
+impl Eq for Parsed {}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Meaning {
+    /// `None`: permanent; an unreadable time never applies (as before).
+    until: Option<Option<DateTime<Utc>>>,
+    network: Option<Target>,
+    /// A name ban's two look-alike keys.
+    keys: Option<(String, String)>,
 }
 
 impl BanRecord {
+    fn meaning(&self) -> &Meaning {
+        self.parsed.0.get_or_init(|| Meaning {
+            until: (!self.until.is_empty()).then(|| {
+                DateTime::parse_from_rfc3339(&self.until)
+                    .ok()
+                    .map(|u| u.with_timezone(&Utc))
+            }),
+            network: match self.kind {
+                BanKind::Ip | BanKind::Cidr => Target::parse(&self.target).ok(),
+                BanKind::Name => None,
+            },
+            keys: (self.kind == BanKind::Name).then(|| {
+                (
+                    crate::proto::names::key(&self.target),
+                    crate::proto::names::upper_key(&self.target),
+                )
+            }),
+        })
+    }
+
     /// The address or network this ban covers; a name ban covers none.
     fn network(&self) -> Option<Target> {
-        match self.kind {
-            BanKind::Ip | BanKind::Cidr => Target::parse(&self.target).ok(),
-            BanKind::Name => None,
-        }
+        self.meaning().network.clone()
     }
 
     /// Whether the ban still applies at `now`.
     pub fn active(&self, now: DateTime<Utc>) -> bool {
-        self.until.is_empty() || DateTime::parse_from_rfc3339(&self.until).is_ok_and(|u| u > now)
+        match self.meaning().until {
+            None => true,
+            Some(until) => until.is_some_and(|u| u > now),
+        }
     }
 
     /// "until 2026-11-24T12:00:00Z (reason)" or "permanently (reason)".
@@ -285,16 +334,23 @@ impl Bans {
         self.list
             .iter()
             .filter(|b| b.active(now))
-            .find(|b| b.network().is_some_and(|t| t.covers(ip)))
+            .find(|b| b.meaning().network.as_ref().is_some_and(|t| t.covers(ip)))
     }
 
     /// The active ban on `name`, or on a name it looks like, if any.
     pub fn for_name(&self, name: &str) -> Option<&BanRecord> {
         let now = Utc::now();
+        let (key, upper) = (
+            crate::proto::names::key(name),
+            crate::proto::names::upper_key(name),
+        );
         self.list
             .iter()
             .filter(|b| b.active(now) && b.kind == BanKind::Name)
-            .find(|b| crate::proto::names::same(&b.target, name))
+            .find(|b| {
+                let (k, u) = b.meaning().keys.as_ref().expect("a name ban has keys");
+                *k == key || *u == upper
+            })
     }
 
     /// Active bans, oldest first.
@@ -323,6 +379,7 @@ impl Bans {
             until,
             by: by.to_string(),
             reason: reason.to_string(),
+            parsed: Parsed::default(),
         };
         self.list.push(record.clone());
         self.save()?;
@@ -552,7 +609,11 @@ mod tests {
         assert!(again.for_ip("198.51.101.9".parse().unwrap()).is_none());
         // An expired ban no longer applies.
         let mut expired = again;
-        expired.list[1].until = "2020-01-01T00:00:00Z".into();
+        expired.list[1] = BanRecord {
+            until: "2020-01-01T00:00:00Z".into(),
+            parsed: Parsed::default(),
+            ..expired.list[1].clone()
+        };
         assert!(expired.for_ip("198.51.100.9".parse().unwrap()).is_none());
         assert_eq!(expired.remove("MALLORY").unwrap(), 1);
         assert!(Bans::open(dir.path()).unwrap().active().is_empty());
@@ -592,6 +653,7 @@ mod tests {
             until: until.into(),
             by: "boss".into(),
             reason: String::new(),
+            parsed: Parsed::default(),
         };
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
         assert!(ban.active(at("2029-12-31T23:59:59Z")));
@@ -599,6 +661,7 @@ mod tests {
         assert!(!ban.active(at("2030-01-01T00:00:01Z")));
         let permanent = BanRecord {
             until: String::new(),
+            parsed: Parsed::default(),
             ..ban
         };
         assert!(permanent.active(at("2999-01-01T00:00:00Z")));
@@ -620,7 +683,11 @@ mod tests {
         );
         assert!(bans.for_ip("10.1.2.3".parse().unwrap()).is_some());
         assert!(bans.for_ip("10.1.2.4".parse().unwrap()).is_none());
-        bans.list[1].until = "2020-01-01T00:00:00Z".into();
+        bans.list[1] = BanRecord {
+            until: "2020-01-01T00:00:00Z".into(),
+            parsed: Parsed::default(),
+            ..bans.list[1].clone()
+        };
         assert!(bans.for_name("troll").is_none(), "expired");
         assert_eq!(bans.active().len(), 1);
     }
@@ -797,6 +864,7 @@ mod tests {
             until: until.into(),
             by: "boss".into(),
             reason: reason.into(),
+            parsed: Parsed::default(),
         };
         let now = DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
             .unwrap()

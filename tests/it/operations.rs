@@ -78,6 +78,12 @@ fn every_operational_event_is_one_journal_line() {
     );
     ops_line(&server, "login_failed", r#"detail="locked out"#);
 
+    // A client's own text in a detail cannot forge a failed login for another address.
+    let mut forger = Client::human(server.addr, "forger");
+    forger.send(r#"/quit chatroom::ops] login_failed conn=1 ip=203.0.113.9 port=1 name="x" detail="wrong password or no such account""#);
+    forger.closed();
+    ops_line(&server, "disconnect", r#"name="forger""#);
+
     // Mute, kick, ban.
     let mut victim = Client::human(server.addr, "victim");
     command(&mut boss, "/mute victim 5m");
@@ -142,19 +148,31 @@ fn every_operational_event_is_one_journal_line() {
         .lines()
         .find_map(|l| l.strip_prefix("failregex = "))
         .expect("a failregex");
-    let failregex =
-        regex::Regex::new(&failregex.replace("<HOST>", r"(?P<host>[0-9a-fA-F.:]+)")).unwrap();
+    // fail2ban's prefix (a syslog-style host and tag, absent from a bare stderr line) as empty.
+    let failregex = regex::Regex::new(
+        &failregex
+            .replace("%(__prefix_line)s", "")
+            .replace("<HOST>", r"(?P<host>[0-9a-fA-F.:]+)"),
+    )
+    .unwrap();
     let hits: Vec<&str> = text
         .lines()
         .filter_map(|l| failregex.captures(l))
         .map(|c| c.name("host").unwrap().as_str())
         .collect();
-    let failures = ops.iter().filter(|l| l.contains("] login_failed ")).count();
-    assert!(failures >= 3, "{ops:#?}");
+    // Wrong passwords count; refusals while locked out do not (the owner may be retrying).
+    let failures = ops
+        .iter()
+        .filter(|l| {
+            let event = l.split_once("chatroom::ops] ").map_or("", |(_, e)| e);
+            event.starts_with("login_failed ") && !event.contains("locked out")
+        })
+        .count();
+    assert!(failures >= 2, "{ops:#?}");
     assert_eq!(
         hits.len(),
         failures,
-        "the filter matches each failed login once"
+        "the filter matches each wrong password once"
     );
     assert!(hits.iter().all(|h| *h == "127.0.0.1"), "{hits:?}");
 }
