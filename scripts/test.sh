@@ -12,6 +12,8 @@ command -v cc >/dev/null || need_apt+=(gcc)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 # man: the man pages (`--man DIR`) are rendered by the tests, as `man -l` would show them.
 command -v man >/dev/null || need_apt+=(man-db)
+# tmux: the full-screen chat-client is driven in a real terminal (tests/it/tui.rs).
+command -v tmux >/dev/null || need_apt+=(tmux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -13,7 +13,8 @@
 //! - [`store`]: everything on disk: `messages.csv` and `data.csv`, `users.csv`, `bans.csv`.
 //! - [`server`]: the accept loop and [`Config`], admission, login, the connection threads,
 //!   outboxes, and the hub (the broadcaster thread, the only appender of both logs).
-//! - [`client`]: `chat-client`'s logic over any `BufRead`/`Write`.
+//! - [`client`]: `chat-client`'s logic over any `BufRead`/`Write`; `client::tui`, its
+//!   full-screen mode (ratatui), tested with ratatui's `TestBackend`.
 //! - [`viewer`]: `chat-log`'s logic: rendering and following `messages.csv`.
 //! - [`tls`]: rustls over a socket shared by a reader and a writer thread (server and client).
 //! - [`term`]: terminal settings shared by the client and the viewer.

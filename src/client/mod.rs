@@ -1,24 +1,23 @@
-//! `chat-client`'s logic: the JSON-mode handshake, turning typed lines into requests, and
-//! rendering server events as coloured, escape-safe lines.
+//! `chat-client`'s logic, shared by its front ends.
 //!
-//! Written over `BufRead`/`Write` plus a `TcpStream`, so tests drive it with byte buffers.
-//! The main thread reads the socket and renders; a second thread reads the user's input and
-//! writes requests. When the server closes, the main thread returns at once, whatever the
-//! input thread is blocked on.
+//! - `session`: the connection in JSON mode: the handshake, [`Request`](crate::proto::Request)s
+//!   out, [`ServerMsg`]s in ([`Session`], [`Link`]). Any front end uses it.
+//! - `plain`: the line mode, for scripts and plain terminals, with its exit statuses.
+//! - here: the server address, the options, and rendering events as coloured, escape-safe
+//!   lines.
 
 use std::hash::{Hash, Hasher};
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::Shutdown;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
 
 use chrono::{DateTime, Local};
-use serde_json::{Value, json};
 
-use crate::error::{Error, Result};
-use crate::proto::{ErrorCode, Kind, ServerMsg, printable};
-use crate::tls::Transport;
+use crate::proto::{Kind, ServerMsg, printable};
+
+pub mod plain;
+pub mod session;
+pub mod tui;
+
+pub use plain::{Ending, exit};
+pub use session::{Link, Refusal, Session, Welcome, request_json};
 
 /// How the client looks and behaves.
 #[derive(Debug, Clone, Default)]
@@ -34,15 +33,11 @@ pub struct Options {
     /// Input and output are one terminal: erase each typed line once sent, since the server's
     /// echo shows it again with its timestamp.
     pub erase_typed: bool,
-}
-
-/// How a session ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ending {
-    /// We asked to leave (`/quit` or end of input) and the server closed.
-    Quit,
-    /// The server closed the connection; the text says why, as far as we know.
-    ServerClosed(String),
+    /// `--room`: join this room before sending any line.
+    pub room: Option<String>,
+    /// `--wait`: pace lines to the server's rate limit (resend after a `rate_limited` refusal)
+    /// instead of losing them.
+    pub wait: bool,
 }
 
 /// The port a server address without one gets (the server's default `--bind`).
@@ -72,232 +67,6 @@ pub fn server_address(addr: &str) -> String {
         Some(_) => addr.to_string(),
         None => format!("{addr}:{DEFAULT_PORT}"),
     }
-}
-
-/// Runs one session on `transport` (plain TCP or TLS): handshake, then chat until either side
-/// ends it.
-pub fn run<I, O>(
-    transport: Arc<Transport>,
-    mut input: I,
-    out: &mut O,
-    opts: &Options,
-) -> Result<Ending>
-where
-    I: BufRead + Send + 'static,
-    O: Write,
-{
-    let mut reader = BufReader::new(&*transport);
-    let mut writer: &Transport = &transport;
-    let style = Style { color: opts.color };
-    let mut name = opts.name.clone();
-    let me = loop {
-        let wanted = match name.take() {
-            Some(n) => n,
-            None => {
-                if opts.interactive {
-                    write!(out, "name: ")
-                        .and_then(|()| out.flush())
-                        .map_err(out_err)?;
-                }
-                match read_input_line(&mut input)? {
-                    Some(line) => line.trim().to_string(),
-                    None => return Ok(Ending::Quit),
-                }
-            }
-        };
-        send(&mut writer, &json!({"type": "hello", "name": wanted}))?;
-        let mut answer = await_welcome(&mut reader)?;
-        if matches!(&answer, Err((ErrorCode::PasswordRequired, _))) {
-            // A registered name (or a private server): log in.
-            let password = match &opts.password {
-                Some(p) => p.clone(),
-                None if opts.interactive => {
-                    rpassword::prompt_password(format!("password for {wanted}: "))
-                        .map_err(|e| Error::io("cannot read the password", e))?
-                }
-                None => match read_input_line(&mut input)? {
-                    Some(line) => line,
-                    None => return Ok(Ending::Quit),
-                },
-            };
-            send(
-                &mut writer,
-                &json!({"type": "hello", "name": wanted, "password": password}),
-            )?;
-            answer = await_welcome(&mut reader)?;
-        }
-        match answer.map_err(|(_, message)| message) {
-            Ok(granted) => {
-                writeln!(
-                    out,
-                    "{}",
-                    style.system(&format!(
-                        "connected as {granted}; /help lists the commands, /quit leaves"
-                    ))
-                )
-                .map_err(out_err)?;
-                break granted;
-            }
-            Err(refusal) => {
-                writeln!(out, "{}", style.error(&refusal)).map_err(out_err)?;
-                if !opts.interactive && opts.name.is_some() {
-                    return Err(Error::peer(format!(
-                        "the server refused the name: {refusal}"
-                    )));
-                }
-            }
-        }
-    };
-
-    let input_side = transport.clone();
-    let quit_sent = Arc::new(AtomicBool::new(false));
-    let erase = opts.erase_typed;
-    let quit_flag = quit_sent.clone();
-    thread::Builder::new()
-        .name("input".into())
-        .spawn(move || forward_input(&mut input, &mut &*input_side, &quit_flag, erase))
-        .map_err(|e| Error::io("cannot start the input thread", e))?;
-
-    let mut last_notice = String::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if crate::error::is_hangup(&e) => break,
-            Err(e) => return Err(Error::io("cannot read from the server", e)),
-        }
-        // An event this version does not know (a newer server's) is skipped.
-        let Ok(event) = serde_json::from_str::<ServerMsg>(&line) else {
-            continue;
-        };
-        match &event {
-            ServerMsg::Ping { id } => {
-                // The server checks we are alive; the input thread may be writing too, but
-                // each of our writes is one whole line, which TCP keeps whole.
-                let _ = send(&mut writer, &json!({"type": "pong", "id": id}));
-                continue;
-            }
-            ServerMsg::Bye { reason, .. } => last_notice = reason.clone(),
-            _ => {}
-        }
-        if let Some(rendered) = render(&event, &me, &style) {
-            out.write_all(rendered.as_bytes()).map_err(out_err)?;
-            out.flush().map_err(out_err)?;
-        }
-    }
-    let _ = transport.socket().shutdown(Shutdown::Both);
-    if quit_sent.load(Ordering::SeqCst) {
-        Ok(Ending::Quit)
-    } else if last_notice.is_empty() {
-        Ok(Ending::ServerClosed("the connection was closed".into()))
-    } else {
-        Ok(Ending::ServerClosed(last_notice))
-    }
-}
-
-/// Reads lines the user types and sends them as requests; at end of input, asks to quit.
-fn forward_input<I: BufRead>(
-    input: &mut I,
-    socket: &mut &Transport,
-    quit_sent: &AtomicBool,
-    erase_typed: bool,
-) {
-    loop {
-        let request = match read_input_line(input) {
-            Ok(Some(line)) => match request_for(&line) {
-                Some(request) => {
-                    if erase_typed && request["type"] == "say" {
-                        // Cursor up one line, clear it: the echo will show the message.
-                        let mut out = io::stdout().lock();
-                        let _ = out.write_all(b"\x1b[1A\x1b[2K").and_then(|()| out.flush());
-                    }
-                    request
-                }
-                None => continue,
-            },
-            Ok(None) | Err(_) => json!({"type": "quit"}),
-        };
-        let quit = request["type"] == "quit";
-        if quit {
-            quit_sent.store(true, Ordering::SeqCst);
-        }
-        if send(socket, &request).is_err() || quit {
-            return;
-        }
-    }
-}
-
-/// The JSON request for one typed line, or `None` for a blank line.
-pub fn request_for(line: &str) -> Option<Value> {
-    let line = line.trim_end_matches(['\r', '\n']);
-    if line.trim().is_empty() {
-        return None;
-    }
-    if let Some(rest) = line.strip_prefix("//") {
-        return Some(json!({"type": "say", "text": format!("/{rest}")}));
-    }
-    if line.starts_with('/') {
-        let mut words = line.split_whitespace();
-        let cmd = words.next().unwrap_or_default().to_ascii_lowercase();
-        if cmd == "/quit" || cmd == "/exit" {
-            let reason: Vec<&str> = words.collect();
-            return Some(if reason.is_empty() {
-                json!({"type": "quit"})
-            } else {
-                json!({"type": "quit", "reason": reason.join(" ")})
-            });
-        }
-        return Some(json!({"type": "command", "line": line}));
-    }
-    Some(json!({"type": "say", "text": line}))
-}
-
-fn read_input_line<I: BufRead>(input: &mut I) -> Result<Option<String>> {
-    let mut line = String::new();
-    match input.read_line(&mut line) {
-        Ok(0) => Ok(None),
-        Ok(_) => Ok(Some(line.trim_end_matches(['\r', '\n']).to_string())),
-        Err(e) => Err(Error::io("cannot read input", e)),
-    }
-}
-
-/// Reads until the server answers our `hello`: `Ok(name)` when welcomed, `Err((code, reason))`
-/// when refused. Lines that are not JSON (the human greeting) are skipped.
-fn await_welcome(
-    reader: &mut impl BufRead,
-) -> Result<std::result::Result<String, (ErrorCode, String)>> {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = reader
-            .read_line(&mut line)
-            .map_err(|e| Error::io("cannot read from the server", e))?;
-        if n == 0 {
-            return Err(Error::io(
-                "the server closed the connection during the handshake",
-                io::ErrorKind::UnexpectedEof.into(),
-            ));
-        }
-        match serde_json::from_str::<ServerMsg>(&line) {
-            Ok(ServerMsg::Welcome { name, .. }) => return Ok(Ok(name)),
-            Ok(ServerMsg::Error { code, message, .. }) => return Ok(Err((code, message))),
-            _ => {}
-        }
-    }
-}
-
-fn send(socket: &mut &Transport, request: &Value) -> Result<()> {
-    let mut bytes = serde_json::to_vec(request).expect("json values serialize");
-    bytes.push(b'\n');
-    socket
-        .write_all(&bytes)
-        .map_err(|e| Error::io("cannot send to the server", e))
-}
-
-fn out_err(e: io::Error) -> Error {
-    Error::io("cannot write output", e)
 }
 
 /// Renders one server event as terminal lines, or `None` for events with nothing to show.
@@ -447,11 +216,15 @@ pub fn render(event: &ServerMsg, me: &str, style: &Style) -> Option<String> {
     Some(text + "\n")
 }
 
-/// `YYYY-MM-DD HH:MM` in local time, for history (which may be from another day).
+/// `YYYY-MM-DD HH:MM:SS` in local time, for history (which may be from another day).
 fn local_date_clock(ts: &str) -> String {
     DateTime::parse_from_rfc3339(ts)
-        .map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string())
-        .unwrap_or_else(|_| "----------".to_string())
+        .map(|t| {
+            t.with_timezone(&Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|_| "---------- --:--:--".to_string())
 }
 
 /// `HH:MM:SS` in local time, from an RFC 3339 timestamp.
@@ -505,6 +278,8 @@ impl Style {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::ErrorCode;
+    use serde_json::json;
 
     #[test]
     fn a_server_address_without_a_port_gets_the_default_one() {
@@ -520,28 +295,6 @@ mod tests {
         ] {
             assert_eq!(server_address(typed), meant, "{typed}");
         }
-    }
-
-    #[test]
-    fn typed_lines_become_requests() {
-        assert_eq!(
-            request_for("hi, all"),
-            Some(json!({"type":"say","text":"hi, all"}))
-        );
-        assert_eq!(request_for("  "), None);
-        assert_eq!(request_for("/quit"), Some(json!({"type":"quit"})));
-        assert_eq!(
-            request_for("/quit bye now"),
-            Some(json!({"type":"quit","reason":"bye now"}))
-        );
-        assert_eq!(
-            request_for("/who"),
-            Some(json!({"type":"command","line":"/who"}))
-        );
-        assert_eq!(
-            request_for("//slash"),
-            Some(json!({"type":"say","text":"/slash"}))
-        );
     }
 
     fn typed(v: serde_json::Value) -> ServerMsg {

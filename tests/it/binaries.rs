@@ -297,8 +297,11 @@ fn chat_client_asks_for_a_name_and_reports_a_refusal() {
         Stdio::null(),
     );
     let (status, stdout, stderr) = wait_output(child);
-    assert_eq!(status.code(), Some(1));
-    assert!(stderr.contains("refused the name"), "{stderr}");
+    assert_eq!(
+        status.code(),
+        Some(i32::from(chatroom::client::exit::LOGIN))
+    );
+    assert!(stderr.contains("refused the login"), "{stderr}");
     assert!(
         stdout.contains("taken by someone connected now"),
         "{stdout}"
@@ -347,7 +350,7 @@ fn chat_client_says_why_when_the_server_closes() {
     watcher.until("stayer joined");
     server.signal("TERM");
     let (status, stdout, stderr) = wait_output(child);
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(status.code(), Some(i32::from(chatroom::client::exit::LOST)));
     assert!(
         stdout.contains("disconnected: the server is shutting down"),
         "{stdout}"

@@ -50,6 +50,12 @@ pub fn start_in(dir: &Path, tune: impl FnOnce(&mut Config)) -> TestServer {
     start_listening(TcpListener::bind("127.0.0.1:0").expect("bind"), dir, tune)
 }
 
+/// Starts a server on the data directory `dir`, listening on `bind`: a restart on the same
+/// address, for clients that reconnect.
+pub fn start_in_on(dir: &Path, bind: SocketAddr, tune: impl FnOnce(&mut Config)) -> TestServer {
+    start_listening(TcpListener::bind(bind).expect("bind"), dir, tune)
+}
+
 fn start_listening(
     listener: TcpListener,
     dir: &Path,
