@@ -299,16 +299,7 @@ pub fn parse_command(line: &str) -> Result<Request, ProtocolError> {
                 }
             };
             take_yes(&mut rest);
-            let (duration, reason) = match rest.split_once(char::is_whitespace) {
-                Some((first, more)) => match crate::proto::parse_duration(first) {
-                    Some(d) => (Some(d), more.trim()),
-                    None => (None, rest),
-                },
-                None => match crate::proto::parse_duration(rest) {
-                    Some(d) => (Some(d), ""),
-                    None => (None, rest),
-                },
-            };
+            let (duration, reason) = duration_and_reason(rest);
             let mut reason = reason;
             take_yes(&mut reason);
             if !reason.is_empty() {
@@ -330,17 +321,7 @@ pub fn parse_command(line: &str) -> Result<Request, ProtocolError> {
                 None if !args.is_empty() => (args, ""),
                 None => return Err(ProtocolError::Usage { usage }),
             };
-            // Like /ban: a first word that is a duration is one; otherwise all is the reason.
-            let (duration, reason) = match rest.split_once(char::is_whitespace) {
-                Some((first, more)) => match crate::proto::parse_duration(first) {
-                    Some(d) => (Some(d), more.trim()),
-                    None => (None, rest),
-                },
-                None => match crate::proto::parse_duration(rest) {
-                    Some(d) => (Some(d), ""),
-                    None => (None, rest),
-                },
-            };
+            let (duration, reason) = duration_and_reason(rest);
             if !reason.is_empty() {
                 validate_reason(reason)?;
             }
@@ -356,5 +337,20 @@ pub fn parse_command(line: &str) -> Result<Request, ProtocolError> {
         _ => Err(ProtocolError::UnknownCommand {
             command: printable(cmd),
         }),
+    }
+}
+
+/// The optional duration and the reason of `/ban` and `/mute` after their target: a first word
+/// that is a duration is one; otherwise everything is the reason.
+fn duration_and_reason(rest: &str) -> (Option<std::time::Duration>, &str) {
+    match rest.split_once(char::is_whitespace) {
+        Some((first, more)) => match crate::proto::parse_duration(first) {
+            Some(d) => (Some(d), more.trim()),
+            None => (None, rest),
+        },
+        None => match crate::proto::parse_duration(rest) {
+            Some(d) => (Some(d), ""),
+            None => (None, rest),
+        },
     }
 }
