@@ -47,14 +47,8 @@ impl ConnFilter {
         {
             return false;
         }
-        if self.since.is_some() || self.until.is_some() {
-            let Ok(ts) = DateTime::parse_from_rfc3339(&rec.timestamp) else {
-                return false;
-            };
-            let ts = ts.with_timezone(&Utc);
-            if self.since.is_some_and(|s| ts < s) || self.until.is_some_and(|u| ts >= u) {
-                return false;
-            }
+        if !super::filter::in_window(self.since, self.until, &rec.timestamp) {
+            return false;
         }
         true
     }

@@ -120,14 +120,8 @@ impl Filter {
         {
             return false;
         }
-        if self.since.is_some() || self.until.is_some() {
-            let Ok(ts) = DateTime::parse_from_rfc3339(&rec.timestamp) else {
-                return false;
-            };
-            let ts = ts.with_timezone(&Utc);
-            if self.since.is_some_and(|s| ts < s) || self.until.is_some_and(|u| ts >= u) {
-                return false;
-            }
+        if !super::filter::in_window(self.since, self.until, &rec.timestamp) {
+            return false;
         }
         if let Some(re) = &self.grep
             && !re.is_match(&rec.text)
@@ -194,4 +188,21 @@ pub fn parse_when<Tz: chrono::TimeZone>(
     Err(format!(
         "{s:?} is not a time: use RFC 3339 (2026-11-23T16:00:00Z), a local time (2026-11-23T16:00), a date (2026-11-23), today, yesterday, or 30m/2h/7d ago"
     ))
+}
+
+/// Whether a row's `timestamp` lies in `[since, until)`; with either bound set, a row whose
+/// time cannot be read is outside.
+pub(super) fn in_window(
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    timestamp: &str,
+) -> bool {
+    if since.is_none() && until.is_none() {
+        return true;
+    }
+    let Ok(ts) = DateTime::parse_from_rfc3339(timestamp) else {
+        return false;
+    };
+    let ts = ts.with_timezone(&Utc);
+    since.is_none_or(|s| ts >= s) && until.is_none_or(|u| ts < u)
 }
