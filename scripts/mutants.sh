@@ -22,7 +22,7 @@ fi
 
 files=("$@")
 if [ ${#files[@]} -eq 0 ]; then
-  files=(src/store/bans.rs src/server/limits.rs src/server/lines.rs src/server/outbox.rs
+  files=(src/store/bans/mod.rs src/server/limits.rs src/server/lines.rs src/server/outbox/mod.rs
          src/store/users.rs src/server/login.rs src/server/hub/mod.rs src/store/mod.rs)
 fi
 args=()
