@@ -37,6 +37,7 @@ pub mod store;
 pub mod term;
 pub mod tls;
 pub mod viewer;
+pub mod ws;
 
 pub use error::{Error, Result};
 pub use server::{Config, Server, ShutdownHandle};

@@ -23,12 +23,15 @@ use rustls::{
 };
 
 use crate::error::{Error, Result};
+use crate::ws::WsStream;
 
-/// A connection's byte stream: plain, or TLS over the same socket.
+/// A connection's byte stream: plain, TLS over the same socket, or a WebSocket over either
+/// (whose messages read and write as lines).
 pub enum Transport {
     Plain(Arc<TcpStream>),
     /// Boxed: a rustls session is over a kilobyte, which plain connections should not pay.
     Tls(Box<TlsStream>),
+    WebSocket(Box<WsStream>),
 }
 
 impl Transport {
@@ -37,20 +40,27 @@ impl Transport {
         match self {
             Transport::Plain(s) => s,
             Transport::Tls(t) => &t.sock,
+            Transport::WebSocket(w) => w.inner().socket(),
         }
     }
 
+    /// Whether the bytes read are still a TLS handshake to check (a WebSocket's TLS, if any,
+    /// was done before its upgrade).
     pub fn is_tls(&self) -> bool {
         matches!(self, Transport::Tls(_))
+    }
+
+    /// The last bytes before the connection closes: a WebSocket's close frame (code 1000).
+    pub fn goodbye(&self) {
+        if let Transport::WebSocket(w) = self {
+            w.close(tungstenite::protocol::frame::coding::CloseCode::Normal, "");
+        }
     }
 }
 
 impl Read for &Transport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Transport::Plain(s) => (&**s).read(buf),
-            Transport::Tls(t) => t.read(buf, None),
-        }
+        DeadlineReader::new(self, None).read(buf)
     }
 }
 
@@ -77,6 +87,7 @@ impl Read for DeadlineReader<'_> {
         match self.transport {
             Transport::Plain(s) => read_by(s, buf, self.deadline),
             Transport::Tls(t) => t.read(buf, self.deadline),
+            Transport::WebSocket(w) => w.read(buf, self.deadline),
         }
     }
 }
@@ -98,6 +109,7 @@ impl Write for &Transport {
         match self {
             Transport::Plain(s) => (&**s).write(buf),
             Transport::Tls(t) => t.write(buf),
+            Transport::WebSocket(w) => w.write_lines(buf),
         }
     }
 
@@ -105,6 +117,10 @@ impl Write for &Transport {
         match self {
             Transport::Plain(s) => (&**s).flush(),
             Transport::Tls(t) => t.flush(),
+            Transport::WebSocket(w) => {
+                let mut inner = w.inner();
+                inner.flush()
+            }
         }
     }
 }

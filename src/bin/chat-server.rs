@@ -1,4 +1,5 @@
-//! `chat-server`: binds the listener, prints `listening on ADDR`, and runs the server until
+//! `chat-server`: binds the listener, prints `listening on ADDR` (then `web on URL` with
+//! `--web`), and runs the server until
 //! SIGINT or SIGTERM; SIGHUP reloads users, bans and the TLS certificate.
 
 use std::io::Write;
@@ -24,6 +25,10 @@ struct Args {
     /// Address and port to listen on (port 0 picks a free port).
     #[arg(long, env = "CHAT_BIND", default_value = "0.0.0.0:5555")]
     bind: String,
+    /// Also serve the web client on this address (e.g. 0.0.0.0:8080): the page, and JSON over
+    /// a WebSocket at /ws; HTTPS and WSS with --tls-cert. Off by default.
+    #[arg(long, env = "CHAT_WEB", value_name = "ADDR")]
+    web: Option<String>,
     /// The shortest password `users add` and `users passwd` accept, in characters.
     #[arg(long, env = "CHAT_MIN_PASSWORD", default_value_t = 8, global = true)]
     min_password: usize,
@@ -192,9 +197,19 @@ fn run(args: Args) -> chatroom::Result<()> {
     let local = listener
         .local_addr()
         .map_err(|e| chatroom::Error::io("cannot read the listener's address", e))?;
+    let web = args
+        .web
+        .as_deref()
+        .map(chatroom::server::bind)
+        .transpose()?;
+    let web_local = web
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()
+        .map_err(|e| chatroom::Error::io("cannot read the web listener's address", e))?;
     let tls = config.tls.tls_cert.is_some();
     let private = config.login.private;
-    let server = Server::new(listener, config)?;
+    let server = Server::with_web(listener, web, config)?;
     let handle = server.shutdown_handle();
     let reload = server.reload_handle();
     std::thread::Builder::new()
@@ -228,5 +243,10 @@ fn run(args: Args) -> chatroom::Result<()> {
     let mut stdout = std::io::stdout();
     // A closed stdout (a supervisor that does not read it) must not stop the server.
     let _ = writeln!(stdout, "listening on {local}").and_then(|()| stdout.flush());
+    if let Some(web) = web_local {
+        let scheme = if tls { "https" } else { "http" };
+        log::info!("web client on {scheme}://{web}/");
+        let _ = writeln!(stdout, "web on {scheme}://{web}/").and_then(|()| stdout.flush());
+    }
     server.run()
 }

@@ -34,6 +34,8 @@ pub struct Config {
     pub login: LoginConfig,
     #[command(flatten)]
     pub tls: TlsConfig,
+    #[command(flatten)]
+    pub web: WebConfig,
     /// How long [`Server::run`](super::Server::run) waits for connection threads after the
     /// broadcaster stops.
     #[arg(skip = Config::default().drain_timeout)]
@@ -52,6 +54,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             login: LoginConfig::default(),
             tls: TlsConfig::default(),
+            web: WebConfig::default(),
             drain_timeout: Duration::from_secs(5),
             stack_size: 256 * 1024,
         }
@@ -269,6 +272,19 @@ impl TlsConfig {
     }
 }
 
+/// The web port (`--web`): who may open a WebSocket, and whom to believe about addresses.
+#[derive(Debug, Clone, Default, Args)]
+pub struct WebConfig {
+    /// Another origin whose pages may open the WebSocket (e.g. https://chat.example.org);
+    /// repeat for several. The page's own origin is always allowed.
+    #[arg(long = "web-origin", env = "CHAT_WEB_ORIGIN", value_delimiter = ',')]
+    pub web_origins: Vec<String>,
+    /// The web port is behind a reverse proxy: take the client's address from the last
+    /// X-Forwarded-For entry (for data.csv, bans, mutes and the login throttle).
+    #[arg(long, env = "CHAT_TRUST_PROXY")]
+    pub trust_proxy: bool,
+}
+
 impl Config {
     /// Checks every value, with an error that names the flag: the checks the parser cannot make.
     pub fn validate(&self) -> Result<()> {
@@ -312,6 +328,16 @@ impl Config {
         positive("--outbox-kib", self.limits.outbox_kib)?;
         positive("--login-lockout", self.login.login_lockout as usize)?;
         positive("--password-checkers", self.login.password_checkers)?;
+        for origin in &self.web.web_origins {
+            if !crate::server::web::is_origin(origin) {
+                return Err(invalid(
+                    "--web-origin",
+                    &format!(
+                        "{origin:?} is not an origin: scheme://host[:port], such as https://chat.example.org"
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 //! every client and writes their `disconnect` rows) and waits, for a bounded time, for the
 //! connection threads to finish writing.
 
+pub mod accept;
 pub mod config;
 pub mod config_file;
 pub mod connection;
@@ -14,35 +15,28 @@ pub mod limits;
 pub mod lines;
 pub mod login;
 pub mod outbox;
+pub mod web;
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{RecvTimeoutError, Sender};
-use log::{debug, error, info, warn};
-use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
+use crossbeam_channel::RecvTimeoutError;
+use log::{error, info, warn};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::error::{Error, Result};
+use crate::server::accept::{Door, Front, accept_loop};
 use crate::server::hub::{Event, Hub};
-use crate::server::limits::{Admission, Refusal, Rules, Ticket};
+use crate::server::limits::{Admission, Rules};
 use crate::server::login::{Auth, Checker, Throttle};
-use crate::server::outbox::{Sink, Spawner, WRITER_IDLE};
 use crate::store::bans::Bans;
 use crate::store::users::Directory;
-use crate::tls::{TlsStream, Transport};
 pub use config::Config;
-use connection::Reader;
-
-/// The kernel's send buffer of a connection (it doubles this for its own bookkeeping).
-const SEND_BUFFER: usize = 256 * 1024;
-
-/// The kernel's receive buffer of a connection: lines are read as they come.
-const RECV_BUFFER: usize = 64 * 1024;
 
 /// Binds a listener for `addr` with a deep accept queue (std's default of 128 overflows in a
 /// login storm, and every dropped SYN costs its client a one-second retry) and `SO_REUSEADDR`
@@ -126,28 +120,16 @@ pub fn capacity() -> (usize, String) {
         .unwrap_or((usize::MAX, "no known limit".to_string()))
 }
 
-/// A server ready to accept on its listener.
+/// A server ready to accept on its listener (and on a web listener, when given one).
 pub struct Server {
     listener: TcpListener,
-    /// The id of the next connection; ids continue from `data.csv` across restarts.
-    next_conn: u64,
-    config: Arc<Config>,
-    /// Feeds the broadcaster.
-    events: Sender<Event>,
+    /// The web port (`--web`), when there is one.
+    web: Option<TcpListener>,
+    /// What the accept loops and the connection threads share.
+    front: Arc<Front>,
     broadcaster: JoinHandle<()>,
-    /// Set by [`ShutdownHandle::shutdown`]; checked after every accept.
-    stopping: Arc<AtomicBool>,
     /// The address `shutdown` connects to, to wake the blocking accept.
     wake_addr: SocketAddr,
-    /// The admission rules, handed to the accept loop.
-    rules: Rules,
-    /// Accounts and the login throttle, shared by the connection threads.
-    auth: Arc<Auth>,
-    /// The bans, written by the broadcaster, read here to refuse banned addresses.
-    bans: Arc<std::sync::RwLock<Bans>>,
-    /// The TLS configuration new connections get (`None`: plain TCP); replaced by a reload
-    /// when the certificate is renewed. A connection keeps the one it started with.
-    tls: Arc<std::sync::RwLock<Option<Arc<rustls::ServerConfig>>>>,
     /// An exclusive lock on the data directory, held while the server lives: two servers
     /// appending to one log would interleave rows and reuse ids.
     _lock: std::fs::File,
@@ -226,7 +208,17 @@ impl ShutdownHandle {
 
 impl Server {
     /// Opens the logs under `config.data_dir` and starts the broadcaster.
-    pub fn new(listener: TcpListener, mut config: Config) -> Result<Server> {
+    pub fn new(listener: TcpListener, config: Config) -> Result<Server> {
+        Server::with_web(listener, None, config)
+    }
+
+    /// Like [`Server::new`], with a web listener too (`--web`): the page, and JSON over
+    /// WebSocket, into the same rooms and logs.
+    pub fn with_web(
+        listener: TcpListener,
+        web: Option<TcpListener>,
+        mut config: Config,
+    ) -> Result<Server> {
         config.validate()?;
         config.tls.load()?;
         let local = listener
@@ -295,41 +287,47 @@ impl Server {
             per_ip_per_minute: config.limits.conn_per_minute,
             limit_loopback: config.limits.limit_loopback,
         };
-        Ok(Server {
+        let front = Front {
             tls: Arc::new(std::sync::RwLock::new(config.tls.server.clone())),
-            _lock: lock,
-            rules,
+            admission: std::sync::Mutex::new(Admission::new(rules)),
             auth,
             bans,
-            next_conn,
-            listener,
+            next_conn: AtomicU64::new(next_conn),
+            web: web.is_some().then(web::Web::default),
             config: Arc::new(config),
             events,
-            broadcaster,
             stopping: Arc::new(AtomicBool::new(false)),
+        };
+        Ok(Server {
+            _lock: lock,
+            listener,
+            web,
+            front: Arc::new(front),
+            broadcaster,
             wake_addr: wake_addr(local),
         })
     }
 
     /// A handle that reloads users, bans and the certificate (see [`ReloadHandle`]).
     pub fn reload_handle(&self) -> ReloadHandle {
+        let front = &self.front;
         ReloadHandle {
-            tls: self.tls.clone(),
-            cert_and_key: self
+            tls: front.tls.clone(),
+            cert_and_key: front
                 .config
                 .tls
                 .tls_cert
                 .clone()
-                .zip(self.config.tls.tls_key.clone()),
-            auth: self.auth.clone(),
-            bans: self.bans.clone(),
+                .zip(front.config.tls.tls_key.clone()),
+            auth: front.auth.clone(),
+            bans: front.bans.clone(),
         }
     }
 
     /// A handle that stops this server.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
-            stopping: self.stopping.clone(),
+            stopping: self.front.stopping.clone(),
             wake_addr: self.wake_addr,
         }
     }
@@ -337,36 +335,36 @@ impl Server {
     /// Accepts connections until shut down, then stops cleanly.
     pub fn run(self) -> Result<()> {
         let (alive_tx, alive_rx) = crossbeam_channel::bounded::<()>(0);
-        let mut next_conn = self.next_conn;
-        let mut admission = Admission::new(self.rules.clone());
-        for stream in self.listener.incoming() {
-            if self.stopping.load(Ordering::SeqCst) {
-                break;
+        let front = self.front;
+        let web = match self.web {
+            Some(listener) => {
+                let wake = listener
+                    .local_addr()
+                    .map_err(|e| Error::io("cannot read the web listener's address", e))?;
+                let (front, alive) = (front.clone(), alive_tx.clone());
+                let handle = thread::Builder::new()
+                    .name("web-accept".into())
+                    .spawn(move || accept_loop(&listener, &front, Door::Web, &alive))
+                    .map_err(|e| Error::io("cannot start the web accept thread", e))?;
+                Some((handle, wake_addr(wake)))
             }
-            match stream {
-                Ok(stream) => {
-                    if let Some(ticket) = admit(&mut admission, &self.bans, &stream) {
-                        self.spawn_connection(next_conn, stream, ticket, &alive_tx);
-                        next_conn += 1;
-                    }
-                }
-                Err(e) => {
-                    // Out of descriptors or memory: say so, back off a little, keep serving.
-                    error!("accept failed: {e}");
-                    thread::sleep(Duration::from_millis(50));
-                }
-            }
+            None => None,
+        };
+        accept_loop(&self.listener, &front, Door::Chat, &alive_tx);
+        if let Some((handle, wake)) = web {
+            // Its accept blocks too: wake it with a connection of our own.
+            let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(2));
+            let _ = handle.join();
         }
         info!("shutting down");
-        let _ = self.events.send(Event::Shutdown);
-        drop(self.events);
+        let _ = front.events.send(Event::Shutdown);
         if self.broadcaster.join().is_err() {
             error!("the broadcaster thread panicked");
         }
         // Each connection thread holds a clone of `alive_tx`; when all have ended, the channel
         // disconnects. Wait for that, but not forever.
         drop(alive_tx);
-        let deadline = Instant::now() + self.config.drain_timeout;
+        let deadline = Instant::now() + front.config.drain_timeout;
         match alive_rx.recv_deadline(deadline) {
             Err(RecvTimeoutError::Disconnected) | Ok(()) => {}
             Err(RecvTimeoutError::Timeout) => {
@@ -374,156 +372,6 @@ impl Server {
             }
         }
         Ok(())
-    }
-
-    fn spawn_connection(&self, conn: u64, stream: TcpStream, ticket: Ticket, alive: &Sender<()>) {
-        let address = ticket
-            .address_queue()
-            .map(|queued| crate::server::outbox::AddressBudget {
-                queued,
-                limit: self.config.limits.outbox_per_ip_mib.saturating_mul(1 << 20),
-            });
-        let live = Arc::new(ticket);
-        let peer = match stream.peer_addr() {
-            Ok(peer) => canonical(peer),
-            Err(e) => {
-                debug!("conn {conn}: peer gone before it was served: {e}");
-                return;
-            }
-        };
-        // Chat lines are small and latency matters; the writer coalesces bursts itself.
-        let _ = stream.set_nodelay(true);
-        // What the kernel holds for one connection, bounded too (left to itself it grows each
-        // buffer to megabytes for a peer that does not read): chat lines are small.
-        let sock = SockRef::from(&stream);
-        let _ = sock.set_send_buffer_size(SEND_BUFFER);
-        let _ = sock.set_recv_buffer_size(RECV_BUFFER);
-        // A peer that takes no byte for this long is gone, whatever the writer was sending; the
-        // failed write ends the connection and frees its threads and its place.
-        let _ = stream.set_write_timeout(Some(self.config.connection.send_timeout()));
-        // A peer that vanished without a word (a laptop lid, a dead NAT entry) is found by the
-        // kernel's keepalive probes as well as by the idle timeouts.
-        let keepalive = TcpKeepalive::new()
-            .with_time(Duration::from_secs(60))
-            .with_interval(Duration::from_secs(15));
-        let _ = SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        // One socket, shared: the reader reads, the writer writes, the broadcaster may shut it
-        // down. One descriptor per connection, not three.
-        let stream = Arc::new(stream);
-        let limit = self.config.limits.outbox_bytes();
-        // A front door is a transport plus a codec: here the transport decides how bytes
-        // leave, once; the hub only ever sees "send these bytes".
-        let tls = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let transport = match &tls {
-            Some(tls) => match TlsStream::server(tls.clone(), stream.clone()) {
-                Ok(t) => Transport::Tls(Box::new(t)),
-                Err(e) => {
-                    error!("conn {conn}: cannot start TLS for {peer}: {e}");
-                    return;
-                }
-            },
-            None => Transport::Plain(stream.clone()),
-        };
-        let transport = Arc::new(transport);
-        // A writer thread is started only when the client falls behind; it keeps the
-        // connection's place and the shutdown's wait, as the reader does.
-        let stack = (self.config.stack_size / 4).max(64 * 1024);
-        let (writer_live, writer_alive) = (live.clone(), alive.clone());
-        let spawn: Spawner = Box::new(move |work| {
-            let keep = (writer_live.clone(), writer_alive.clone());
-            thread::Builder::new()
-                .name(format!("conn-{conn}-w"))
-                .stack_size(stack)
-                .spawn(move || {
-                    work();
-                    drop(keep);
-                })
-                .map(drop)
-        });
-        let sink = Sink {
-            conn,
-            transport: transport.clone(),
-            spawn,
-            idle: WRITER_IDLE,
-        };
-        let outbox = crate::server::outbox::outbox(sink, limit, address);
-        let thread_name = format!("conn-{conn}");
-        let connect = Event::Connect {
-            conn,
-            peer,
-            thread: thread_name.clone(),
-            outbox: outbox.clone(),
-        };
-        if self.events.send(connect).is_err() {
-            return;
-        }
-        // Boxed: the thread's closure is moved through several of std's frames on the new
-        // thread's stack, and every byte of it there is stack each connection keeps resident.
-        let reader = Box::new(Reader {
-            conn,
-            peer,
-            auth: self.auth.clone(),
-            transport,
-            events: self.events.clone(),
-            outbox,
-            config: self.config.clone(),
-            overflowed: std::cell::Cell::new(false),
-        });
-        let reader_alive = alive.clone();
-        let spawned = thread::Builder::new()
-            .name(thread_name)
-            .stack_size(self.config.stack_size)
-            .spawn(move || {
-                reader.run();
-                // This thread drains what is left and closes, unless a writer thread does.
-                let Reader { outbox, .. } = *reader;
-                outbox.finish();
-                drop(live);
-                drop(reader_alive);
-            });
-        if let Err(e) = spawned {
-            self.refuse(conn, &peer, e);
-        }
-    }
-
-    /// The OS would not give us a thread: log it and end the connection; everyone else goes on.
-    fn refuse(&self, conn: u64, peer: &SocketAddr, e: std::io::Error) {
-        error!("conn {conn}: cannot start a thread for {peer}: {e}; refusing the connection");
-        let _ = self.events.send(Event::Gone {
-            conn,
-            reason: crate::store::Disconnect::NoThread(e.to_string()),
-        });
-    }
-}
-
-/// Admits a freshly accepted connection, or tells it why not (best effort, without blocking)
-/// and closes it.
-fn admit(
-    admission: &mut Admission,
-    bans: &std::sync::RwLock<Bans>,
-    stream: &TcpStream,
-) -> Option<Ticket> {
-    let peer = canonical(stream.peer_addr().ok()?);
-    // `chat-server bans` (or an editor) may have changed the file: a stat, and a read only
-    // when it did, so a ban added from the command line refuses the very next connection.
-    crate::store::bans::refresh(bans);
-    let banned = bans
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .for_ip(peer.ip())
-        .map(|b| b.describe());
-    let verdict = match banned {
-        Some(ban) => Err(Refusal::Banned { ban }),
-        None => admission.admit(peer.ip()),
-    };
-    match verdict {
-        Ok(ticket) => Some(ticket),
-        Err(refusal) => {
-            warn!("refusing {peer}: {}", refusal.reason());
-            let _ = stream.set_nonblocking(true);
-            let _ = (&*stream).write_all(&refusal.lines());
-            None
-        }
     }
 }
 

@@ -17,3 +17,4 @@ mod support;
 mod tls;
 mod tui;
 mod viewer;
+mod web;

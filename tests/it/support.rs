@@ -56,8 +56,29 @@ pub fn start_in_on(dir: &Path, bind: SocketAddr, tune: impl FnOnce(&mut Config))
     start_listening(TcpListener::bind(bind).expect("bind"), dir, tune)
 }
 
+/// Starts a server with a web port too (`--web`), in a fresh temp directory; returns it and
+/// the web port's address.
+pub fn start_web(tune: impl FnOnce(&mut Config)) -> (TestServer, SocketAddr) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let web = TcpListener::bind("127.0.0.1:0").expect("bind web");
+    let web_addr = web.local_addr().expect("web addr");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut server = start_with_listeners(listener, Some(web), tmp.path(), tune);
+    server._tmp = Some(tmp);
+    (server, web_addr)
+}
+
 fn start_listening(
     listener: TcpListener,
+    dir: &Path,
+    tune: impl FnOnce(&mut Config),
+) -> TestServer {
+    start_with_listeners(listener, None, dir, tune)
+}
+
+fn start_with_listeners(
+    listener: TcpListener,
+    web: Option<TcpListener>,
     dir: &Path,
     tune: impl FnOnce(&mut Config),
 ) -> TestServer {
@@ -70,7 +91,7 @@ fn start_listening(
     tune(&mut config);
     // The socket is bound before the server thread starts: clients can connect at once.
     let addr = listener.local_addr().expect("local addr");
-    let server = Server::new(listener, config).expect("server starts");
+    let server = Server::with_web(listener, web, config).expect("server starts");
     let handle = server.shutdown_handle();
     let thread = std::thread::spawn(move || server.run());
     TestServer {

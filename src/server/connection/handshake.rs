@@ -41,12 +41,15 @@ impl Reader {
         lines: &mut LineReader<TransportReader<'_>>,
         deadline: Instant,
     ) -> io::Result<Result<Mode, Disconnect>> {
-        self.send_raw(proto::GREETING.as_bytes());
+        // A WebSocket speaks JSON from its first message: no greeting line to skip.
+        if !self.json_only {
+            self.send_raw(proto::GREETING.as_bytes());
+        }
         // Names refused so far: they count toward the flood limit like refused lines.
         let mut refused = 0u32;
         loop {
             if refused >= self.config.chat.flood_limit {
-                return Ok(Err(self.flooded(Mode::Human)));
+                return Ok(Err(self.flooded(self.first_mode())));
             }
             let line = match lines.read_line() {
                 Ok(line) => line,
@@ -60,7 +63,7 @@ impl Reader {
                 Line::Complete(bytes) => bytes,
                 Line::TooLong => {
                     let limit = self.config.connection.max_line;
-                    self.refuse_name(Mode::Human, &ProtocolError::LineTooLong { limit });
+                    self.refuse_name(self.first_mode(), &ProtocolError::LineTooLong { limit });
                     refused += 1;
                     continue;
                 }
@@ -100,9 +103,19 @@ impl Reader {
         let guess = if bytes.trim_ascii_start().starts_with(b"{") {
             Mode::Json
         } else {
-            Mode::Human
+            self.first_mode()
         };
-        match utf8(bytes).and_then(proto::parse_hello) {
+        let parsed = utf8(bytes).and_then(proto::parse_hello);
+        let parsed = match parsed {
+            Ok(hello) if self.json_only && hello.mode != Mode::Json => {
+                Err(ProtocolError::BadRequest {
+                    detail: "this connection speaks JSON: send {\"type\":\"hello\",\"name\":...}"
+                        .into(),
+                })
+            }
+            other => other,
+        };
+        match parsed {
             Ok(hello) => Named::Hello(hello),
             Err(e) => {
                 self.refuse_name(guess, &e);
@@ -290,7 +303,7 @@ impl Reader {
             ts: crate::store::now_timestamp(),
             reason: Disconnect::QuitDuringHandshake.told(),
         };
-        self.send(Mode::Human, &bye);
+        self.send(self.first_mode(), &bye);
         Disconnect::QuitDuringHandshake
     }
 
@@ -302,7 +315,7 @@ impl Reader {
             ErrorCode::HandshakeTimeout,
             format!("no name given within {secs} s; closing the connection"),
         );
-        self.send(Mode::Human, &err);
+        self.send(self.first_mode(), &err);
         Disconnect::HandshakeTimeout
     }
 
@@ -311,6 +324,15 @@ impl Reader {
     pub(super) fn refuse_name(&self, mode: Mode, err: &ProtocolError) {
         self.send(mode, &ServerMsg::error(err));
         self.prompt_again(mode);
+    }
+
+    /// The mode of what is sent before a name is granted: JSON on a WebSocket, else human.
+    pub(super) fn first_mode(&self) -> Mode {
+        if self.json_only {
+            Mode::Json
+        } else {
+            Mode::Human
+        }
     }
 
     pub(super) fn prompt_again(&self, mode: Mode) {

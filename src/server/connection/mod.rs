@@ -49,6 +49,8 @@ pub struct Reader {
     pub outbox: Outbox,
     /// The server's configuration: lines, deadlines, the flood limit.
     pub config: Arc<Config>,
+    /// A WebSocket: JSON only, from the first message, and no greeting line.
+    pub json_only: bool,
     /// Set when an answer did not fit in the outbox: the client does not read what it asks
     /// for, so the connection is ended as a slow consumer.
     pub overflowed: Cell<bool>,

@@ -3,6 +3,26 @@
 use super::*;
 
 impl<W: LogFile> Hub<W> {
+    /// The rooms in use with their member counts: the [`proto::MAX_ROOMS_LISTED`] with the
+    /// most members, by name, and how many more there are.
+    pub(super) fn room_list(&self) -> ServerMsg {
+        let mut rooms: Vec<RoomInfo> = self
+            .rooms
+            .values()
+            .filter(|r| !r.members.is_empty())
+            .map(|r| RoomInfo {
+                name: r.name.clone(),
+                members: r.members.len(),
+            })
+            .collect();
+        // The biggest first for the cut, then by name.
+        rooms.sort_by_key(|r| std::cmp::Reverse(r.members));
+        let more = rooms.len().saturating_sub(proto::MAX_ROOMS_LISTED);
+        rooms.truncate(proto::MAX_ROOMS_LISTED);
+        rooms.sort_by_key(|r| proto::room_key(&r.name));
+        ServerMsg::Rooms { rooms, more }
+    }
+
     pub(super) fn request(&mut self, conn: u64, req: Request) {
         let is_message = matches!(
             req,
@@ -58,21 +78,8 @@ impl<W: LogFile> Hub<W> {
             Request::Join(room) => self.join(conn, &room),
             Request::Leave(room) => self.leave(conn, room),
             Request::Rooms => {
-                let mut rooms: Vec<RoomInfo> = self
-                    .rooms
-                    .values()
-                    .filter(|r| !r.members.is_empty())
-                    .map(|r| RoomInfo {
-                        name: r.name.clone(),
-                        members: r.members.len(),
-                    })
-                    .collect();
-                // The biggest first for the cut, then by name.
-                rooms.sort_by_key(|r| std::cmp::Reverse(r.members));
-                let more = rooms.len().saturating_sub(proto::MAX_ROOMS_LISTED);
-                rooms.truncate(proto::MAX_ROOMS_LISTED);
-                rooms.sort_by_key(|r| proto::room_key(&r.name));
-                self.push(Target::One(conn), ServerMsg::Rooms { rooms, more });
+                let rooms = self.room_list();
+                self.push(Target::One(conn), rooms);
             }
             Request::Who(room) => {
                 let key = match room.as_deref().map(proto::room_key) {

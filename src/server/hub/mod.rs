@@ -84,6 +84,8 @@ pub enum Event {
         name: String,
         why: String,
     },
+    /// The web port's start page asks which rooms are in use (a `rooms` answer).
+    RoomList { reply: Sender<ServerMsg> },
     /// The server is stopping: tell everyone, write the last rows, return.
     Shutdown,
 }
@@ -388,6 +390,9 @@ impl<W: LogFile> Hub<W> {
                     row.name = name;
                     self.connections.stage(&row);
                 }
+            }
+            Event::RoomList { reply } => {
+                let _ = reply.try_send(self.room_list());
             }
             Event::Shutdown => {
                 self.stop_all();

@@ -359,6 +359,7 @@ impl Shared {
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
+                    sink.transport.goodbye();
                     close_politely(sink.transport.socket());
                     return;
                 }
