@@ -149,8 +149,7 @@ impl Front {
         let keep = (live.clone(), alive.clone());
         let started = match door {
             Door::Chat => {
-                let Some(reader) =
-                    self.reader(conn, peer, Arc::new(transport), &live, alive, false)
+                let Some(reader) = self.reader(conn, peer, Arc::new(transport), &live, alive, None)
                 else {
                     return;
                 };
@@ -220,7 +219,8 @@ impl Front {
     }
 
     /// Makes the connection's outbox, tells the hub of the connection, and returns its
-    /// reader, to be run on the connection's thread. A front door is a transport plus a
+    /// reader, to be run on the connection's thread. `via` is how a WebSocket came (its
+    /// `connect` row's detail); a WebSocket speaks JSON only. A front door is a transport plus a
     /// codec: the transport decides here, once, how bytes leave; the hub only ever sees "send
     /// these bytes". `None`: the server is stopping.
     pub fn reader(
@@ -230,8 +230,9 @@ impl Front {
         transport: Arc<Transport>,
         live: &Arc<Ticket>,
         alive: &Alive,
-        json_only: bool,
+        via: Option<String>,
     ) -> Option<Box<Reader>> {
+        let json_only = via.is_some();
         let address = live
             .address_queue()
             .map(|queued| super::outbox::AddressBudget {
@@ -266,6 +267,7 @@ impl Front {
             peer,
             thread: format!("conn-{conn}"),
             outbox: outbox.clone(),
+            via: via.unwrap_or_default(),
         };
         self.events.send(connect).ok()?;
         // Boxed: the thread's closure is moved through several of std's frames on the new

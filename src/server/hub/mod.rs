@@ -64,6 +64,9 @@ pub enum Event {
         /// Where this client's bytes go; how they leave (directly, or through the writer
         /// thread) was decided when the connection was spawned.
         outbox: Outbox,
+        /// The `connect` row's detail: how the client came (empty for the chat port,
+        /// `websocket` for the web port, with the proxy that forwarded it).
+        via: String,
     },
     /// A client asks for a name. The answer on `reply` is true when it was granted. An
     /// `Identity` with an account has given that account's password: it may take the name
@@ -357,6 +360,7 @@ impl<W: LogFile> Hub<W> {
                 peer,
                 thread,
                 outbox,
+                via,
             } => {
                 let client = Client {
                     name: None,
@@ -375,7 +379,7 @@ impl<W: LogFile> Hub<W> {
                     account: None,
                 };
                 self.connections
-                    .stage(&conn_row(conn, &client, ConnEvent::Connect, ""));
+                    .stage(&conn_row(conn, &client, ConnEvent::Connect, &via));
                 self.clients.insert(conn, client);
             }
             Event::Hello { conn, who, reply } => {

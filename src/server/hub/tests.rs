@@ -110,6 +110,7 @@ impl Rig {
             peer: "127.0.0.1:1".parse().unwrap(),
             thread: "t".into(),
             outbox: tx,
+            via: String::new(),
         });
         let (reply, granted) = crossbeam_channel::bounded(1);
         let who = Identity::guest(mode, name.into());
@@ -129,6 +130,7 @@ impl Rig {
             peer: peer.parse().unwrap(),
             thread: "t".into(),
             outbox: tx,
+            via: String::new(),
         });
         let (reply, granted) = crossbeam_channel::bounded(1);
         self.hub.handle(Event::Hello { conn, who, reply });
@@ -312,6 +314,7 @@ fn a_batch_of_arrivals_is_one_write_and_a_later_sync() {
             peer: "127.0.0.1:1".parse().unwrap(),
             thread: "t".into(),
             outbox: tx,
+            via: String::new(),
         });
         let (reply, _granted) = crossbeam_channel::bounded(1);
         let who = Identity::guest(Mode::Json, format!("user{conn}"));

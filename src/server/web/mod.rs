@@ -312,7 +312,12 @@ fn upgrade(
     let max_line = front.config.connection.max_line;
     let ws = WsStream::server(transport, leftover, max_line);
     let transport = Arc::new(Transport::WebSocket(Box::new(ws)));
-    if let Some(reader) = front.reader(conn, client, transport, live, alive, true) {
+    let via = if client == peer {
+        "websocket".to_string()
+    } else {
+        format!("websocket, forwarded by {peer}")
+    };
+    if let Some(reader) = front.reader(conn, client, transport, live, alive, Some(via)) {
         run_reader(reader);
     }
 }

@@ -508,10 +508,9 @@
         updateItem(c);
         want(ev.room, true);
         if (fresh) notice(c, 'you joined #' + ev.room, 'join', ev.ts);
-        if (state.pendingView === key || !state.current) {
-          state.pendingView = null;
-          showConv(key);
-        }
+        if (state.pendingView === key) state.pendingView = null;
+        else if (state.current) return;
+        showConv(key);
         return;
       }
       const c = state.convs.get(key);
