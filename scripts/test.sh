@@ -14,6 +14,11 @@ command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v man >/dev/null || need_apt+=(man-db)
 # tmux: the full-screen chat-client is driven in a real terminal (tests/it/tui.rs).
 command -v tmux >/dev/null || need_apt+=(tmux)
+# Chromium and Node.js: the web page is tested end to end in headless Chromium, driven by
+# playwright-core (tests/it/browser.rs runs tests/web/e2e.mjs).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -27,6 +32,11 @@ fi
 if command -v rustup >/dev/null; then
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi
+
+if [ ! -d tests/web/node_modules/playwright-core ]; then
+  echo "== npm ci (tests/web: playwright-core, no browser download)"
+  (cd tests/web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 echo "== cargo fmt --check"
