@@ -206,6 +206,7 @@
     if (c.kind === 'room' && c.joined) toServerRoom(c);
     if (c.kind === 'room') try { localStorage.setItem(STORE_VIEW, c.name); } catch (_) { /* private mode */ }
     $('title').textContent = (c.kind === 'room' ? '#' : '@') + c.name;
+    $('input').placeholder = 'Message ' + $('title').textContent + ' (Shift+Enter: new line)';
     renderMembers();
     if (c.scroll === null) logs.scrollTop = logs.scrollHeight; else logs.scrollTop = c.scroll;
     $('jump').hidden = true;
@@ -1040,7 +1041,13 @@
       else if (req) send(req);
       closePanels();
     });
-    $('logs').addEventListener('scroll', () => { if (atBottom()) $('jump').hidden = true; });
+    // Stay at the newest message when the log or the window changes size (a phone's keyboard).
+    let stuck = true;
+    $('logs').addEventListener('scroll', () => {
+      stuck = atBottom();
+      if (stuck) $('jump').hidden = true;
+    });
+    new ResizeObserver(() => { if (stuck) $('logs').scrollTop = $('logs').scrollHeight; }).observe($('logs'));
     $('jump').addEventListener('click', () => {
       $('logs').scrollTop = $('logs').scrollHeight;
       $('jump').hidden = true;
