@@ -16,6 +16,7 @@ RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin chat
 COPY --from=build /src/target/release/chat-server /src/target/release/chat-log /usr/local/bin/
 USER chatroom
 VOLUME ["/data"]
-EXPOSE 5555
+# 8080: the web client, when CHAT_WEB=0.0.0.0:8080 is set (docker run -e CHAT_WEB=... -p 8080:8080).
+EXPOSE 5555 8080
 ENV RUST_LOG=info CHAT_DATA_DIR=/data CHAT_BIND=0.0.0.0:5555
 ENTRYPOINT ["/usr/local/bin/chat-server"]
