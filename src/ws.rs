@@ -23,7 +23,7 @@ use crate::tls::{DeadlineReader, Transport};
 
 /// Bytes tungstenite reads from the socket at a time (its buffer is allocated up front: an
 /// idle connection keeps it).
-const READ_CHUNK: usize = 2048;
+const READ_CHUNK: usize = 512;
 
 /// A WebSocket over a plain or TLS transport.
 pub struct WsStream {

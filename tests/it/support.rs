@@ -347,6 +347,8 @@ pub struct ServerProcess {
     /// Taken by [`ServerProcess::wait`]; killed on drop otherwise.
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The web port's address, when started with `--web`.
+    pub web: Option<SocketAddr>,
     pub pid: u32,
     /// Where the server's stderr goes, when captured.
     pub stderr: Option<PathBuf>,
@@ -394,10 +396,21 @@ impl ServerProcess {
             .unwrap_or_else(|| panic!("first line was {first:?}"))
             .parse()
             .expect("address");
+        // With --web the second line is `web on http://ADDR/`.
+        let web = extra.contains(&"--web").then(|| {
+            let mut second = String::new();
+            out.read_line(&mut second).expect("second line");
+            second
+                .trim()
+                .split_once("://")
+                .and_then(|(_, rest)| rest.trim_end_matches('/').parse().ok())
+                .unwrap_or_else(|| panic!("second line was {second:?}"))
+        });
         let pid = child.id();
         ServerProcess {
             child: Some(child),
             addr,
+            web,
             pid,
             stderr: log.map(Path::to_path_buf),
         }
