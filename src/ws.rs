@@ -162,6 +162,16 @@ impl WsStream {
                     side.ended = true;
                     return Ok(0);
                 }
+                // A read deadline (the ping interval, the handshake's): nothing was lost, and
+                // the stream goes on.
+                Err(WsError::Io(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(io::Error::new(e.kind(), e.to_string()));
+                }
                 Err(e) => {
                     side.ended = true;
                     return Err(self.refuse(e));

@@ -58,6 +58,19 @@ pub struct Front {
     pub web: Option<super::web::Web>,
 }
 
+/// A connection as its reader is started: who, since when, and what keeps its place.
+#[derive(Clone, Copy)]
+pub struct Arrival<'a> {
+    pub conn: u64,
+    /// The client's address (a trusted proxy's client, on the web port).
+    pub peer: SocketAddr,
+    /// When the handshake began (the accept, or the request that upgraded to a WebSocket):
+    /// its deadline counts from here.
+    pub started: std::time::Instant,
+    pub live: &'a Arc<Ticket>,
+    pub alive: &'a Alive,
+}
+
 /// A connection's threads: each holds a clone, and the server waits for all to be dropped.
 pub type Alive = Sender<()>;
 
@@ -149,8 +162,17 @@ impl Front {
         let keep = (live.clone(), alive.clone());
         let started = match door {
             Door::Chat => {
-                let Some(reader) = self.reader(conn, peer, Arc::new(transport), &live, alive, None)
-                else {
+                let Some(reader) = self.reader(
+                    &Arrival {
+                        conn,
+                        peer,
+                        started: std::time::Instant::now(),
+                        live: &live,
+                        alive,
+                    },
+                    Arc::new(transport),
+                    None,
+                ) else {
                     return;
                 };
                 thread::Builder::new()
@@ -225,13 +247,17 @@ impl Front {
     /// these bytes". `None`: the server is stopping.
     pub fn reader(
         &self,
-        conn: u64,
-        peer: SocketAddr,
+        arrival: &Arrival<'_>,
         transport: Arc<Transport>,
-        live: &Arc<Ticket>,
-        alive: &Alive,
         via: Option<String>,
     ) -> Option<Box<Reader>> {
+        let Arrival {
+            conn,
+            peer,
+            started,
+            live,
+            alive,
+        } = *arrival;
         let json_only = via.is_some();
         let address = live
             .address_queue()
@@ -281,6 +307,7 @@ impl Front {
             outbox,
             config: self.config.clone(),
             json_only,
+            started,
             overflowed: std::cell::Cell::new(false),
         }))
     }

@@ -3,6 +3,7 @@
 mod accounts;
 mod bad_input;
 mod binaries;
+mod browser;
 mod chat;
 mod cli;
 mod client;

@@ -529,3 +529,26 @@ fn idle_websockets_cost_bounded_memory_and_threads() {
         "{per_conn_threads} threads per WebSocket"
     );
 }
+
+#[test]
+fn a_quiet_websocket_is_pinged_and_stays_when_it_answers() {
+    let (_server, web) = start_web(|c| {
+        c.connection.ping_interval = std::time::Duration::from_millis(300).into();
+        c.connection.ping_timeout = std::time::Duration::from_millis(600).into();
+    });
+    let mut ws = Ws::join(web, "quiet");
+    for _ in 0..3 {
+        let ping = ws.next_of("ping");
+        ws.send(json!({"type": "pong", "id": ping["id"]}));
+    }
+    ws.send(json!({"type": "say", "text": "still here after three pings"}));
+    assert_eq!(
+        ws.next_of("message")["text"],
+        "still here after three pings"
+    );
+    // Silent after a ping: dropped with a reason, then a clean close.
+    ws.next_of("ping");
+    let bye = ws.next_of("bye");
+    assert!(bye["reason"].as_str().unwrap().contains("ping"), "{bye}");
+    assert_eq!(ws.close_frame().0, CloseCode::Normal);
+}

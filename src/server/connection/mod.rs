@@ -49,6 +49,9 @@ pub struct Reader {
     pub outbox: Outbox,
     /// The server's configuration: lines, deadlines, the flood limit.
     pub config: Arc<Config>,
+    /// When the handshake began (the accept, or the request that upgraded to a WebSocket):
+    /// its deadline counts from here.
+    pub started: Instant,
     /// A WebSocket: JSON only, from the first message, and no greeting line.
     pub json_only: bool,
     /// Set when an answer did not fit in the outbox: the client does not read what it asks
@@ -84,7 +87,7 @@ impl Reader {
     fn serve(&self) -> io::Result<Disconnect> {
         // The whole handshake (TLS, name, password) has one deadline, however slowly the
         // peer trickles its bytes.
-        let deadline = Instant::now() + self.config.connection.handshake_timeout.get();
+        let deadline = self.started + self.config.connection.handshake_timeout.get();
         if self.transport.is_tls()
             && let Some(reason) = self.refuse_plain_text(deadline)?
         {

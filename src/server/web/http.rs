@@ -55,6 +55,18 @@ impl Head {
             .map(str::trim)
     }
 
+    /// Every line of header `name` (lower case), joined with `, ` as a list header's lines
+    /// are (RFC 9110, 5.3); `None` when there is none, or one is not text.
+    pub fn header_list(&self, name: &str) -> Option<String> {
+        let values: Option<Vec<&str>> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| std::str::from_utf8(v).ok().map(str::trim))
+            .collect();
+        values.filter(|v| !v.is_empty()).map(|v| v.join(", "))
+    }
+
     /// The path, without the query.
     pub fn path(&self) -> &str {
         self.target.split(['?', '#']).next().unwrap_or("")
@@ -69,12 +81,20 @@ impl Head {
         }
     }
 
-    /// Whether a body follows: the web port takes none.
+    /// Whether a body may follow: the web port takes none. Any `Transfer-Encoding`, and any
+    /// `Content-Length` line but a lone `0` (two lines, or one that is not a number, as a
+    /// proxy in front might read otherwise) count as one, and end the connection.
     pub fn has_body(&self) -> bool {
-        self.header("transfer-encoding").is_some()
-            || self
-                .header("content-length")
-                .is_some_and(|n| n.parse::<u64>() != Ok(0))
+        let mut lengths = 0;
+        for (name, value) in &self.headers {
+            match name.as_str() {
+                "transfer-encoding" => return true,
+                "content-length" if value.trim_ascii() != b"0" => return true,
+                "content-length" => lengths += 1,
+                _ => {}
+            }
+        }
+        lengths > 1
     }
 
     /// The head as an `http::Request`, for tungstenite's upgrade checks.
@@ -278,6 +298,14 @@ mod tests {
         assert_eq!(h.path(), "/x");
         assert!(!head("GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").has_body());
         assert!(head("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").has_body());
+        // Two lengths, even equal, or one that is not a number: a proxy may read them apart.
+        assert!(
+            head("GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 40\r\n\r\n").has_body()
+        );
+        assert!(
+            head("GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n").has_body()
+        );
+        assert!(head("GET / HTTP/1.1\r\nContent-Length: +0\r\n\r\n").has_body());
     }
 
     #[test]

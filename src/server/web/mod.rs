@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 
 use self::http::{Head, HeadError, Response};
-use super::accept::{Alive, Front, run_reader};
+use super::accept::{Alive, Arrival, Front, run_reader};
 use super::hub::Event;
 use super::limits::{Refusal, Ticket};
 use crate::proto::{MAX_MESSAGE_LINES, RoomInfo, ServerMsg};
@@ -29,6 +29,9 @@ const MAX_REQUESTS: usize = 100;
 
 /// How long a kept-alive connection may wait for its next request.
 const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(5);
+
+/// How often a connection waiting for a request looks whether the server is stopping.
+const STOP_CHECK: Duration = Duration::from_millis(250);
 
 /// How long the room list on `/api/info` is reused: however often it is asked for, the
 /// broadcaster is asked at most once in this time.
@@ -111,7 +114,8 @@ pub fn serve(
         } else {
             KEEP_ALIVE_IDLE
         };
-        let (head, len) = match http::read_head(&transport, &mut buf, Instant::now() + wait) {
+        let started = Instant::now();
+        let (head, len) = match read_request(front, &transport, &mut buf, wait) {
             Ok(Some(request)) => request,
             Ok(None) => break,
             Err(e) => {
@@ -132,7 +136,14 @@ pub fn serve(
         };
         if head.path() == "/ws" {
             buf.drain(..len);
-            return upgrade(front, conn, peer, transport, &head, buf, live, alive);
+            let door = Arrival {
+                conn,
+                peer,
+                started,
+                live,
+                alive,
+            };
+            return upgrade(front, &door, transport, &head, buf);
         }
         buf.drain(..len);
         let keep = head.keep_alive()
@@ -152,6 +163,26 @@ pub fn serve(
     }
     transport.goodbye();
     let _ = transport.socket().shutdown(std::net::Shutdown::Write);
+}
+
+/// Reads the next request head within `wait`, in slices, so that a kept-alive connection of
+/// the page ends soon after a shutdown instead of holding the server's exit for its idle time.
+fn read_request(
+    front: &Front,
+    transport: &Transport,
+    buf: &mut Vec<u8>,
+    wait: Duration,
+) -> Result<Option<(Head, usize)>, HeadError> {
+    let end = Instant::now() + wait;
+    loop {
+        let slice = (Instant::now() + STOP_CHECK).min(end);
+        match http::read_head(transport, buf, slice) {
+            Err(HeadError::TimedOut)
+                if Instant::now() < end
+                    && !front.stopping.load(std::sync::atomic::Ordering::SeqCst) => {}
+            other => return other,
+        }
+    }
 }
 
 /// Writes a response; false if the connection failed.
@@ -253,17 +284,14 @@ fn rooms(front: &Front) -> (Vec<RoomInfo>, usize) {
 
 /// Answers a request for `/ws`: checks it, switches to WebSocket, and reads the connection
 /// as a JSON client's until it ends.
-#[allow(clippy::too_many_arguments)]
 fn upgrade(
     front: &Arc<Front>,
-    conn: u64,
-    peer: SocketAddr,
+    door: &Arrival<'_>,
     transport: Transport,
     head: &Head,
     leftover: Vec<u8>,
-    live: &Arc<Ticket>,
-    alive: &Alive,
 ) {
+    let (conn, peer) = (door.conn, door.peer);
     let tls = transport.is_tls();
     let refuse = |answer: Response| {
         debug!("conn {conn}: upgrade refused: {}", answer.status);
@@ -317,7 +345,12 @@ fn upgrade(
     } else {
         format!("websocket, forwarded by {peer}")
     };
-    if let Some(reader) = front.reader(conn, client, transport, live, alive, Some(via)) {
+    let arrival = Arrival {
+        peer: client,
+        ..*door
+    };
+    let reader = front.reader(&arrival, transport, Some(via));
+    if let Some(reader) = reader {
         run_reader(reader);
     }
 }
@@ -369,7 +402,9 @@ fn client_address(head: &Head, peer: SocketAddr, trust_proxy: bool) -> Result<So
     if !trust_proxy {
         return Ok(peer);
     }
-    let Some(forwarded) = head.header("x-forwarded-for") else {
+    // Every X-Forwarded-For line, in order: a proxy may append a line of its own (HAProxy)
+    // after the one the client wrote.
+    let Some(forwarded) = head.header_list("x-forwarded-for") else {
         return Ok(peer);
     };
     let last = forwarded.rsplit(',').next().unwrap_or("").trim();

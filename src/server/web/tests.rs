@@ -75,6 +75,15 @@ fn a_trusted_proxy_s_last_forwarded_address_is_the_client_s() {
         client_address(&h, peer, true),
         Ok("203.0.113.7:0".parse().unwrap())
     );
+    // A proxy that appends a line of its own: the last entry of the last line counts.
+    let two_lines = head(&[
+        ("x-forwarded-for", "9.9.9.9"),
+        ("x-forwarded-for", "203.0.113.8"),
+    ]);
+    assert_eq!(
+        client_address(&two_lines, peer, true),
+        Ok("203.0.113.8:0".parse().unwrap())
+    );
     let v6 = head(&[("x-forwarded-for", "2001:db8::1")]);
     assert_eq!(
         client_address(&v6, peer, true).unwrap().ip(),

@@ -12,8 +12,6 @@
   const STORE_VIEW = 'chatroom.view';
   const COLOURS = 12;
   const MAX_ROWS = 3000; // rows kept per conversation; older ones are dropped from the page
-  const LOGIN_ERRORS = ['name_invalid', 'name_reserved', 'name_taken', 'password_required',
-    'login_failed', 'login_locked', 'login_busy', 'banned', 'bad_request', 'handshake_timeout'];
 
   const state = {
     info: { login: 'none', rooms: [], more: 0, max_line: 4096, max_lines: 100, history: 50 },
@@ -33,6 +31,7 @@
     pendingView: null, // a room to show as soon as we have joined it (its key)
     pendingRoom: null, // the room chosen on the start view
     pendingWho: new Set(), // rooms whose next member list was asked for with /who
+    away: null, // our away reason, null when here
     sent: [], // lines sent, for recall with the Up key
     sentPos: 0,
   };
@@ -53,6 +52,14 @@
   const same = (a, b) => !!a && !!b && a.toLowerCase() === b.toLowerCase();
   const pad = (n) => String(n).padStart(2, '0');
   const utf8Length = (s) => new TextEncoder().encode(s).length;
+
+  /** localStorage, which may be refused (private windows, blocked storage): then forgets. */
+  function store(key, value) {
+    try { localStorage.setItem(key, value); } catch (_) { /* nothing to remember with */ }
+  }
+  function stored(key) {
+    try { return localStorage.getItem(key); } catch (_) { return null; }
+  }
 
   /** A stable colour class for a name: FNV-1a of its lower-case form, one of COLOURS. */
   function colourClass(name) {
@@ -105,7 +112,7 @@
   /** Whether `text` mentions our name as a word. */
   function mentionsMe(text) {
     if (!state.me) return false;
-    const esc = state.me.replace(/[.*+?^${}()|[\]\\-]/g, '\\$&');
+    const esc = state.me.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     return new RegExp('(^|[^\\p{L}\\p{N}_])' + esc + '($|[^\\p{L}\\p{N}_])', 'iu').test(text);
   }
 
@@ -204,11 +211,12 @@
     c.mention = false;
     updateItem(c);
     if (c.kind === 'room' && c.joined) toServerRoom(c);
-    if (c.kind === 'room') try { localStorage.setItem(STORE_VIEW, c.name); } catch (_) { /* private mode */ }
+    if (c.kind === 'room') store(STORE_VIEW, c.name);
     $('title').textContent = (c.kind === 'room' ? '#' : '@') + c.name;
-    $('input').placeholder = 'Message ' + $('title').textContent + ' (Shift+Enter: new line)';
+    $('input').placeholder = 'Message ' + $('title').textContent;
     renderMembers();
-    if (c.scroll === null) logs.scrollTop = logs.scrollHeight; else logs.scrollTop = c.scroll;
+    if (prev === c) return;
+    logs.scrollTop = c.scroll === null ? logs.scrollHeight : c.scroll;
     $('jump').hidden = true;
   }
 
@@ -229,8 +237,10 @@
     if (state.serverRoom === c.key) state.serverRoom = null;
     if (state.current === c.key) {
       state.current = null;
-      const next = state.convs.keys().next();
-      if (!next.done) showConv(next.value);
+      // Show a room rather than a direct conversation (the last room shown is remembered).
+      const all = [...state.convs.values()];
+      const next = all.find((o) => o.kind === 'room') || all[0];
+      if (next) showConv(next.key);
       else { $('title').textContent = 'no room'; renderMembers(); }
     }
     $('dm-empty').hidden = $('dm-list').childElementCount > 0;
@@ -243,18 +253,14 @@
     if (send({ type: 'switch', room: c.name })) state.serverRoom = c.key;
   }
 
-  /** The rooms we are in, remembered for the next visit (never the password). */
-  function saveRooms() {
-    try { localStorage.setItem(STORE_ROOMS, JSON.stringify(state.wanted)); } catch (_) { /* private mode */ }
-  }
-
-  /** Adds a room to (or removes it from) the rooms to rejoin, keeping their order. */
+  /** Adds a room to (or removes it from) the rooms to rejoin, remembered for the next visit
+   *  (as the name is; never the password). */
   function want(room, yes) {
     const i = state.wanted.findIndex((r) => roomKey(r) === roomKey(room));
     if (yes && i < 0) state.wanted.push(room);
     else if (yes) state.wanted[i] = room; // the server's spelling
     else if (i >= 0) state.wanted.splice(i, 1);
-    saveRooms();
+    store(STORE_ROOMS, JSON.stringify(state.wanted));
   }
 
   // ---------------------------------------------------------------------------------------
@@ -330,7 +336,10 @@
       const prevDay = dayOf(prev ? prev.dataset.ts : new Date());
       if (dayOf(ev.ts) !== prevDay) place(c, divider(dayOf(ev.ts), 'day'));
     }
-    if (ev.history) c.batch++;
+    if (ev.history) {
+      c.batch++;
+      c.batchAtEnd = !before; // the replay ends at the bottom: a "live" divider goes after it
+    }
     place(c, messageRow(ev), before);
     return true;
   }
@@ -370,7 +379,8 @@
       list.append(memberItem(c.name, null), memberItem(state.me, null));
       return;
     }
-    const names = [...c.members.keys()].sort((a, b) => a.localeCompare(b, undefined, { sensitivity: 'base' }));
+    const names = [...c.members.keys()]
+      .sort((a, b) => a.localeCompare(b, undefined, { sensitivity: 'base' }));
     const away = names.filter((n) => c.members.get(n) !== null).length;
     $('members-title').textContent = 'Members — ' + names.length;
     $('subtitle').textContent = names.length + (names.length === 1 ? ' member' : ' members') +
@@ -425,7 +435,7 @@
       state.session = true;
       state.retries = 0;
       state.serverRoom = roomKey(ev.room);
-      try { localStorage.setItem(STORE_NAME, ev.name); } catch (_) { /* private mode */ }
+      store(STORE_NAME, ev.name);
       for (const c of state.convs.values()) c.joined = false;
       showChat();
       setConn('online', 'connected');
@@ -474,7 +484,8 @@
       if (!c) return;
       const r = c.replay;
       c.replay = null;
-      if (r && !r.gapFetch && r.seenBefore > 0 && ev.count >= state.info.history &&
+      if (r && !r.gapFetch && r.seenBefore > 0 && state.info.history > 0 &&
+          ev.count >= state.info.history &&
           r.min > r.seenBefore) {
         // The replay is full and none of it was seen before: messages may be missing in
         // between. Ask for more, for this room, then give the server back its current room.
@@ -488,7 +499,7 @@
       if (r && r.gapFetch && r.min > r.seenBefore && ev.count >= 200) {
         notice(c, 'some messages sent while you were away are not shown (use /history)', 'error');
       }
-      if (c.batch > 0) {
+      if (c.batch > 0 && c.batchAtEnd) {
         const last = c.log.lastElementChild;
         if (last && !last.classList.contains('divider')) place(c, divider('live', 'live-divider'));
       }
@@ -573,7 +584,7 @@
         state.me = ev.new;
         state.name = ev.new;
         $('me-name').textContent = ev.new;
-        try { localStorage.setItem(STORE_NAME, ev.new); } catch (_) { /* private mode */ }
+        store(STORE_NAME, ev.new);
       }
       renderMembers();
     },
@@ -711,7 +722,9 @@
       showStart();
     }
     setLoginBusy(false);
-    $('login-error').textContent = ev.message || ev.code;
+    // The server's words for this one are meant for programs writing JSON.
+    $('login-error').textContent = ev.code === 'password_required'
+      ? state.name + ' has an account here: enter its password.' : ev.message || ev.code;
     if (ev.code === 'password_required' || ev.code === 'login_failed') $('password').focus();
     else $('name').focus();
   }
@@ -878,10 +891,13 @@
     const text = $('input').value;
     const lines = text.split('\n').length;
     const bytes = utf8Length(text);
+    const room = state.info.max_line - 64; // what the request around the text takes, about
     const err = $('composer-error');
-    if (lines > state.info.max_lines) err.textContent = lines + ' lines: at most ' + state.info.max_lines + '.';
-    else if (bytes > state.info.max_line - 64) err.textContent = bytes + ' bytes: at most about ' + (state.info.max_line - 64) + '.';
-    else if (/^(Too|\d+ (lines|bytes))/.test(err.textContent)) err.textContent = '';
+    if (lines > state.info.max_lines) {
+      err.textContent = lines + ' lines: at most ' + state.info.max_lines + '.';
+    } else if (bytes > room) {
+      err.textContent = bytes + ' bytes: at most about ' + room + '.';
+    } else if (/^(Too|\d+ (lines|bytes))/.test(err.textContent)) err.textContent = '';
   }
 
   // ---------------------------------------------------------------------------------------
@@ -890,9 +906,11 @@
   /** Loads /api/info and shows the start form. */
   async function start() {
     wireUp();
-    $('name').value = localStorage.getItem(STORE_NAME) || '';
-    try { state.wanted = JSON.parse(localStorage.getItem(STORE_ROOMS) || '[]').filter((r) => typeof r === 'string'); } catch (_) { state.wanted = []; }
-    $('room').value = localStorage.getItem(STORE_VIEW) || state.wanted[state.wanted.length - 1] || '';
+    $('name').value = stored(STORE_NAME) || '';
+    try {
+      state.wanted = JSON.parse(stored(STORE_ROOMS) || '[]').filter((r) => typeof r === 'string');
+    } catch (_) { state.wanted = []; }
+    $('room').value = stored(STORE_VIEW) || state.wanted[state.wanted.length - 1] || '';
     showStart();
     try {
       const res = await fetch('/api/info', { cache: 'no-store' });
@@ -919,15 +937,21 @@
     const rooms = info.rooms || [];
     if (!rooms.length) {
       picker.append(el('span', 'hint', info.login === 'required'
-        ? 'The rooms are listed once you have logged in.' : 'No room in use yet: name one, or stay in lobby.'));
+        ? 'The rooms are listed once you have logged in.'
+        : 'No room in use yet: name one, or stay in lobby.'));
     }
     for (const r of rooms) {
       const b = el('button', 'room-chip');
       b.type = 'button';
       b.dataset.room = r.name;
       b.append(el('span', null, '#' + r.name), el('span', 'count', String(r.members)));
-      b.setAttribute('aria-label', '#' + r.name + ', ' + r.members + (r.members === 1 ? ' member' : ' members'));
-      b.addEventListener('click', () => { $('room').value = r.name; markPicked(); $('login-button').focus(); });
+      b.setAttribute('aria-label', '#' + r.name + ', ' + r.members +
+        (r.members === 1 ? ' member' : ' members'));
+      b.addEventListener('click', () => {
+        $('room').value = r.name;
+        markPicked();
+        $('login-button').focus();
+      });
       picker.append(b);
     }
     if (info.more) picker.append(el('span', 'hint', 'and ' + info.more + ' more'));
@@ -960,8 +984,7 @@
       return;
     }
     state.name = name;
-    state.password = $('password').value;
-    $('password').value = '';
+    state.password = $('password').value; // in memory only, for reconnecting
     state.pendingView = roomKey(room);
     state.pendingRoom = room;
     setLoginBusy(true);
@@ -982,11 +1005,11 @@
     state.ws = null;
     state.welcomed = false;
     clearTimeout(state.retryTimer);
-    state.password = '';
     for (const c of [...state.convs.values()]) { c.log.remove(); c.item.remove(); }
-    state.convs.clear();
-    state.current = null;
-    showStart();
+    Object.assign(state, { password: '', me: '', convs: new Map(), current: null,
+      serverRoom: null, dropping: new Set(), pendingView: null, away: null });
+    $('dm-empty').hidden = false;
+    $('login-error').textContent = '';
     start();
   }
 
@@ -997,6 +1020,7 @@
   }
 
   function showChat() {
+    $('password').value = '';
     $('start').hidden = true;
     $('chat').hidden = false;
     setLoginBusy(false);
@@ -1004,10 +1028,10 @@
   }
 
   /** Narrow screens: the side panels slide over the messages. */
-  function togglePanel(which, open) {
+  function togglePanel(which) {
     const chat = $('chat');
     const cls = 'show-' + which;
-    const on = open === undefined ? !chat.classList.contains(cls) : open;
+    const on = !chat.classList.contains(cls);
     closePanels();
     chat.classList.toggle(cls, on);
     $(which + '-toggle').setAttribute('aria-expanded', String(on));
@@ -1060,10 +1084,12 @@
       state.retries = 0;
       connect();
     });
-    $('away-button').addEventListener('click', () => send(state.away !== null && state.away !== undefined
-      ? { type: 'back' } : { type: 'away' }));
+    $('away-button').addEventListener('click',
+      () => send(state.away === null ? { type: 'away' } : { type: 'back' }));
     $('logout-button').addEventListener('click', () => logout());
     document.addEventListener('keydown', (e) => { if (e.key === 'Escape') closePanels(); });
+    // Back online (a laptop waking up, a train leaving a tunnel): reconnect now.
+    window.addEventListener('online', () => { if (state.session && !state.ws) connect(); });
     document.addEventListener('visibilitychange', () => {
       const c = state.convs.get(state.current);
       if (!document.hidden && c) { c.unread = 0; c.mention = false; updateItem(c); }
