@@ -33,9 +33,18 @@ struct Cli {
     /// Without a subcommand, `chat-log` is `chat-log messages` and takes its flags.
     #[command(flatten)]
     messages: MessagesArgs,
-    /// Directory holding messages.csv and data.csv.
-    #[arg(long, env = "CHAT_DATA_DIR", default_value = "data", global = true)]
-    data_dir: PathBuf,
+    /// Directory holding messages.csv and data.csv. Give it several times (or a comma-separated
+    /// list) for the nodes of a cluster: `messages` and `stats` show their logs as one, in
+    /// order of id, a message several nodes logged shown once.
+    #[arg(
+        long,
+        env = "CHAT_DATA_DIR",
+        default_value = "data",
+        global = true,
+        value_delimiter = ',',
+        value_name = "DIR"
+    )]
+    data_dir: Vec<PathBuf>,
     /// Show times in UTC (and read --since/--until without a zone as UTC), not local time.
     #[arg(long, global = true)]
     utc: bool,
@@ -161,7 +170,15 @@ fn network(s: &str) -> Result<Target, String> {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `--data-dir a stats --data-dir b`: clap keeps only the values after the subcommand
+    // (clap-rs/clap#1570); take them all from the command line, which clap has accepted.
+    if cli.command.is_some() && matches.value_source("data_dir") == Some(ValueSource::CommandLine) {
+        let given = data_dirs_given(std::env::args_os());
+        if given.ends_with(&cli.data_dir) {
+            cli.data_dir = given;
+        }
+    }
     if let Some(exit) = cli.extras.run(Cli::command()) {
         return exit;
     }
@@ -190,6 +207,28 @@ fn main() -> ExitCode {
                 .exit();
         }
     }
+    // Several data directories (a cluster's nodes) make one merged view of the messages,
+    // which cannot be followed as one file is; connection ids are each node's own.
+    if cli.data_dir.len() > 1 {
+        let refused = match &cli.command {
+            Some(Command::Connections(_)) => Some("`connections`"),
+            Some(Command::Messages(args)) if args.output.follow => Some("--follow"),
+            None if cli.messages.output.follow => Some("--follow"),
+            _ => None,
+        };
+        if let Some(what) = refused {
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "{what} takes one --data-dir, not {}; several are merged only by \
+                         `messages` (without --follow) and `stats`",
+                        cli.data_dir.len()
+                    ),
+                )
+                .exit();
+        }
+    }
     match run(cli) {
         // Like grep: 0 when something matched, 1 when nothing did.
         Ok(0) => ExitCode::from(1),
@@ -201,6 +240,35 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Every `--data-dir` value in `args` (the program's name first), split at commas as clap
+/// splits them, in order. Only for arguments clap has accepted: there, a token `--data-dir`
+/// is that flag (clap takes no value that looks like a flag, and `chat-log` has no positional
+/// argument that could follow `--`).
+fn data_dirs_given(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<PathBuf> {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut dirs = Vec::new();
+    let mut args = args.skip(1);
+    while let Some(arg) = args.next() {
+        let value = match arg.as_bytes() {
+            b"--" => break,
+            b"--data-dir" => match args.next() {
+                Some(v) => v.into_vec(),
+                None => break,
+            },
+            b => match b.strip_prefix(b"--data-dir=") {
+                Some(v) => v.to_vec(),
+                None => continue,
+            },
+        };
+        dirs.extend(
+            value
+                .split(|&c| c == b',')
+                .map(|d| PathBuf::from(std::ffi::OsStr::from_bytes(d))),
+        );
+    }
+    dirs
 }
 
 /// Runs the subcommand; returns how many rows matched.
@@ -218,7 +286,7 @@ fn run(cli: Cli) -> chatroom::Result<u64> {
                 last: o.last,
                 follow: o.follow,
             };
-            viewer::show(&cli.data_dir.join(MESSAGES_FILE), &mut out, &options)
+            viewer::show_merged(&files(&cli.data_dir, MESSAGES_FILE), &mut out, &options)
         }
         Command::Connections(args) => {
             let o = &args.output;
@@ -235,7 +303,10 @@ fn run(cli: Cli) -> chatroom::Result<u64> {
                 last: o.last,
                 follow: o.follow,
             };
-            viewer::connections(&cli.data_dir.join(CONNECTIONS_FILE), &mut out, &options)
+            let [dir] = cli.data_dir.as_slice() else {
+                unreachable!("checked in main")
+            };
+            viewer::connections(&dir.join(CONNECTIONS_FILE), &mut out, &options)
         }
         Command::Stats(args) => {
             let options = StatsOptions {
@@ -243,9 +314,14 @@ fn run(cli: Cli) -> chatroom::Result<u64> {
                 format: args.format,
                 zone,
             };
-            viewer::stats(&cli.data_dir.join(MESSAGES_FILE), &mut out, &options)
+            viewer::stats_merged(&files(&cli.data_dir, MESSAGES_FILE), &mut out, &options)
         }
     }
+}
+
+/// The file `name` in each data directory.
+fn files(dirs: &[PathBuf], name: &str) -> Vec<PathBuf> {
+    dirs.iter().map(|d| d.join(name)).collect()
 }
 
 fn view(o: &Output, zone: Zone) -> chatroom::Result<ViewOptions> {

@@ -184,6 +184,13 @@ fn key_of_plain(plain: &str) -> String {
     fold(&unicode_security::skeleton(&folded).collect::<String>())
 }
 
+/// Both keys of a name (one, when they agree): two names are one when any key matches, so a
+/// claim on a name (the cluster's) holds both.
+pub fn keys(name: &str) -> Vec<String> {
+    let (a, b) = (key(name), upper_key(name));
+    if a == b { vec![a] } else { vec![a, b] }
+}
+
 /// The second key: the skeleton first, then case folding, for the look-alikes that exist only
 /// in upper case (`I` and `l`; Cyrillic and Greek capitals).
 pub fn upper_key(name: &str) -> String {

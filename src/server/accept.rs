@@ -54,6 +54,8 @@ pub struct Front {
     pub next_conn: AtomicU64,
     /// Set by a shutdown; checked after every accept.
     pub stopping: Arc<AtomicBool>,
+    /// Name claims in the cluster (`--redis`), made by the connection threads at login.
+    pub claims: Option<Arc<super::cluster::Claims>>,
     /// The web port's shared state (its room list cache); `None` without `--web`.
     pub web: Option<super::web::Web>,
 }
@@ -308,6 +310,7 @@ impl Front {
             config: self.config.clone(),
             json_only,
             started,
+            claims: self.claims.clone(),
             overflowed: std::cell::Cell::new(false),
         }))
     }

@@ -36,6 +36,8 @@ pub struct Config {
     pub tls: TlsConfig,
     #[command(flatten)]
     pub web: WebConfig,
+    #[command(flatten)]
+    pub cluster: ClusterConfig,
     /// How long [`Server::run`](super::Server::run) waits for connection threads after the
     /// broadcaster stops.
     #[arg(skip = Config::default().drain_timeout)]
@@ -55,6 +57,7 @@ impl Default for Config {
             login: LoginConfig::default(),
             tls: TlsConfig::default(),
             web: WebConfig::default(),
+            cluster: ClusterConfig::default(),
             drain_timeout: Duration::from_secs(5),
             stack_size: 256 * 1024,
         }
@@ -285,6 +288,34 @@ pub struct WebConfig {
     pub trust_proxy: bool,
 }
 
+/// Several nodes sharing rooms through Redis (`--redis`); one node alone without it.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterConfig {
+    /// Share rooms with the other nodes of a cluster through this Redis server
+    /// (redis://HOST:PORT[/DB]). Off by default: one node, CSV files only.
+    #[arg(long, env = "CHAT_REDIS", value_name = "URL")]
+    pub redis: Option<String>,
+    /// This node's name in the cluster, unique among its nodes (default: the host's name and
+    /// the chat port).
+    #[arg(long, env = "CHAT_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Seconds a node's claims on its clients' names (and its member list) last without being
+    /// renewed: how long a dead node's names stay taken.
+    #[arg(long, env = "CHAT_REDIS_LEASE",
+          default_value_t = ClusterConfig::default().redis_lease)]
+    pub redis_lease: Seconds,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> ClusterConfig {
+        ClusterConfig {
+            redis: None,
+            node_id: None,
+            redis_lease: Seconds::from(Duration::from_secs(15)),
+        }
+    }
+}
+
 impl Config {
     /// Checks every value, with an error that names the flag: the checks the parser cannot make.
     pub fn validate(&self) -> Result<()> {
@@ -328,6 +359,17 @@ impl Config {
         positive("--outbox-kib", self.limits.outbox_kib)?;
         positive("--login-lockout", self.login.login_lockout as usize)?;
         positive("--password-checkers", self.login.password_checkers)?;
+        if self.cluster.redis_lease.get() < Duration::from_secs(1) {
+            return Err(invalid("--redis-lease", "must be at least 1 second"));
+        }
+        if let Some(node) = &self.cluster.node_id
+            && (node.is_empty() || node.contains(['/', ' ', '\n']) || node.len() > 64)
+        {
+            return Err(invalid(
+                "--node-id",
+                "must be 1 to 64 characters, without spaces or /",
+            ));
+        }
         for origin in &self.web.web_origins {
             if !crate::server::web::is_origin(origin) {
                 return Err(invalid(

@@ -7,6 +7,7 @@
 //! connection threads to finish writing.
 
 pub mod accept;
+pub mod cluster;
 pub mod config;
 pub mod config_file;
 pub mod connection;
@@ -263,6 +264,23 @@ impl Server {
         // not deep: it is one queue for everyone, so an honest client's request waits behind
         // whatever is queued; 4,096 events (16 full batches) is a few milliseconds of work.
         let (events, rx) = crossbeam_channel::bounded(4096);
+        let claims = match &config.cluster.redis {
+            Some(url) => {
+                let node = config.cluster.node_id.clone().unwrap_or_else(|| {
+                    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                        .map(|h| h.trim().to_string())
+                        .unwrap_or_else(|_| "node".into());
+                    format!("{host}:{}", local.port())
+                });
+                let lease = config.cluster.redis_lease.get();
+                let cluster = cluster::Cluster::new(url, node.clone(), lease, hub.last_id())?;
+                let link = cluster.start(events.clone())?;
+                hub.join_cluster(link, cluster.last_id.clone());
+                info!("node {node} of the cluster at {url}");
+                Some(Arc::new(cluster.claims()))
+            }
+            None => None,
+        };
         let broadcaster = thread::Builder::new()
             .name("broadcaster".into())
             .spawn(move || hub.run(rx))
@@ -294,6 +312,7 @@ impl Server {
             bans,
             next_conn: AtomicU64::new(next_conn),
             web: web.is_some().then(web::Web::default),
+            claims,
             config: Arc::new(config),
             events,
             stopping: Arc::new(AtomicBool::new(false)),

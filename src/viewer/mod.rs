@@ -12,6 +12,8 @@
 //!   `--grep` cannot match.
 //! - [`connections`]: who connected from where, for how long, and why they left.
 //! - [`stats`]: messages per room, sender and hour.
+//! - [`show_merged`], [`stats_merged`]: the same over several nodes' `messages.csv` as one
+//!   view, in order of id, a message several nodes logged shown once (`merge`).
 //! - `time`: timestamps shown in local time or UTC ([`Zone`]).
 //!
 //! Each of [`show`], [`connections`] and [`stats`] returns how many rows matched, so that
@@ -19,6 +21,7 @@
 
 mod connections;
 mod filter;
+mod merge;
 mod render;
 mod rows;
 mod show;
@@ -30,6 +33,7 @@ mod time;
 pub use connections::{ConnFilter, ConnOptions, connections};
 use filter::same_name;
 pub use filter::{Filter, parse_when};
+pub use merge::{show_merged, stats_merged};
 pub use render::{Printer, format_record, render_message, spreadsheet_safe};
 use render::{is_header, is_header_fields};
 pub use show::{FOLLOW_LAST, FOLLOW_POLL, show};

@@ -79,6 +79,15 @@ impl<'a, W: Write> Printer<'a, W> {
             if verbatim(raw, fields, self.opts) {
                 return self.emit(raw);
             }
+        }
+        self.decoded(fields, line)
+    }
+
+    /// Prints a row from its fields alone (already filtered): decoded, and encoded in the
+    /// format (as CSV, the bytes the server writes for it). A row that is not a message is
+    /// reported on stderr and skipped.
+    pub(super) fn decoded(&mut self, fields: &csv::ByteRecord, line: u64) -> Result<()> {
+        if self.format == Format::Csv {
             return match fields.deserialize::<MessageRecord>(None) {
                 Ok(m) => self.write(&m),
                 Err(e) => {
@@ -150,9 +159,9 @@ impl<'a, W: Write> Printer<'a, W> {
 /// A message borrowed from a parsed row: the fields of [`MessageRecord`], in its order and
 /// under its names (so its JSON is the same), without an allocation per field.
 #[derive(Debug, Serialize, Deserialize)]
-struct MessageView<'a> {
-    id: u64,
-    timestamp: &'a str,
+pub(super) struct MessageView<'a> {
+    pub id: u64,
+    pub timestamp: &'a str,
     room: &'a str,
     sender: &'a str,
     recipient: &'a str,

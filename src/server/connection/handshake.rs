@@ -144,6 +144,13 @@ impl Reader {
             }
             Login::Ended(reason) => return Ok(Attempt::Ended(reason)),
         };
+        let claimed = match self.claim(&who) {
+            Some(keys) => keys,
+            None => {
+                self.prompt_again(mode);
+                return Ok(Attempt::Refused);
+            }
+        };
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
         let hello_event = Event::Hello {
             conn: self.conn,
@@ -157,11 +164,42 @@ impl Reader {
             Ok(true) => Attempt::Granted(mode),
             // The broadcaster has sent the reason; ask again.
             Ok(false) => {
+                self.unclaim(&claimed);
                 self.prompt_again(mode);
                 Attempt::Refused
             }
             Err(_) => Attempt::Ended(Disconnect::ServerStopping),
         })
+    }
+
+    /// On a node of a cluster, claims the name for this connection before the broadcaster is
+    /// asked: `None` (the client told why) when a client on another node holds it. Returns
+    /// the keys claimed, to give back if the broadcaster refuses the name.
+    #[inline(never)]
+    fn claim(&self, who: &Identity) -> Option<Vec<String>> {
+        let Some(claims) = &self.claims else {
+            return Some(Vec::new());
+        };
+        let keys = proto::names::keys(&who.name);
+        match claims.claim(&keys, self.conn) {
+            crate::server::cluster::Claim::Granted => Some(keys),
+            crate::server::cluster::Claim::Elsewhere => {
+                let msg = format!(
+                    "{} is in use on another server of this cluster; choose another",
+                    who.name
+                );
+                self.send(who.mode, &ServerMsg::failure(ErrorCode::NameTaken, msg));
+                None
+            }
+        }
+    }
+
+    /// Gives back what [`Self::claim`] took, when the name was refused after all.
+    #[cold]
+    fn unclaim(&self, keys: &[String]) {
+        if let Some(claims) = &self.claims {
+            claims.release(keys, self.conn);
+        }
     }
 
     /// Checks the password when there is one to check. A registered name (or any name on a

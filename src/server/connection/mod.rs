@@ -52,6 +52,8 @@ pub struct Reader {
     /// When the handshake began (the accept, or the request that upgraded to a WebSocket):
     /// its deadline counts from here.
     pub started: Instant,
+    /// Name claims in the cluster, when this node is one of several.
+    pub claims: Option<Arc<crate::server::cluster::Claims>>,
     /// A WebSocket: JSON only, from the first message, and no greeting line.
     pub json_only: bool,
     /// Set when an answer did not fit in the outbox: the client does not read what it asks

@@ -15,6 +15,13 @@ impl<W: LogFile> Hub<W> {
                 members: r.members.len(),
             })
             .collect();
+        // The other nodes' members of the same rooms, and their other rooms.
+        for (key, (name, n)) in self.remote_rooms() {
+            match rooms.iter_mut().find(|r| proto::room_key(&r.name) == key) {
+                Some(r) => r.members += n,
+                None => rooms.push(RoomInfo { name, members: n }),
+            }
+        }
         // The biggest first for the cut, then by name.
         rooms.sort_by_key(|r| std::cmp::Reverse(r.members));
         let more = rooms.len().saturating_sub(proto::MAX_ROOMS_LISTED);
@@ -248,6 +255,10 @@ impl<W: LogFile> Hub<W> {
         if let Some(r) = self.rooms.get_mut(key) {
             r.last_active = self.tick;
         }
+        // A node of a cluster logs and delivers it when it comes back in the cluster's order.
+        if self.publish(conn, &room, &from, None, kind, &text) {
+            return;
+        }
         let Some(msg) = self.log_message(conn, &room, from, None, kind, text) else {
             return;
         };
@@ -264,6 +275,9 @@ impl<W: LogFile> Hub<W> {
 
     /// Logs and delivers a direct message; only the two people concerned see it.
     pub(super) fn direct(&mut self, conn: u64, to: &str, text: String) {
+        if self.cluster_direct(conn, to, &text) {
+            return;
+        }
         let Some(&to_conn) = self.names.get(to) else {
             return self.no_user(conn, to);
         };

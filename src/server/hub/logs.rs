@@ -87,6 +87,7 @@ impl<W: LogFile> Hub<W> {
     ) -> Option<ChatMessage> {
         let id = self.next_id;
         self.next_id += 1;
+        self.logged_id(id);
         let ts = store::now_timestamp();
         self.messages.stage(&MessageRecord {
             id,

@@ -70,6 +70,7 @@ impl<W: LogFile> Hub<W> {
                 joined,
             );
         }
+        self.members_changed();
         if self.config.chat.history > 0 {
             self.send_history(conn, &key, self.config.chat.history);
         }
@@ -130,6 +131,7 @@ impl<W: LogFile> Hub<W> {
     /// Takes `conn` out of a room without flushing, tells the room (below the notice limit),
     /// and returns the `left` event for the one who left.
     pub(super) fn part(&mut self, conn: u64, key: &str, reason: &str) -> Option<ServerMsg> {
+        self.members_changed();
         let name = self
             .clients
             .get_mut(&conn)
@@ -186,6 +188,9 @@ impl<W: LogFile> Hub<W> {
         let old = client.name.replace(new.clone()).unwrap_or_default();
         self.names.remove(&old);
         self.names.insert(&new, conn);
+        self.release_name(&old);
+        self.claim_name(&new, conn);
+        self.members_changed();
         if let Some(client) = self.clients.get(&conn) {
             let row = conn_row(conn, client, ConnEvent::Nick, &format!("{old} -> {new}"));
             self.connections.stage(&row);
@@ -240,6 +245,15 @@ impl<W: LogFile> Hub<W> {
                 )
             };
             return Some(ServerMsg::failure(ErrorCode::NameTaken, msg));
+        }
+        if self.names.get(name).is_none()
+            && let Some(holder) = self.remote_name(name)
+        {
+            let err = ProtocolError::NameTaken {
+                name: name.to_string(),
+                holder,
+            };
+            return Some(ServerMsg::error(&err));
         }
         let holder = self.names.get(name)?;
         if *holder == conn {
@@ -322,6 +336,7 @@ impl<W: LogFile> Hub<W> {
             name: client.name.clone().unwrap_or_default(),
             away,
         };
+        self.members_changed();
         let audience = self.audience(conn);
         self.push(Target::Set(audience), msg);
     }
@@ -363,6 +378,12 @@ impl<W: LogFile> Hub<W> {
             let Some(name) = c.name.clone() else { continue };
             if let Some(reason) = &c.away {
                 away.insert(name.clone(), reason.clone());
+            }
+            users.push(name);
+        }
+        for (name, reason) in self.remote_members(key) {
+            if let Some(reason) = reason {
+                away.insert(name.clone(), reason);
             }
             users.push(name);
         }

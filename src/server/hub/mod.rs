@@ -16,6 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 use log::{debug, error, info, warn};
 
 mod chat;
+mod cluster;
 mod delivery;
 mod logs;
 mod membership;
@@ -87,6 +88,9 @@ pub enum Event {
         name: String,
         why: String,
     },
+    /// Redis, for a node of a cluster (`--redis`): a message in the cluster's order, the
+    /// other nodes' members, Redis lost or back.
+    Cluster(crate::server::cluster::FromCluster),
     /// The web port's start page asks which rooms are in use (a `rooms` answer).
     RoomList { reply: Sender<ServerMsg> },
     /// The server is stopping: tell everyone, write the last rows, return.
@@ -139,6 +143,8 @@ pub struct Hub<W: LogFile = File> {
     bans_seen: u64,
     /// When to look at `bans.csv` next (`moderation::BANS_CHECK_EVERY`), even while idle.
     bans_check_due: std::time::Instant,
+    /// The cluster, when this node is one of several (`--redis`).
+    cluster: Option<cluster::ClusterState>,
 }
 
 /// Whom a mute holds.
@@ -311,6 +317,7 @@ impl<W: LogFile> Hub<W> {
             connections_sync_due: None,
             bans_seen,
             bans_check_due: std::time::Instant::now() + moderation::BANS_CHECK_EVERY,
+            cluster: None,
             bans,
         }
     }
@@ -346,6 +353,7 @@ impl<W: LogFile> Hub<W> {
             if stop {
                 return;
             }
+            self.share_members();
             self.check_bans_when_due();
         }
         self.stop_all();
@@ -395,6 +403,7 @@ impl<W: LogFile> Hub<W> {
                     self.connections.stage(&row);
                 }
             }
+            Event::Cluster(event) => self.from_cluster(event),
             Event::RoomList { reply } => {
                 let _ = reply.try_send(self.room_list());
             }
@@ -443,6 +452,7 @@ impl<W: LogFile> Hub<W> {
         client.mode = hello.mode;
         client.account = hello.account.clone();
         self.names.insert(&hello.name, conn);
+        self.members_changed();
         let members = self.rooms.get(proto::LOBBY).map_or(0, |r| r.members.len()) + 1;
         let welcome = ServerMsg::Welcome {
             conn,
@@ -499,7 +509,9 @@ impl<W: LogFile> Hub<W> {
         ));
         if let Some(name) = client.name.take() {
             self.names.remove(&name);
+            self.release_name(&name);
         }
+        self.members_changed();
         Some(client)
     }
 

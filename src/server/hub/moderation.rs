@@ -42,7 +42,7 @@ impl<W: LogFile> Hub<W> {
 
     /// Reads `bans.csv` again if it changed on disk, and disconnects everyone connected that
     /// a ban read since the last time covers (by address, or by name). True when someone was.
-    fn apply_changed_bans(&mut self) -> bool {
+    pub(super) fn apply_changed_bans(&mut self) -> bool {
         bans::refresh(&self.bans);
         let hit: Vec<(u64, String)> = {
             let bans = self.bans.read().unwrap_or_else(|p| p.into_inner());
@@ -160,6 +160,13 @@ impl<W: LogFile> Hub<W> {
                 };
                 let desc = ban.describe();
                 self.record(conn, ConnEvent::Ban, &format!("{target} {desc}"));
+                self.publish_control(|node| crate::server::cluster::Control::Ban {
+                    node,
+                    target: target.clone(),
+                    secs: duration.map(|d| d.as_secs()),
+                    by: by.clone(),
+                    reason: reason.clone(),
+                });
                 let whom = match (own.is_some(), others) {
                     (true, Some(o)) => format!("; disconnecting you and {o}"),
                     (true, None) => "; disconnecting you".to_string(),
@@ -190,6 +197,10 @@ impl<W: LogFile> Hub<W> {
                     ),
                     Ok(n) => {
                         self.record(conn, ConnEvent::Unban, &target);
+                        self.publish_control(|node| crate::server::cluster::Control::Unban {
+                            node,
+                            target: target.clone(),
+                        });
                         let bans = if n == 1 { "ban" } else { "bans" };
                         self.tell(conn, format!("lifted {n} {bans} on {target}"));
                     }

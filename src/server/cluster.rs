@@ -1,0 +1,629 @@
+//! Several nodes through Redis (`--redis URL`): the cluster's order, names and who is where.
+//!
+//! - **Order:** one Redis Stream (`chatroom:log`). A message is published by a Lua script that
+//!   takes the next id (`INCR chatroom:id`) and appends the entry in one step, so the stream's
+//!   order is the id order. Every node reads the whole stream, in order, and logs each entry
+//!   in its own `messages.csv` before delivering it to its own clients: every node's file holds
+//!   every message the cluster carried while it was connected, under the same ids.
+//! - **Names:** a name is claimed with `SET NX` on its keys (both of its look-alike keys), as a
+//!   lease refreshed while the client is connected, deleted when it leaves, expiring when its
+//!   node dies.
+//! - **Who is where:** each node publishes its members (names, rooms, away) under a key with a
+//!   short expiry; each reads the others' every second, for `/who`, `/rooms` and direct
+//!   messages to someone on another node.
+//! - **Faults:** when Redis cannot be reached the node says so to its clients and serves them
+//!   alone, logging their messages under ids after the last it had seen; it retries every
+//!   second, and when Redis is back it first raises the id counter past its own ids.
+//!
+//! Two threads, each with its own connection: `cluster-in` reads the stream into the hub's
+//! events; `cluster-out` publishes what the hub hands it. The broadcaster never waits on Redis.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use log::{info, warn};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::proto::Kind;
+use crate::server::hub::Event;
+
+/// The stream every node reads.
+const STREAM: &str = "chatroom:log";
+/// The id counter.
+const COUNTER: &str = "chatroom:id";
+/// The set of node ids that have published members.
+const NODES: &str = "chatroom:nodes";
+/// Entries kept in the stream (about): a node that was away longer than this many messages
+/// catches up only on these.
+const STREAM_KEEP: u64 = 100_000;
+/// How long one Redis call may take before the node counts Redis as gone.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a lost Redis is tried again, and the members are read.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Takes the next id and appends the message, atomically: stream order is id order.
+const PUBLISH: &str = r"
+local id = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'id', id, 'm', ARGV[1])
+return id";
+
+/// Raises the counter to at least ARGV[1] (a node's own last id, after it served alone).
+const RAISE: &str = r"
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 0";
+
+/// Deletes a claim only if this node still holds it.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+
+/// A message as it crosses the cluster (its id is the stream entry's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wire {
+    /// The node its sender is on, and the sender's connection there (for the echo).
+    pub node: String,
+    pub conn: u64,
+    pub ts: String,
+    /// The room's name; empty for a direct message.
+    pub room: String,
+    pub from: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    pub kind: Kind,
+    pub text: String,
+}
+
+/// A moderation change every node applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Control {
+    Ban {
+        node: String,
+        target: String,
+        secs: Option<u64>,
+        by: String,
+        reason: String,
+    },
+    Unban {
+        node: String,
+        target: String,
+    },
+}
+
+impl Control {
+    pub fn node(&self) -> &str {
+        match self {
+            Control::Ban { node, .. } | Control::Unban { node, .. } => node,
+        }
+    }
+}
+
+/// What one node has: its members by name, the rooms they are in, who is away.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Members {
+    /// Room name → the names in it.
+    pub rooms: HashMap<String, Vec<String>>,
+    /// Every named client's name.
+    pub names: Vec<String>,
+    /// Away reasons by name.
+    #[serde(default)]
+    pub away: HashMap<String, String>,
+}
+
+/// What the cluster tells the hub.
+#[derive(Debug)]
+pub enum FromCluster {
+    /// An entry of the stream, in order: a message with its id.
+    Message { id: u64, wire: Wire },
+    Control(Control),
+    /// A message that could not be published: the node serves it alone.
+    Unpublished(Wire),
+    /// Redis is reachable again: messages go through the cluster.
+    Up,
+    /// Redis cannot be reached: the node serves its clients alone.
+    Down(String),
+    /// The other nodes' members, by node.
+    Peers(HashMap<String, Members>),
+}
+
+/// What the hub hands the cluster.
+#[derive(Debug)]
+pub enum ToCluster {
+    Publish(Wire),
+    Control(Control),
+    /// This node's members now (sent when they change; written at most every 250 ms).
+    Members(Members),
+    /// A name's claims to release (its keys), when its holder leaves or renames.
+    Release(Vec<String>),
+    /// A new name's claims (after a rename), for connection `.1`.
+    Claim(Vec<String>, u64),
+}
+
+/// The hub's end of the cluster.
+pub struct Link {
+    pub node: String,
+    pub out: Sender<ToCluster>,
+}
+
+/// Where claims are made from the connection threads (a login's name), and how long they live.
+pub struct Claims {
+    client: redis::Client,
+    conn: std::sync::Mutex<Option<redis::Connection>>,
+    pub node: String,
+    pub lease: Duration,
+}
+
+/// The outcome of claiming a name.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Ours now (or Redis is away: the node decides alone).
+    Granted,
+    /// Held by a client on another node.
+    Elsewhere,
+}
+
+impl Claims {
+    /// The key of a claim.
+    pub fn key(name_key: &str) -> String {
+        format!("chatroom:name:{name_key}")
+    }
+
+    /// Claims `keys` (a name's look-alike keys) for connection `conn` of this node. A key
+    /// held by this node already is left to the hub (a takeover, a look-alike).
+    pub fn claim(&self, keys: &[String], conn: u64) -> Claim {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            *guard = connect(&self.client).ok();
+        }
+        let Some(c) = guard.as_mut() else {
+            return Claim::Granted;
+        };
+        let value = format!("{}/{conn}", self.node);
+        let ms = self.lease.as_millis() as u64;
+        let mut taken = Vec::new();
+        for key in keys {
+            let key = Claims::key(key);
+            let set: redis::RedisResult<Option<String>> = redis::cmd("SET")
+                .arg(&key)
+                .arg(&value)
+                .arg("NX")
+                .arg("PX")
+                .arg(ms)
+                .query(c);
+            match set {
+                Ok(Some(_)) => taken.push(key),
+                Ok(None) => {
+                    let holder: Option<String> = redis::cmd("GET").arg(&key).query(c).ok().flatten();
+                    let ours = holder
+                        .as_deref()
+                        .is_some_and(|h| h.split_once('/').map(|(n, _)| n) == Some(&self.node));
+                    if !ours {
+                        for k in &taken {
+                            let _ = redis::Script::new(RELEASE).key(k).arg(&value).invoke::<i64>(c);
+                        }
+                        return Claim::Elsewhere;
+                    }
+                }
+                Err(_) => {
+                    *guard = None;
+                    return Claim::Granted;
+                }
+            }
+        }
+        Claim::Granted
+    }
+}
+
+impl Claims {
+    /// Releases `keys` if connection `conn` of this node holds them.
+    pub fn release(&self, keys: &[String], conn: u64) {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(c) = guard.as_mut() else { return };
+        let value = format!("{}/{conn}", self.node);
+        for key in keys {
+            let _ = redis::Script::new(RELEASE)
+                .key(Claims::key(key))
+                .arg(&value)
+                .invoke::<i64>(c);
+        }
+    }
+}
+
+fn connect(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
+    let c = client.get_connection_with_timeout(IO_TIMEOUT)?;
+    c.set_read_timeout(Some(IO_TIMEOUT))?;
+    c.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(c)
+}
+
+/// The cluster's settings and the running threads' shared state.
+pub struct Cluster {
+    client: redis::Client,
+    pub node: String,
+    pub lease: Duration,
+    /// The highest message id this node has logged: where a catch-up starts, and how far the
+    /// counter is raised after serving alone.
+    pub last_id: Arc<AtomicU64>,
+}
+
+impl Cluster {
+    /// Checks the URL (no connection yet: a node starts even when Redis is away).
+    pub fn new(url: &str, node: String, lease: Duration, last_id: u64) -> Result<Cluster> {
+        let client = redis::Client::open(url)
+            .map_err(|e| Error::setting(format!("--redis {url}: {e}")))?;
+        Ok(Cluster {
+            client,
+            node,
+            lease,
+            last_id: Arc::new(AtomicU64::new(last_id)),
+        })
+    }
+
+    /// A handle for claiming names from connection threads.
+    pub fn claims(&self) -> Claims {
+        Claims {
+            client: self.client.clone(),
+            conn: std::sync::Mutex::new(None),
+            node: self.node.clone(),
+            lease: self.lease,
+        }
+    }
+
+    /// Starts both threads; returns the hub's end.
+    pub fn start(&self, events: Sender<Event>) -> Result<Link> {
+        let (out, from_hub) = crossbeam_channel::bounded(4096);
+        let reader = Reader {
+            client: self.client.clone(),
+            events: events.clone(),
+            last_id: self.last_id.clone(),
+            node: self.node.clone(),
+        };
+        std::thread::Builder::new()
+            .name("cluster-in".into())
+            .spawn(move || reader.run())
+            .map_err(|e| Error::io("cannot start the cluster-in thread", e))?;
+        let writer = Writer {
+            client: self.client.clone(),
+            events,
+            from_hub,
+            node: self.node.clone(),
+            lease: self.lease,
+            members: None,
+            members_dirty: false,
+            peers: HashMap::new(),
+        };
+        std::thread::Builder::new()
+            .name("cluster-out".into())
+            .spawn(move || writer.run())
+            .map_err(|e| Error::io("cannot start the cluster-out thread", e))?;
+        Ok(Link {
+            node: self.node.clone(),
+            out,
+        })
+    }
+}
+
+/// `cluster-in`: reads the stream, in order, into the hub.
+struct Reader {
+    client: redis::Client,
+    events: Sender<Event>,
+    last_id: Arc<AtomicU64>,
+    node: String,
+}
+
+impl Reader {
+    fn run(self) {
+        // Where this node is in the stream: from its start, skipping what it has logged.
+        let mut after = "0-0".to_string();
+        let mut up = false;
+        loop {
+            let mut conn = match connect(&self.client) {
+                Ok(c) => c,
+                Err(e) => {
+                    if !self.say_down(&mut up, &e.to_string()) {
+                        return;
+                    }
+                    std::thread::sleep(TICK);
+                    continue;
+                }
+            };
+            // Our own ids (from serving alone) must never be given again.
+            let mine = self.last_id.load(Ordering::SeqCst);
+            if let Err(e) = redis::Script::new(RAISE).key(COUNTER).arg(mine).invoke::<i64>(&mut conn) {
+                if !self.say_down(&mut up, &e.to_string()) {
+                    return;
+                }
+                std::thread::sleep(TICK);
+                continue;
+            }
+            if !up {
+                up = true;
+                info!("cluster: node {} connected to Redis", self.node);
+                if self.events.send(Event::Cluster(FromCluster::Up)).is_err() {
+                    return;
+                }
+            }
+            // Blocking reads, each shorter than the read timeout.
+            let _ = conn.set_read_timeout(Some(IO_TIMEOUT + Duration::from_secs(1)));
+            loop {
+                let reply: redis::RedisResult<redis::Value> = redis::cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(512)
+                    .arg("BLOCK")
+                    .arg(IO_TIMEOUT.as_millis() as u64)
+                    .arg("STREAMS")
+                    .arg(STREAM)
+                    .arg(&after)
+                    .query(&mut conn);
+                let reply = match reply {
+                    Ok(r) => r,
+                    Err(e) => {
+                        if !self.say_down(&mut up, &e.to_string()) {
+                            return;
+                        }
+                        break;
+                    }
+                };
+                for (entry, fields) in entries(reply) {
+                    after = entry;
+                    if !self.deliver(&fields) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells the hub Redis is gone (once); false when the hub is gone.
+    fn say_down(&self, up: &mut bool, why: &str) -> bool {
+        if std::mem::take(up) {
+            warn!("cluster: lost Redis: {why}; serving this node's clients alone");
+            return self
+                .events
+                .send(Event::Cluster(FromCluster::Down(why.to_string())))
+                .is_ok();
+        }
+        true
+    }
+
+    /// Hands one entry to the hub, unless this node logged it already.
+    fn deliver(&self, fields: &HashMap<String, String>) -> bool {
+        let event = if let Some(m) = fields.get("m") {
+            let id: u64 = fields.get("id").and_then(|i| i.parse().ok()).unwrap_or(0);
+            if id <= self.last_id.load(Ordering::SeqCst) {
+                return true;
+            }
+            match serde_json::from_str::<Wire>(m) {
+                Ok(wire) => FromCluster::Message { id, wire },
+                Err(e) => {
+                    warn!("cluster: an entry that is not a message ({e}); skipped");
+                    return true;
+                }
+            }
+        } else if let Some(c) = fields.get("c") {
+            match serde_json::from_str::<Control>(c) {
+                Ok(control) => FromCluster::Control(control),
+                Err(e) => {
+                    warn!("cluster: an entry that is not a control ({e}); skipped");
+                    return true;
+                }
+            }
+        } else {
+            return true;
+        };
+        self.events.send(Event::Cluster(event)).is_ok()
+    }
+}
+
+/// The entries of an `XREAD` reply: (entry id, fields).
+fn entries(reply: redis::Value) -> Vec<(String, HashMap<String, String>)> {
+    use redis::Value;
+    let text = |v: &Value| -> Option<String> {
+        match v {
+            Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+            Value::SimpleString(s) => Some(s.clone()),
+            _ => None,
+        }
+    };
+    let mut out = Vec::new();
+    let Value::Array(streams) = reply else {
+        return out;
+    };
+    for stream in streams {
+        let Value::Array(parts) = stream else { continue };
+        let Some(Value::Array(list)) = parts.get(1) else {
+            continue;
+        };
+        for entry in list {
+            let Value::Array(pair) = entry else { continue };
+            let (Some(id), Some(Value::Array(kv))) = (pair.first().and_then(text), pair.get(1))
+            else {
+                continue;
+            };
+            let fields = kv
+                .chunks(2)
+                .filter_map(|c| Some((text(c.first()?)?, text(c.get(1)?)?)))
+                .collect();
+            out.push((id, fields));
+        }
+    }
+    out
+}
+
+/// `cluster-out`: publishes what the hub hands it, keeps the claims and the members fresh,
+/// and reads the other nodes' members.
+struct Writer {
+    client: redis::Client,
+    events: Sender<Event>,
+    from_hub: Receiver<ToCluster>,
+    node: String,
+    lease: Duration,
+    /// This node's members, as last handed over, and whether Redis has them yet.
+    members: Option<Members>,
+    members_dirty: bool,
+    /// The other nodes' members as last told to the hub: told again only when they change.
+    peers: HashMap<String, Members>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut conn: Option<redis::Connection> = None;
+        let mut retry_at = Instant::now();
+        let mut tick_at = Instant::now();
+        loop {
+            let next = self.from_hub.recv_deadline(tick_at.min(Instant::now() + TICK));
+            if conn.is_none() && Instant::now() >= retry_at {
+                conn = connect(&self.client).ok();
+                retry_at = Instant::now() + TICK;
+                self.members_dirty = true;
+            }
+            match next {
+                Ok(work) => {
+                    if !self.work(&mut conn, work) {
+                        return;
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            }
+            if Instant::now() >= tick_at {
+                tick_at = Instant::now() + Duration::from_millis(250);
+                if let Some(c) = conn.as_mut()
+                    && self.tick(c).is_err()
+                {
+                    conn = None;
+                }
+            }
+        }
+    }
+
+    /// Does one thing the hub asked; false when the hub is gone.
+    fn work(&mut self, conn: &mut Option<redis::Connection>, work: ToCluster) -> bool {
+        match work {
+            ToCluster::Publish(wire) => {
+                let sent = conn.as_mut().map(|c| {
+                    redis::Script::new(PUBLISH)
+                        .key(COUNTER)
+                        .key(STREAM)
+                        .arg(serde_json::to_string(&wire).unwrap_or_default())
+                        .arg(STREAM_KEEP)
+                        .invoke::<u64>(c)
+                });
+                if !matches!(sent, Some(Ok(_))) {
+                    *conn = None;
+                    return self
+                        .events
+                        .send(Event::Cluster(FromCluster::Unpublished(wire)))
+                        .is_ok();
+                }
+            }
+            ToCluster::Control(control) => {
+                if let Some(c) = conn.as_mut() {
+                    let sent: redis::RedisResult<String> = redis::cmd("XADD")
+                        .arg(STREAM)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(STREAM_KEEP)
+                        .arg("*")
+                        .arg("c")
+                        .arg(serde_json::to_string(&control).unwrap_or_default())
+                        .query(c);
+                    if sent.is_err() {
+                        *conn = None;
+                    }
+                }
+            }
+            ToCluster::Members(members) => {
+                self.members = Some(members);
+                self.members_dirty = true;
+            }
+            ToCluster::Claim(keys, id) => {
+                if let Some(c) = conn.as_mut() {
+                    let value = format!("{}/{id}", self.node);
+                    for key in keys {
+                        let _ = redis::cmd("SET")
+                            .arg(Claims::key(&key))
+                            .arg(&value)
+                            .arg("NX")
+                            .arg("PX")
+                            .arg(self.lease.as_millis() as u64)
+                            .query::<Option<String>>(c);
+                    }
+                }
+            }
+            ToCluster::Release(keys) => {
+                if let Some(c) = conn.as_mut() {
+                    for key in keys {
+                        let value_prefix = format!("{}/", self.node);
+                        let holder: Option<String> =
+                            redis::cmd("GET").arg(Claims::key(&key)).query(c).ok().flatten();
+                        if let Some(h) = holder.filter(|h| h.starts_with(&value_prefix)) {
+                            let _ = redis::Script::new(RELEASE)
+                                .key(Claims::key(&key))
+                                .arg(h)
+                                .invoke::<i64>(c);
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Every 250 ms: this node's members (when changed, and every second as a lease), the
+    /// claims' leases, and the other nodes' members.
+    fn tick(&mut self, c: &mut redis::Connection) -> redis::RedisResult<()> {
+        let lease_ms = self.lease.as_millis() as u64;
+        let key = format!("chatroom:node:{}", self.node);
+        if let Some(members) = &self.members {
+            // Written when changed, and its lease renewed with the claims.
+            let json = serde_json::to_string(members).unwrap_or_default();
+            if self.members_dirty {
+                redis::cmd("SET").arg(&key).arg(&json).arg("PX").arg(lease_ms).query::<()>(c)?;
+                redis::cmd("SADD").arg(NODES).arg(&self.node).query::<()>(c)?;
+                self.members_dirty = false;
+            }
+            // Renewed, or made again if Redis lost them (a restart without persistence); a
+            // claim another node made meanwhile is left to it.
+            let mut pipe = redis::pipe();
+            pipe.cmd("PEXPIRE").arg(&key).arg(lease_ms).ignore();
+            let again = format!("{}/0", self.node);
+            for name in &members.names {
+                for k in crate::proto::names::keys(name) {
+                    let k = Claims::key(&k);
+                    pipe.cmd("SET").arg(&k).arg(&again).arg("NX").arg("PX").arg(lease_ms).ignore();
+                    pipe.cmd("PEXPIRE").arg(&k).arg(lease_ms).ignore();
+                }
+            }
+            pipe.query::<()>(c)?;
+        }
+        let nodes: Vec<String> = redis::cmd("SMEMBERS").arg(NODES).query(c)?;
+        let others: Vec<&String> = nodes.iter().filter(|n| **n != self.node).collect();
+        let mut peers = HashMap::new();
+        if !others.is_empty() {
+            let keys: Vec<String> = others.iter().map(|n| format!("chatroom:node:{n}")).collect();
+            let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query(c)?;
+            for (node, value) in others.into_iter().zip(values) {
+                match value.and_then(|v| serde_json::from_str::<Members>(&v).ok()) {
+                    Some(m) => {
+                        peers.insert(node.clone(), m);
+                    }
+                    // Its lease ran out: a node that died, or left.
+                    None => {
+                        let _ = redis::cmd("SREM").arg(NODES).arg(node).query::<()>(c);
+                    }
+                }
+            }
+        }
+        if peers != self.peers {
+            self.peers = peers.clone();
+            let _ = self.events.send(Event::Cluster(FromCluster::Peers(peers)));
+        }
+        Ok(())
+    }
+}
