@@ -119,7 +119,10 @@ pub struct Members {
 #[derive(Debug)]
 pub enum FromCluster {
     /// An entry of the stream, in order: a message with its id.
-    Message { id: u64, wire: Wire },
+    Message {
+        id: u64,
+        wire: Wire,
+    },
     Control(Control),
     /// A message that could not be published: the node serves it alone.
     Unpublished(Wire),
@@ -138,8 +141,8 @@ pub enum ToCluster {
     Control(Control),
     /// This node's members now (sent when they change; written at most every 250 ms).
     Members(Members),
-    /// A name's claims to release (its keys), when its holder leaves or renames.
-    Release(Vec<String>),
+    /// A name whose claims to release, when its holder leaves or renames.
+    Release(String),
     /// A new name's claims (after a rename), for connection `.1`.
     Claim(Vec<String>, u64),
 }
@@ -153,6 +156,8 @@ pub struct Link {
 /// Where claims are made from the connection threads (a login's name), and how long they live.
 pub struct Claims {
     client: redis::Client,
+    /// A banned name is not claimed: the broadcaster refuses it, saying why.
+    bans: Arc<std::sync::RwLock<crate::store::bans::Bans>>,
     conn: std::sync::Mutex<Option<redis::Connection>>,
     pub node: String,
     pub lease: Duration,
@@ -175,7 +180,16 @@ impl Claims {
 
     /// Claims `keys` (a name's look-alike keys) for connection `conn` of this node. A key
     /// held by this node already is left to the hub (a takeover, a look-alike).
-    pub fn claim(&self, keys: &[String], conn: u64) -> Claim {
+    pub fn claim(&self, name: &str, keys: &[String], conn: u64) -> Claim {
+        if self
+            .bans
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .for_name(name)
+            .is_some()
+        {
+            return Claim::Granted;
+        }
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
             *guard = connect(&self.client).ok();
@@ -198,13 +212,17 @@ impl Claims {
             match set {
                 Ok(Some(_)) => taken.push(key),
                 Ok(None) => {
-                    let holder: Option<String> = redis::cmd("GET").arg(&key).query(c).ok().flatten();
+                    let holder: Option<String> =
+                        redis::cmd("GET").arg(&key).query(c).ok().flatten();
                     let ours = holder
                         .as_deref()
                         .is_some_and(|h| h.split_once('/').map(|(n, _)| n) == Some(&self.node));
                     if !ours {
                         for k in &taken {
-                            let _ = redis::Script::new(RELEASE).key(k).arg(&value).invoke::<i64>(c);
+                            let _ = redis::Script::new(RELEASE)
+                                .key(k)
+                                .arg(&value)
+                                .invoke::<i64>(c);
                         }
                         return Claim::Elsewhere;
                     }
@@ -254,8 +272,8 @@ pub struct Cluster {
 impl Cluster {
     /// Checks the URL (no connection yet: a node starts even when Redis is away).
     pub fn new(url: &str, node: String, lease: Duration, last_id: u64) -> Result<Cluster> {
-        let client = redis::Client::open(url)
-            .map_err(|e| Error::setting(format!("--redis {url}: {e}")))?;
+        let client =
+            redis::Client::open(url).map_err(|e| Error::setting(format!("--redis {url}: {e}")))?;
         Ok(Cluster {
             client,
             node,
@@ -264,24 +282,78 @@ impl Cluster {
         })
     }
 
+    /// Whether Redis answers now: a node that finds it at start-up is online from its first
+    /// client on (one that does not starts alone, and joins when it can).
+    pub fn reachable(&self) -> bool {
+        connect(&self.client)
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+            .is_ok()
+    }
+
+    /// The stream's messages this node has not logged (ids above `last_id`), to log before it
+    /// serves anyone: a node started or restarted catches up on what the cluster said
+    /// meanwhile (as far as the stream keeps). Returns them and the entry to read on from.
+    /// Moderation entries are not replayed: they were applied when they were new.
+    pub fn backlog(&self) -> (Vec<(u64, Wire)>, Option<String>) {
+        let Ok(mut c) = connect(&self.client) else {
+            return (Vec::new(), None);
+        };
+        let last = self.last_id.load(Ordering::SeqCst);
+        let (mut out, mut from, mut end) = (Vec::new(), "-".to_string(), None);
+        loop {
+            let page: redis::RedisResult<redis::Value> = redis::cmd("XRANGE")
+                .arg(STREAM)
+                .arg(&from)
+                .arg("+")
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut c);
+            let Ok(page) = page else { break };
+            // XRANGE answers a list of entries, as one stream of an XREAD answer holds.
+            let page = entries(redis::Value::Array(vec![redis::Value::Array(vec![
+                redis::Value::Nil,
+                page,
+            ])]));
+            let Some((last_entry, _)) = page.last() else {
+                break;
+            };
+            from = format!("({last_entry}");
+            end = Some(last_entry.clone());
+            for (_, fields) in page {
+                let id: u64 = fields.get("id").and_then(|i| i.parse().ok()).unwrap_or(0);
+                if let Some(m) = fields.get("m")
+                    && id > last
+                    && let Ok(wire) = serde_json::from_str::<Wire>(m)
+                {
+                    out.push((id, wire));
+                }
+            }
+        }
+        // An empty stream: read it from its start (what is added from now on).
+        (out, Some(end.unwrap_or_else(|| "0-0".to_string())))
+    }
+
     /// A handle for claiming names from connection threads.
-    pub fn claims(&self) -> Claims {
+    pub fn claims(&self, bans: Arc<std::sync::RwLock<crate::store::bans::Bans>>) -> Claims {
         Claims {
             client: self.client.clone(),
+            bans,
             conn: std::sync::Mutex::new(None),
             node: self.node.clone(),
             lease: self.lease,
         }
     }
 
-    /// Starts both threads; returns the hub's end.
-    pub fn start(&self, events: Sender<Event>) -> Result<Link> {
+    /// Starts both threads, the reader after stream entry `after` (from the stream's end when
+    /// `None`); returns the hub's end.
+    pub fn start(&self, events: Sender<Event>, after: Option<String>) -> Result<Link> {
         let (out, from_hub) = crossbeam_channel::bounded(4096);
         let reader = Reader {
             client: self.client.clone(),
             events: events.clone(),
             last_id: self.last_id.clone(),
             node: self.node.clone(),
+            after,
         };
         std::thread::Builder::new()
             .name("cluster-in".into())
@@ -314,12 +386,12 @@ struct Reader {
     events: Sender<Event>,
     last_id: Arc<AtomicU64>,
     node: String,
+    /// The last entry read (or caught up on at start-up).
+    after: Option<String>,
 }
 
 impl Reader {
-    fn run(self) {
-        // Where this node is in the stream: from its start, skipping what it has logged.
-        let mut after = "0-0".to_string();
+    fn run(mut self) {
         let mut up = false;
         loop {
             let mut conn = match connect(&self.client) {
@@ -334,13 +406,41 @@ impl Reader {
             };
             // Our own ids (from serving alone) must never be given again.
             let mine = self.last_id.load(Ordering::SeqCst);
-            if let Err(e) = redis::Script::new(RAISE).key(COUNTER).arg(mine).invoke::<i64>(&mut conn) {
+            if let Err(e) = redis::Script::new(RAISE)
+                .key(COUNTER)
+                .arg(mine)
+                .invoke::<i64>(&mut conn)
+            {
                 if !self.say_down(&mut up, &e.to_string()) {
                     return;
                 }
                 std::thread::sleep(TICK);
                 continue;
             }
+            // First connection without a backlog: from the stream's end (what others said
+            // while this node was alone is not exchanged).
+            let mut after = match self.after.take() {
+                Some(after) => after,
+                None => {
+                    let last: redis::RedisResult<redis::Value> = redis::cmd("XREVRANGE")
+                        .arg(STREAM)
+                        .arg("+")
+                        .arg("-")
+                        .arg("COUNT")
+                        .arg(1)
+                        .query(&mut conn);
+                    let last = last.map(|v| {
+                        entries(redis::Value::Array(vec![redis::Value::Array(vec![
+                            redis::Value::Nil,
+                            v,
+                        ])]))
+                    });
+                    match last {
+                        Ok(list) => list.first().map_or("0-0".to_string(), |(e, _)| e.clone()),
+                        Err(_) => continue,
+                    }
+                }
+            };
             if !up {
                 up = true;
                 info!("cluster: node {} connected to Redis", self.node);
@@ -363,6 +463,7 @@ impl Reader {
                 let reply = match reply {
                     Ok(r) => r,
                     Err(e) => {
+                        self.after = Some(after);
                         if !self.say_down(&mut up, &e.to_string()) {
                             return;
                         }
@@ -435,7 +536,9 @@ fn entries(reply: redis::Value) -> Vec<(String, HashMap<String, String>)> {
         return out;
     };
     for stream in streams {
-        let Value::Array(parts) = stream else { continue };
+        let Value::Array(parts) = stream else {
+            continue;
+        };
         let Some(Value::Array(list)) = parts.get(1) else {
             continue;
         };
@@ -476,7 +579,9 @@ impl Writer {
         let mut retry_at = Instant::now();
         let mut tick_at = Instant::now();
         loop {
-            let next = self.from_hub.recv_deadline(tick_at.min(Instant::now() + TICK));
+            let next = self
+                .from_hub
+                .recv_deadline(tick_at.min(Instant::now() + TICK));
             if conn.is_none() && Instant::now() >= retry_at {
                 conn = connect(&self.client).ok();
                 retry_at = Instant::now() + TICK;
@@ -556,12 +661,19 @@ impl Writer {
                     }
                 }
             }
-            ToCluster::Release(keys) => {
+            ToCluster::Release(name) => {
+                // Not renewed (nor made again) by the next tick either.
+                if let Some(m) = &mut self.members {
+                    m.names.retain(|n| *n != name);
+                }
                 if let Some(c) = conn.as_mut() {
-                    for key in keys {
+                    for key in crate::proto::names::keys(&name) {
                         let value_prefix = format!("{}/", self.node);
-                        let holder: Option<String> =
-                            redis::cmd("GET").arg(Claims::key(&key)).query(c).ok().flatten();
+                        let holder: Option<String> = redis::cmd("GET")
+                            .arg(Claims::key(&key))
+                            .query(c)
+                            .ok()
+                            .flatten();
                         if let Some(h) = holder.filter(|h| h.starts_with(&value_prefix)) {
                             let _ = redis::Script::new(RELEASE)
                                 .key(Claims::key(&key))
@@ -584,8 +696,16 @@ impl Writer {
             // Written when changed, and its lease renewed with the claims.
             let json = serde_json::to_string(members).unwrap_or_default();
             if self.members_dirty {
-                redis::cmd("SET").arg(&key).arg(&json).arg("PX").arg(lease_ms).query::<()>(c)?;
-                redis::cmd("SADD").arg(NODES).arg(&self.node).query::<()>(c)?;
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&json)
+                    .arg("PX")
+                    .arg(lease_ms)
+                    .query::<()>(c)?;
+                redis::cmd("SADD")
+                    .arg(NODES)
+                    .arg(&self.node)
+                    .query::<()>(c)?;
                 self.members_dirty = false;
             }
             // Renewed, or made again if Redis lost them (a restart without persistence); a
@@ -596,7 +716,13 @@ impl Writer {
             for name in &members.names {
                 for k in crate::proto::names::keys(name) {
                     let k = Claims::key(&k);
-                    pipe.cmd("SET").arg(&k).arg(&again).arg("NX").arg("PX").arg(lease_ms).ignore();
+                    pipe.cmd("SET")
+                        .arg(&k)
+                        .arg(&again)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(lease_ms)
+                        .ignore();
                     pipe.cmd("PEXPIRE").arg(&k).arg(lease_ms).ignore();
                 }
             }
@@ -606,7 +732,10 @@ impl Writer {
         let others: Vec<&String> = nodes.iter().filter(|n| **n != self.node).collect();
         let mut peers = HashMap::new();
         if !others.is_empty() {
-            let keys: Vec<String> = others.iter().map(|n| format!("chatroom:node:{n}")).collect();
+            let keys: Vec<String> = others
+                .iter()
+                .map(|n| format!("chatroom:node:{n}"))
+                .collect();
             let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query(c)?;
             for (node, value) in others.into_iter().zip(values) {
                 match value.and_then(|v| serde_json::from_str::<Members>(&v).ok()) {

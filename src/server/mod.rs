@@ -274,10 +274,27 @@ impl Server {
                 });
                 let lease = config.cluster.redis_lease.get();
                 let cluster = cluster::Cluster::new(url, node.clone(), lease, hub.last_id())?;
-                let link = cluster.start(events.clone())?;
-                hub.join_cluster(link, cluster.last_id.clone());
+                let online = cluster.reachable();
+                if !online {
+                    warn!("cluster: Redis at {url} does not answer; serving alone until it does");
+                }
+                // What the cluster said while this node was down, logged before anyone joins.
+                let (backlog, after) = if online {
+                    cluster.backlog()
+                } else {
+                    (Vec::new(), None)
+                };
+                if !backlog.is_empty() {
+                    info!("cluster: catching up on {} messages", backlog.len());
+                }
+                hub.catch_up(backlog);
+                cluster
+                    .last_id
+                    .fetch_max(hub.last_id(), std::sync::atomic::Ordering::SeqCst);
+                let link = cluster.start(events.clone(), after)?;
+                hub.join_cluster(link, cluster.last_id.clone(), online);
                 info!("node {node} of the cluster at {url}");
-                Some(Arc::new(cluster.claims()))
+                Some(Arc::new(cluster.claims(bans.clone())))
             }
             None => None,
         };

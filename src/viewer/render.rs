@@ -75,10 +75,8 @@ impl<'a, W: Write> Printer<'a, W> {
     /// are what encoding it would give (see [`verbatim`]), else it is decoded and encoded.
     /// A row that is not a message is reported on stderr and skipped.
     pub(super) fn row(&mut self, raw: &[u8], fields: &csv::ByteRecord, line: u64) -> Result<()> {
-        if self.format == Format::Csv {
-            if verbatim(raw, fields, self.opts) {
-                return self.emit(raw);
-            }
+        if self.format == Format::Csv && verbatim(raw, fields, self.opts) {
+            return self.emit(raw);
         }
         self.decoded(fields, line)
     }

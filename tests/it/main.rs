@@ -7,6 +7,7 @@ mod browser;
 mod chat;
 mod cli;
 mod client;
+mod cluster;
 mod config_file;
 mod faults;
 mod hostile;

@@ -181,7 +181,7 @@ impl Reader {
             return Some(Vec::new());
         };
         let keys = proto::names::keys(&who.name);
-        match claims.claim(&keys, self.conn) {
+        match claims.claim(&who.name, &keys, self.conn) {
             crate::server::cluster::Claim::Granted => Some(keys),
             crate::server::cluster::Claim::Elsewhere => {
                 let msg = format!(

@@ -24,14 +24,25 @@ pub struct ClusterState {
 
 impl<W: LogFile> Hub<W> {
     /// Joins the cluster: from now on messages go through `link` while Redis is reachable.
-    pub fn join_cluster(&mut self, link: Link, last_id: Arc<AtomicU64>) {
+    pub fn join_cluster(&mut self, link: Link, last_id: Arc<AtomicU64>, online: bool) {
         self.cluster = Some(ClusterState {
             link,
-            online: false,
+            online,
             peers: HashMap::new(),
             changed: true,
             last_id,
         });
+    }
+
+    /// Logs the messages a node missed while it was down (before it serves anyone).
+    pub fn catch_up(&mut self, backlog: Vec<(u64, Wire)>) {
+        for (id, wire) in backlog {
+            self.accept(Some(id), wire);
+            if self.pending.len() >= MAX_BATCH {
+                self.flush();
+            }
+        }
+        self.flush();
     }
 
     /// The highest message id logged so far.
@@ -77,7 +88,10 @@ impl<W: LogFile> Hub<W> {
     /// Hands a moderation change to the other nodes.
     pub(super) fn publish_control(&mut self, control: impl FnOnce(String) -> Control) {
         if let Some(c) = self.cluster.as_ref().filter(|c| c.online) {
-            let _ = c.link.out.try_send(ToCluster::Control(control(c.link.node.clone())));
+            let _ = c
+                .link
+                .out
+                .try_send(ToCluster::Control(control(c.link.node.clone())));
         }
     }
 
@@ -111,9 +125,10 @@ impl<W: LogFile> Hub<W> {
         }
         let away = match local {
             Some(c) => self.clients.get(&c).and_then(|c| c.away.clone()),
-            None => self.cluster.as_ref().and_then(|c| {
-                c.peers.values().find_map(|m| m.away.get(&to_name).cloned())
-            }),
+            None => self
+                .cluster
+                .as_ref()
+                .and_then(|c| c.peers.values().find_map(|m| m.away.get(&to_name).cloned())),
         };
         if let Some(reason) = away {
             let text = if reason.is_empty() {
@@ -140,10 +155,7 @@ impl<W: LogFile> Hub<W> {
     /// Frees a name's claims in the cluster.
     pub(super) fn release_name(&mut self, name: &str) {
         if let Some(c) = &self.cluster {
-            let _ = c
-                .link
-                .out
-                .try_send(ToCluster::Release(proto::names::keys(name)));
+            let _ = c.link.out.try_send(ToCluster::Release(name.to_string()));
         }
     }
 
@@ -219,7 +231,7 @@ impl<W: LogFile> Hub<W> {
     }
 
     /// Handles what the cluster says.
-    pub(super) fn from_cluster(&mut self, event: FromCluster) {
+    pub(super) fn on_cluster(&mut self, event: FromCluster) {
         match event {
             FromCluster::Message { id, wire } => self.accept(Some(id), wire),
             FromCluster::Unpublished(wire) => self.accept(None, wire),
@@ -230,11 +242,14 @@ impl<W: LogFile> Hub<W> {
                 }
             }
             FromCluster::Up => {
+                let was = self.cluster.as_ref().is_some_and(|c| c.online);
                 if let Some(c) = &mut self.cluster {
                     c.online = true;
                     c.changed = true;
                 }
-                self.tell_everyone("this server is connected to the cluster again".into());
+                if !was {
+                    self.tell_everyone("this server is connected to the cluster again".into());
+                }
             }
             FromCluster::Down(why) => {
                 let was = self.cluster.as_ref().is_some_and(|c| c.online);
@@ -297,7 +312,10 @@ impl<W: LogFile> Hub<W> {
             history: false,
         };
         if wire.room.is_empty() {
-            let to = wire.to.as_deref().and_then(|to| self.names.get(to).copied());
+            let to = wire
+                .to
+                .as_deref()
+                .and_then(|to| self.names.get(to).copied());
             let mut targets: Vec<u64> = to.into_iter().chain(origin).collect();
             targets.dedup();
             if let (Some(to), Some(origin)) = (to, origin)
@@ -375,6 +393,8 @@ impl<W: LogFile> Hub<W> {
             Ok(()) => info!("cluster: applied {control:?}"),
             Err(e) => error!("cluster: cannot apply {control:?}: {e}"),
         }
+        // Look at everyone connected again, as after a change on disk.
+        self.bans_seen = self.bans_seen.wrapping_add(1);
         self.apply_changed_bans();
     }
 

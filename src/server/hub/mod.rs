@@ -403,7 +403,7 @@ impl<W: LogFile> Hub<W> {
                     self.connections.stage(&row);
                 }
             }
-            Event::Cluster(event) => self.from_cluster(event),
+            Event::Cluster(event) => self.on_cluster(event),
             Event::RoomList { reply } => {
                 let _ = reply.try_send(self.room_list());
             }
