@@ -93,14 +93,45 @@ pub enum Control {
         node: String,
         target: String,
     },
+    /// `/mute`: the node where `name` is connected mutes it.
+    Mute {
+        node: String,
+        name: String,
+        secs: Option<u64>,
+        by: String,
+        reason: String,
+    },
+    Unmute {
+        node: String,
+        name: String,
+        by: String,
+    },
+    /// `users.csv` changed on `node` (an account added, a password or a role changed): the
+    /// whole file, which every node writes as its own.
+    Users {
+        node: String,
+        csv: String,
+    },
 }
 
 impl Control {
     pub fn node(&self) -> &str {
         match self {
-            Control::Ban { node, .. } | Control::Unban { node, .. } => node,
+            Control::Ban { node, .. }
+            | Control::Unban { node, .. }
+            | Control::Mute { node, .. }
+            | Control::Unmute { node, .. }
+            | Control::Users { node, .. } => node,
         }
     }
+}
+
+/// A hash of `users.csv`'s contents: what a node wrote from the cluster is not sent back.
+pub fn users_hash(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
 
 /// What one node has: its members by name, the rooms they are in, who is away.
@@ -267,18 +298,31 @@ pub struct Cluster {
     /// The highest message id this node has logged: where a catch-up starts, and how far the
     /// counter is raised after serving alone.
     pub last_id: Arc<AtomicU64>,
+    /// The hash of `users.csv` as last sent or received.
+    pub users_hash: Arc<AtomicU64>,
+    /// `users.csv`, watched for changes to send to the other nodes.
+    pub users_file: std::path::PathBuf,
 }
 
 impl Cluster {
     /// Checks the URL (no connection yet: a node starts even when Redis is away).
-    pub fn new(url: &str, node: String, lease: Duration, last_id: u64) -> Result<Cluster> {
+    pub fn new(
+        url: &str,
+        node: String,
+        lease: Duration,
+        last_id: u64,
+        users_file: std::path::PathBuf,
+    ) -> Result<Cluster> {
         let client =
             redis::Client::open(url).map_err(|e| Error::setting(format!("--redis {url}: {e}")))?;
+        let users = std::fs::read(&users_file).unwrap_or_default();
         Ok(Cluster {
             client,
             node,
             lease,
             last_id: Arc::new(AtomicU64::new(last_id)),
+            users_hash: Arc::new(AtomicU64::new(users_hash(&users))),
+            users_file,
         })
     }
 
@@ -368,6 +412,9 @@ impl Cluster {
             members: None,
             members_dirty: false,
             peers: HashMap::new(),
+            users_file: self.users_file.clone(),
+            users_hash: self.users_hash.clone(),
+            users_seen: users_stamp(&self.users_file),
         };
         std::thread::Builder::new()
             .name("cluster-out".into())
@@ -571,6 +618,15 @@ struct Writer {
     members_dirty: bool,
     /// The other nodes' members as last told to the hub: told again only when they change.
     peers: HashMap<String, Members>,
+    users_file: std::path::PathBuf,
+    users_hash: Arc<AtomicU64>,
+    /// `users.csv`'s modification time and length when last looked at.
+    users_seen: Option<(std::time::SystemTime, u64)>,
+}
+
+fn users_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
 }
 
 impl Writer {
@@ -687,9 +743,42 @@ impl Writer {
         true
     }
 
+    /// Sends `users.csv` to the other nodes when it changed here (`chat-server users`, `/op`),
+    /// but not when the change is one the cluster brought.
+    fn share_users(&mut self, c: &mut redis::Connection) -> redis::RedisResult<()> {
+        let stamp = users_stamp(&self.users_file);
+        if stamp == self.users_seen {
+            return Ok(());
+        }
+        self.users_seen = stamp;
+        let Ok(bytes) = std::fs::read(&self.users_file) else {
+            return Ok(());
+        };
+        let hash = users_hash(&bytes);
+        if self.users_hash.swap(hash, Ordering::SeqCst) == hash {
+            return Ok(());
+        }
+        let control = Control::Users {
+            node: self.node.clone(),
+            csv: String::from_utf8_lossy(&bytes).into_owned(),
+        };
+        info!("cluster: users.csv changed here; sending it to the other nodes");
+        redis::cmd("XADD")
+            .arg(STREAM)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(STREAM_KEEP)
+            .arg("*")
+            .arg("c")
+            .arg(serde_json::to_string(&control).unwrap_or_default())
+            .query::<String>(c)
+            .map(drop)
+    }
+
     /// Every 250 ms: this node's members (when changed, and every second as a lease), the
     /// claims' leases, and the other nodes' members.
     fn tick(&mut self, c: &mut redis::Connection) -> redis::RedisResult<()> {
+        self.share_users(c)?;
         let lease_ms = self.lease.as_millis() as u64;
         let key = format!("chatroom:node:{}", self.node);
         if let Some(members) = &self.members {

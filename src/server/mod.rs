@@ -273,7 +273,9 @@ impl Server {
                     format!("{host}:{}", local.port())
                 });
                 let lease = config.cluster.redis_lease.get();
-                let cluster = cluster::Cluster::new(url, node.clone(), lease, hub.last_id())?;
+                let users_file = config.data_dir.join(crate::store::users::USERS_FILE);
+                let cluster =
+                    cluster::Cluster::new(url, node.clone(), lease, hub.last_id(), users_file)?;
                 let online = cluster.reachable();
                 if !online {
                     warn!("cluster: Redis at {url} does not answer; serving alone until it does");
@@ -292,7 +294,7 @@ impl Server {
                     .last_id
                     .fetch_max(hub.last_id(), std::sync::atomic::Ordering::SeqCst);
                 let link = cluster.start(events.clone(), after)?;
-                hub.join_cluster(link, cluster.last_id.clone(), online);
+                hub.join_cluster(link, &cluster, online);
                 info!("node {node} of the cluster at {url}");
                 Some(Arc::new(cluster.claims(bans.clone())))
             }

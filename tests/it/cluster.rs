@@ -353,3 +353,63 @@ fn a_killed_node_s_names_are_freed_after_the_lease() {
     until_listed(&mut bob, "alice", false);
     take_name(b.addr, "alice", Duration::from_secs(10));
 }
+
+#[test]
+fn accounts_and_mutes_hold_on_every_node() {
+    let redis = Redis::start();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_accounts(
+        da.path(),
+        &[("boss", "correct horse", chatroom::store::users::Role::Admin)],
+    );
+    let a = node(da.path(), &redis, "a", &[]);
+    let b = node(db.path(), &redis, "b", &[]);
+    // An account added on a (with the command line, the server running) reaches b's users.csv.
+    let mut add = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .arg("--data-dir")
+        .arg(da.path())
+        .args(["users", "add", "carol"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        add.stdin
+            .take()
+            .unwrap()
+            .write_all(b"battery staple\n")
+            .unwrap();
+    }
+    assert!(add.wait().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let users = std::fs::read_to_string(db.path().join("users.csv")).unwrap_or_default();
+        if users.contains("carol") && users.contains("boss") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "b's users.csv: {users}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut carol = crate::support::login(b.addr, "carol", "battery staple");
+    // The administrator on a mutes a guest on b.
+    let mut boss = crate::support::login(a.addr, "boss", "correct horse");
+    let mut mallory = Client::json(b.addr, "mallory");
+    until_listed(&mut boss, "mallory", true);
+    crate::support::command(&mut boss, "/mute mallory 10m flooding");
+    let muted = mallory.next_of("system");
+    assert!(
+        muted["text"].as_str().unwrap().contains("muted by boss"),
+        "{muted}"
+    );
+    mallory.send_json(json!({"type": "say", "text": "still talking"}));
+    assert_eq!(mallory.next_of("error")["code"], "muted");
+    crate::support::command(&mut boss, "/unmute mallory");
+    let unmuted = mallory.next_of("system");
+    assert!(
+        unmuted["text"].as_str().unwrap().contains("unmuted"),
+        "{unmuted}"
+    );
+    mallory.send_json(json!({"type": "say", "text": "thanks"}));
+    assert_eq!(message(&mut carol)["text"], "thanks");
+}

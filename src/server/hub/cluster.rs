@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::*;
-use crate::server::cluster::{Control, FromCluster, Link, Members, ToCluster, Wire};
+use crate::server::cluster::{Cluster, Control, FromCluster, Link, Members, ToCluster, Wire};
 
 /// The hub's cluster state.
 pub struct ClusterState {
@@ -20,17 +20,22 @@ pub struct ClusterState {
     changed: bool,
     /// The highest id this node has logged, shared with the stream's reader.
     last_id: Arc<AtomicU64>,
+    /// The hash of `users.csv` as last sent or received, shared with `cluster-out`.
+    users_hash: Arc<AtomicU64>,
+    users_file: std::path::PathBuf,
 }
 
 impl<W: LogFile> Hub<W> {
     /// Joins the cluster: from now on messages go through `link` while Redis is reachable.
-    pub fn join_cluster(&mut self, link: Link, last_id: Arc<AtomicU64>, online: bool) {
+    pub fn join_cluster(&mut self, link: Link, cluster: &Cluster, online: bool) {
         self.cluster = Some(ClusterState {
             link,
             online,
+            users_hash: cluster.users_hash.clone(),
+            users_file: cluster.users_file.clone(),
             peers: HashMap::new(),
             changed: true,
-            last_id,
+            last_id: cluster.last_id.clone(),
         });
     }
 
@@ -359,6 +364,24 @@ impl<W: LogFile> Hub<W> {
             return; // Ours, done already.
         }
         let done = match &control {
+            Control::Mute {
+                name,
+                secs,
+                by,
+                reason,
+                ..
+            } => {
+                self.mute_here(name, secs.map(std::time::Duration::from_secs), by, reason);
+                return;
+            }
+            Control::Unmute { name, by, .. } => {
+                self.unmute_here(name, by);
+                return;
+            }
+            Control::Users { csv, .. } => {
+                self.write_users(csv);
+                return;
+            }
             Control::Ban {
                 target,
                 secs,
@@ -396,6 +419,31 @@ impl<W: LogFile> Hub<W> {
         // Look at everyone connected again, as after a change on disk.
         self.bans_seen = self.bans_seen.wrapping_add(1);
         self.apply_changed_bans();
+    }
+
+    /// Writes `users.csv` as another node sent it (whole, replacing this node's), and reads it.
+    fn write_users(&mut self, csv: &str) {
+        let Some(c) = &self.cluster else { return };
+        let path = c.users_file.clone();
+        c.users_hash.store(
+            crate::server::cluster::users_hash(csv.as_bytes()),
+            Ordering::SeqCst,
+        );
+        let tmp = path.with_extension("csv.cluster.tmp");
+        let written = crate::store::create_private_file(&tmp)
+            .and_then(|mut f| {
+                use std::io::Write;
+                f.write_all(csv.as_bytes())?;
+                f.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        match written {
+            Ok(()) => {
+                info!("cluster: users.csv replaced by another node's");
+                self.auth.directory.refresh();
+            }
+            Err(e) => error!("cluster: cannot write {}: {e}", path.display()),
+        }
     }
 
     /// A notice to every named client of this node.

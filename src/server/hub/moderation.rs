@@ -229,14 +229,10 @@ impl<W: LogFile> Hub<W> {
                 duration,
                 reason,
             } => {
-                let Some(target) = self.conn_of(&name) else {
+                let here = self.conn_of(&name).is_some();
+                if !here && self.remote_name(&name).is_none() {
                     return self.no_user(conn, &name);
-                };
-                let until = duration.map(|d| Instant::now() + d);
-                let Some(key) = self.mute_key(target) else {
-                    return;
-                };
-                self.mutes.insert(key, (until, name.clone()));
+                }
                 let how =
                     duration.map_or(String::new(), |d| format!(" for {}", duration::display(d)));
                 // The detail reads like /kick's: `NAME[ for DURATION]: REASON`.
@@ -245,33 +241,87 @@ impl<W: LogFile> Hub<W> {
                     ConnEvent::Mute,
                     &with_reason(&format!("{name}{how}"), &reason),
                 );
-                self.announce(
-                    target,
-                    with_reason(&format!("{name} was muted by {by}{how}"), &reason),
-                );
+                if here {
+                    self.mute_here(&name, duration, &by, &reason);
+                } else {
+                    // Connected to another node of the cluster: that node mutes.
+                    self.publish_control(|node| crate::server::cluster::Control::Mute {
+                        node,
+                        name: name.clone(),
+                        secs: duration.map(|d| d.as_secs()),
+                        by: by.clone(),
+                        reason: reason.clone(),
+                    });
+                    self.tell(conn, format!("muted {name} (on another server){how}"));
+                }
             }
             Request::Unmute(name) => {
-                let key = match self.conn_of(&name).and_then(|c| self.mute_key(c)) {
-                    Some(key) => Some(key),
-                    None => self
-                        .mutes
-                        .iter()
-                        .find(|(_, (_, muted))| crate::proto::names::same(muted, &name))
-                        .map(|(k, _)| k.clone()),
-                };
-                if key.and_then(|k| self.mutes.remove(&k)).is_none() {
-                    return self.fail(conn, ErrorCode::BadRequest, format!("{name} is not muted"));
+                if !self.unmute_here(&name, &by) {
+                    if self.remote_name(&name).is_none() {
+                        return self.fail(
+                            conn,
+                            ErrorCode::BadRequest,
+                            format!("{name} is not muted"),
+                        );
+                    }
+                    self.publish_control(|node| crate::server::cluster::Control::Unmute {
+                        node,
+                        name: name.clone(),
+                        by: by.clone(),
+                    });
                 }
                 self.record(conn, ConnEvent::Unmute, &name);
-                match self.conn_of(&name) {
-                    Some(target) => self.announce(target, format!("{name} was unmuted by {by}")),
-                    None => self.tell(conn, format!("unmuted {name}")),
+                if self.conn_of(&name).is_none() {
+                    self.tell(conn, format!("unmuted {name}"));
                 }
             }
             Request::Op(name) => self.set_role(conn, &name, Role::Admin),
             Request::Deop(name) => self.set_role(conn, &name, Role::Member),
             _ => {}
         }
+    }
+
+    /// Mutes `name`, connected here, and tells its rooms (a `/mute` here, or one another node
+    /// of the cluster passed on).
+    pub(super) fn mute_here(
+        &mut self,
+        name: &str,
+        duration: Option<std::time::Duration>,
+        by: &str,
+        reason: &str,
+    ) {
+        let Some(target) = self.conn_of(name) else {
+            return;
+        };
+        let Some(key) = self.mute_key(target) else {
+            return;
+        };
+        let until = duration.map(|d| Instant::now() + d);
+        self.mutes.insert(key, (until, name.to_string()));
+        let how = duration.map_or(String::new(), |d| format!(" for {}", duration::display(d)));
+        self.announce(
+            target,
+            with_reason(&format!("{name} was muted by {by}{how}"), reason),
+        );
+    }
+
+    /// Lifts the mute on `name` kept here; false if there was none.
+    pub(super) fn unmute_here(&mut self, name: &str, by: &str) -> bool {
+        let key = match self.conn_of(name).and_then(|c| self.mute_key(c)) {
+            Some(key) => Some(key),
+            None => self
+                .mutes
+                .iter()
+                .find(|(_, (_, muted))| crate::proto::names::same(muted, name))
+                .map(|(k, _)| k.clone()),
+        };
+        if key.and_then(|k| self.mutes.remove(&k)).is_none() {
+            return false;
+        }
+        if let Some(target) = self.conn_of(name) {
+            self.announce(target, format!("{name} was unmuted by {by}"));
+        }
+        true
     }
 
     /// How a ban on `target` would cover `conn` itself ("covers your address 127.0.0.1"), if
