@@ -8,6 +8,7 @@
 //!
 //! Message text: `B <sender> <seq> <t_ns> xxxx...`, padded to the configured size.
 
+mod cluster;
 mod conn;
 mod fanout;
 mod hostile;
@@ -16,6 +17,7 @@ mod suite;
 mod tests;
 mod workloads;
 
+pub use cluster::{ClusterResult, cluster_fanout, cluster_find_max};
 use conn::*;
 pub use fanout::{FanoutResult, FanoutSpec, fanout, find_max};
 pub use hostile::{HostileResult, hostile};

@@ -49,6 +49,17 @@ enum Workload {
         /// Step the rate up and report the highest with 0 lost and p99 < 50 ms.
         #[arg(long)]
         find_max: bool,
+        /// Spread the clients evenly over these running nodes (comma-separated addresses of
+        /// `chat-server --redis` nodes of one cluster), senders and receivers on each, and
+        /// check that every receiver gets the messages in one id order. Instead of --addr.
+        #[arg(long, value_delimiter = ',', conflicts_with = "addr")]
+        nodes: Vec<SocketAddr>,
+        /// The nodes' pids, in the order of --nodes, for their memory and CPU.
+        #[arg(long, value_delimiter = ',', requires = "nodes")]
+        node_pids: Vec<u32>,
+        /// The Redis server's pid, for its CPU (with --nodes).
+        #[arg(long, requires = "nodes")]
+        redis_pid: Option<u32>,
     },
     /// Many clients in many small rooms, all chatting slowly.
     ManyRooms {
@@ -129,6 +140,9 @@ fn run(args: Args) -> chatroom::Result<bool> {
             size,
             duration,
             find_max,
+            nodes,
+            node_pids,
+            redis_pid,
         } => {
             let spec = FanoutSpec {
                 receivers: *receivers,
@@ -137,6 +151,14 @@ fn run(args: Args) -> chatroom::Result<bool> {
                 size: *size,
                 duration_s: *duration,
             };
+            if !nodes.is_empty() {
+                if args.addr.is_some() {
+                    return Err(chatroom::Error::peer(
+                        "--nodes is instead of --addr, not with it",
+                    ));
+                }
+                return cluster_fanout(nodes, node_pids, *redis_pid, &spec, *find_max);
+            }
             let target = target(&args)?;
             if *find_max {
                 let (best, r) = bench::find_max(&target, &spec)?;
@@ -296,4 +318,66 @@ fn run(args: Args) -> chatroom::Result<bool> {
             Ok(true)
         }
     }
+}
+
+/// `fanout --nodes`: the fan-out with its clients spread over the nodes of a cluster.
+fn cluster_fanout(
+    addrs: &[SocketAddr],
+    pids: &[u32],
+    redis_pid: Option<u32>,
+    spec: &FanoutSpec,
+    find_max: bool,
+) -> chatroom::Result<bool> {
+    if !pids.is_empty() && pids.len() != addrs.len() {
+        return Err(chatroom::Error::peer(format!(
+            "{} node pids for {} nodes",
+            pids.len(),
+            addrs.len()
+        )));
+    }
+    let nodes: Vec<Target> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Target::attach(*a, pids.get(i).copied()))
+        .collect();
+    if find_max {
+        let (best, r) = bench::cluster_find_max(&nodes, redis_pid, spec)?;
+        println!(
+            "highest rate with 0 lost, one order and p99 < 50 ms over {} nodes: {best:.0} messages/s",
+            nodes.len()
+        );
+        if let Some(r) = r {
+            println!(
+                "  {:.0} deliveries/s, p99 {:.2} ms",
+                r.fanout.deliveries_per_s, r.fanout.p99_ms
+            );
+        }
+        return Ok(true);
+    }
+    let r = bench::cluster_fanout(&nodes, redis_pid, spec)?;
+    println!("{}", serde_json::to_string(&r).expect("serializes"));
+    let f = &r.fanout;
+    let cpus: Vec<String> = r
+        .node_cpu_per_s
+        .iter()
+        .map(|c| c.map_or("?".into(), |c| format!("{c:.2}")))
+        .collect();
+    println!(
+        "fanout over {} nodes: {:.0} deliveries/s, lost {}, duplicated {}, out of order {} of {}, latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}, node CPU {} cores, Redis CPU {} cores, load generator CPU {} cores",
+        r.nodes.len(),
+        f.deliveries_per_s,
+        f.lost,
+        f.duplicated,
+        r.order_violations,
+        r.ids_checked,
+        f.p50_ms,
+        f.p90_ms,
+        f.p99_ms,
+        f.p999_ms,
+        f.max_ms,
+        cpus.join(" + "),
+        r.redis_cpu_per_s.map_or("?".into(), |c| format!("{c:.2}")),
+        r.bench_cpu_per_s.map_or("?".into(), |c| format!("{c:.2}"))
+    );
+    Ok(f.lost == 0 && f.duplicated == 0 && r.order_violations == 0)
 }
