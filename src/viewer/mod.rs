@@ -22,6 +22,8 @@
 mod connections;
 mod filter;
 mod merge;
+#[cfg(test)]
+mod merge_tests;
 mod render;
 mod rows;
 mod show;

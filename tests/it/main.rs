@@ -19,4 +19,5 @@ mod support;
 mod tls;
 mod tui;
 mod viewer;
+mod viewer_merge;
 mod web;
