@@ -21,6 +21,9 @@ command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
 # redis-server: the cluster tests (tests/it/cluster.rs) start their own on a free loopback port.
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+# irssi and weechat: the IRC listener is tested with both, driven in tmux (tests/it/irc_clients.rs).
+command -v irssi >/dev/null || need_apt+=(irssi)
+command -v weechat >/dev/null || need_apt+=(weechat-curses)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -16,6 +16,7 @@
 //! - [`client`]: `chat-client`'s logic over any `BufRead`/`Write`; `client::tui`, its
 //!   full-screen mode (ratatui), tested with ratatui's `TestBackend`.
 //! - [`viewer`]: `chat-log`'s logic: rendering and following `messages.csv`.
+//! - [`irc`]: IRC as a transport that translates to and from JSON lines (`--irc`).
 //! - [`tls`]: rustls over a socket shared by a reader and a writer thread (server and client).
 //! - [`term`]: terminal settings shared by the client and the viewer.
 //! - [`cli`]: what every binary offers besides its work: shell completions and man pages.
@@ -31,6 +32,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod error;
+pub mod irc;
 pub mod proto;
 pub mod server;
 pub mod store;

@@ -23,15 +23,17 @@ use rustls::{
 };
 
 use crate::error::{Error, Result};
+use crate::irc::IrcStream;
 use crate::ws::WsStream;
 
-/// A connection's byte stream: plain, TLS over the same socket, or a WebSocket over either
-/// (whose messages read and write as lines).
+/// A connection's byte stream: plain, TLS over the same socket, or a WebSocket or IRC over
+/// either (each translated to and from JSON lines).
 pub enum Transport {
     Plain(Arc<TcpStream>),
     /// Boxed: a rustls session is over a kilobyte, which plain connections should not pay.
     Tls(Box<TlsStream>),
     WebSocket(Box<WsStream>),
+    Irc(Box<IrcStream>),
 }
 
 impl Transport {
@@ -41,6 +43,7 @@ impl Transport {
             Transport::Plain(s) => s,
             Transport::Tls(t) => &t.sock,
             Transport::WebSocket(w) => w.inner().socket(),
+            Transport::Irc(i) => i.inner().socket(),
         }
     }
 
@@ -50,10 +53,15 @@ impl Transport {
         matches!(self, Transport::Tls(_))
     }
 
-    /// The last bytes before the connection closes: a WebSocket's close frame (code 1000).
+    /// The last bytes before the connection closes: a WebSocket's close frame (code 1000),
+    /// IRC's `ERROR` (unless the server's `bye` was one).
     pub fn goodbye(&self) {
-        if let Transport::WebSocket(w) = self {
-            w.close(tungstenite::protocol::frame::coding::CloseCode::Normal, "");
+        match self {
+            Transport::WebSocket(w) => {
+                w.close(tungstenite::protocol::frame::coding::CloseCode::Normal, "")
+            }
+            Transport::Irc(i) => i.goodbye(),
+            Transport::Plain(_) | Transport::Tls(_) => {}
         }
     }
 }
@@ -88,6 +96,7 @@ impl Read for DeadlineReader<'_> {
             Transport::Plain(s) => read_by(s, buf, self.deadline),
             Transport::Tls(t) => t.read(buf, self.deadline),
             Transport::WebSocket(w) => w.read(buf, self.deadline),
+            Transport::Irc(i) => i.read(buf, self.deadline),
         }
     }
 }
@@ -110,6 +119,7 @@ impl Write for &Transport {
             Transport::Plain(s) => (&**s).write(buf),
             Transport::Tls(t) => t.write(buf),
             Transport::WebSocket(w) => w.write_lines(buf),
+            Transport::Irc(i) => i.write_lines(buf),
         }
     }
 
@@ -119,6 +129,10 @@ impl Write for &Transport {
             Transport::Tls(t) => t.flush(),
             Transport::WebSocket(w) => {
                 let mut inner = w.inner();
+                inner.flush()
+            }
+            Transport::Irc(i) => {
+                let mut inner = i.inner();
                 inner.flush()
             }
         }

@@ -1,5 +1,6 @@
 //! `chat-server`: binds the listener, prints `listening on ADDR` (then `web on URL` with
-//! `--web`), and runs the server until
+//! `--web`, `irc on ADDR` with `--irc`, `irc-tls on ADDR` with `--irc-tls`), and runs the
+//! server until
 //! SIGINT or SIGTERM; SIGHUP reloads users, bans and the TLS certificate.
 
 use std::io::Write;
@@ -29,6 +30,14 @@ struct Args {
     /// a WebSocket at /ws; HTTPS and WSS with --tls-cert. Off by default.
     #[arg(long, env = "CHAT_WEB", value_name = "ADDR")]
     web: Option<String>,
+    /// Also speak IRC on this address (e.g. 0.0.0.0:6667), always plain TCP: IRC clients
+    /// join the same rooms as channels. Off by default.
+    #[arg(long, env = "CHAT_IRC", value_name = "ADDR")]
+    irc: Option<String>,
+    /// Also speak IRC over TLS on this address (e.g. 0.0.0.0:6697), with the certificate of
+    /// --tls-cert/--tls-key (required); SASL PLAIN is offered there. Off by default.
+    #[arg(long, env = "CHAT_IRC_TLS", value_name = "ADDR", requires = "tls_cert")]
+    irc_tls: Option<String>,
     /// The shortest password `users add` and `users passwd` accept, in characters.
     #[arg(long, env = "CHAT_MIN_PASSWORD", default_value_t = 8, global = true)]
     min_password: usize,
@@ -207,9 +216,27 @@ fn run(args: Args) -> chatroom::Result<()> {
         .map(|l| l.local_addr())
         .transpose()
         .map_err(|e| chatroom::Error::io("cannot read the web listener's address", e))?;
+    let irc = args
+        .irc
+        .as_deref()
+        .map(chatroom::server::bind)
+        .transpose()?;
+    let irc_tls = args
+        .irc_tls
+        .as_deref()
+        .map(chatroom::server::bind)
+        .transpose()?;
+    let address = |l: &Option<std::net::TcpListener>| {
+        l.as_ref()
+            .map(|l| l.local_addr())
+            .transpose()
+            .map_err(|e| chatroom::Error::io("cannot read an IRC listener's address", e))
+    };
+    let (irc_local, irc_tls_local) = (address(&irc)?, address(&irc_tls)?);
     let tls = config.tls.tls_cert.is_some();
     let private = config.login.private;
-    let server = Server::with_web(listener, web, config)?;
+    let others = chatroom::server::Listeners { web, irc, irc_tls };
+    let server = Server::with_listeners(listener, others, config)?;
     let handle = server.shutdown_handle();
     let reload = server.reload_handle();
     std::thread::Builder::new()
@@ -247,6 +274,12 @@ fn run(args: Args) -> chatroom::Result<()> {
         let scheme = if tls { "https" } else { "http" };
         log::info!("web client on {scheme}://{web}/");
         let _ = writeln!(stdout, "web on {scheme}://{web}/").and_then(|()| stdout.flush());
+    }
+    for (what, addr) in [("irc", irc_local), ("irc-tls", irc_tls_local)] {
+        if let Some(addr) = addr {
+            log::info!("{what} on {addr}");
+            let _ = writeln!(stdout, "{what} on {addr}").and_then(|()| stdout.flush());
+        }
     }
     server.run()
 }

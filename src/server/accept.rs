@@ -1,6 +1,7 @@
 //! The accept loops and what a new connection gets: admission, socket settings, its transport,
-//! its outbox, and its reader. The chat port and the web port (`--web`) share one [`Front`]:
-//! one admission (the per-address limits count both), one sequence of connection ids.
+//! its outbox, and its reader. The chat port, the web port (`--web`) and the IRC ports
+//! (`--irc`, `--irc-tls`) share one [`Front`]: one admission (the per-address limits count
+//! them all), one sequence of connection ids.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -35,6 +36,10 @@ pub enum Door {
     Chat,
     /// The web port: the page over HTTP(S), and JSON over a WebSocket.
     Web,
+    /// The IRC port: IRC over plain TCP, whatever the chat port speaks.
+    Irc,
+    /// The IRC TLS port: IRC over TLS, with the chat port's certificate.
+    IrcTls,
 }
 
 /// What the accept loops and every connection thread share.
@@ -120,6 +125,10 @@ impl Front {
                 let bytes = match door {
                     Door::Chat => refusal.lines(),
                     Door::Web => super::web::refusal(&refusal),
+                    Door::Irc | Door::IrcTls => {
+                        let reason = crate::irc::message::one_line(&refusal.reason());
+                        format!("ERROR :Closing Link: {reason}\r\n").into_bytes()
+                    }
                 };
                 let _ = (&*stream).write_all(&bytes);
                 None
@@ -157,23 +166,28 @@ impl Front {
             }
         };
         let stream = Arc::new(self.tune(stream));
-        let Some(transport) = self.transport(conn, &stream, &peer) else {
+        let Some(transport) = self.transport(conn, &stream, &peer, door) else {
             return;
         };
         let live = Arc::new(ticket);
         let keep = (live.clone(), alive.clone());
         let started = match door {
-            Door::Chat => {
+            Door::Chat | Door::Irc | Door::IrcTls => {
+                let now = std::time::Instant::now();
+                let (transport, via) = match door {
+                    Door::Chat => (transport, None),
+                    _ => (self.irc(transport, door, now), Some("irc".to_string())),
+                };
                 let Some(reader) = self.reader(
                     &Arrival {
                         conn,
                         peer,
-                        started: std::time::Instant::now(),
+                        started: now,
                         live: &live,
                         alive,
                     },
                     Arc::new(transport),
-                    None,
+                    via,
                 ) else {
                     return;
                 };
@@ -222,14 +236,23 @@ impl Front {
         stream
     }
 
-    /// Plain TCP, or TLS with the configuration of the moment.
+    /// Plain TCP, or TLS with the configuration of the moment (the IRC port is always plain,
+    /// the IRC TLS port always TLS).
     fn transport(
         &self,
         conn: u64,
         stream: &Arc<TcpStream>,
         peer: &SocketAddr,
+        door: Door,
     ) -> Option<Transport> {
+        if door == Door::Irc {
+            return Some(Transport::Plain(stream.clone()));
+        }
         let tls = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if door == Door::IrcTls && tls.is_none() {
+            error!("conn {conn}: no TLS configuration for the IRC TLS port; closing {peer}");
+            return None;
+        }
         match &tls {
             Some(tls) => match TlsStream::server(tls.clone(), stream.clone()) {
                 Ok(t) => Some(Transport::Tls(Box::new(t))),
@@ -242,9 +265,22 @@ impl Front {
         }
     }
 
+    /// IRC over `transport`: the hub sees a JSON client. Registration has the handshake's
+    /// deadline, counted from `started`.
+    fn irc(&self, transport: Transport, door: Door, started: std::time::Instant) -> Transport {
+        let settings = crate::irc::Settings {
+            tls: door == Door::IrcTls,
+            version: format!("chatroom {}", env!("CARGO_PKG_VERSION")),
+            max_rooms: self.config.chat.max_rooms_per_client,
+        };
+        let register_by = started + self.config.connection.handshake_timeout.get();
+        let irc = crate::irc::IrcStream::new(transport, settings, register_by);
+        Transport::Irc(Box::new(irc))
+    }
+
     /// Makes the connection's outbox, tells the hub of the connection, and returns its
-    /// reader, to be run on the connection's thread. `via` is how a WebSocket came (its
-    /// `connect` row's detail); a WebSocket speaks JSON only. A front door is a transport plus a
+    /// reader, to be run on the connection's thread. `via` is how a WebSocket or an IRC
+    /// client came (its `connect` row's detail); either speaks JSON only to the reader. A front door is a transport plus a
     /// codec: the transport decides here, once, how bytes leave; the hub only ever sees "send
     /// these bytes". `None`: the server is stopping.
     pub fn reader(

@@ -1,4 +1,5 @@
-//! The accept loop: one blocking listener, two OS threads per connection, one broadcaster.
+//! The accept loops: blocking listeners (the chat port; web and IRC when asked), two OS
+//! threads per connection, one broadcaster.
 //!
 //! [`Server::new`] takes an already-bound listener (so a caller can bind port 0 and know the
 //! address before anything runs), opens the logs and starts the broadcaster. [`Server::run`]
@@ -121,11 +122,22 @@ pub fn capacity() -> (usize, String) {
         .unwrap_or((usize::MAX, "no known limit".to_string()))
 }
 
-/// A server ready to accept on its listener (and on a web listener, when given one).
+/// The listeners besides the chat port's, each off unless given.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// The web port (`--web`): the page, and JSON over a WebSocket.
+    pub web: Option<TcpListener>,
+    /// The IRC port (`--irc`): IRC over plain TCP, even when the chat port speaks TLS.
+    pub irc: Option<TcpListener>,
+    /// The IRC TLS port (`--irc-tls`): IRC over TLS, with the chat port's certificate.
+    pub irc_tls: Option<TcpListener>,
+}
+
+/// A server ready to accept on its listener (and on the others given).
 pub struct Server {
     listener: TcpListener,
-    /// The web port (`--web`), when there is one.
-    web: Option<TcpListener>,
+    /// The other ports: web, IRC.
+    others: Listeners,
     /// What the accept loops and the connection threads share.
     front: Arc<Front>,
     broadcaster: JoinHandle<()>,
@@ -218,10 +230,29 @@ impl Server {
     pub fn with_web(
         listener: TcpListener,
         web: Option<TcpListener>,
+        config: Config,
+    ) -> Result<Server> {
+        let others = Listeners {
+            web,
+            ..Listeners::default()
+        };
+        Server::with_listeners(listener, others, config)
+    }
+
+    /// Like [`Server::new`], with the other ports given: web (`--web`), IRC (`--irc`,
+    /// `--irc-tls`), into the same rooms and logs.
+    pub fn with_listeners(
+        listener: TcpListener,
+        others: Listeners,
         mut config: Config,
     ) -> Result<Server> {
         config.validate()?;
         config.tls.load()?;
+        if others.irc_tls.is_some() && config.tls.server.is_none() {
+            return Err(Error::setting(
+                "--irc-tls needs a certificate: give --tls-cert and --tls-key",
+            ));
+        }
         let local = listener
             .local_addr()
             .map_err(|e| Error::io("cannot read the listener's address", e))?;
@@ -240,6 +271,14 @@ impl Server {
         {
             warn!(
                 "accounts are in use on {local} without TLS: passwords cross the network in clear; use --tls-cert/--tls-key or an SSH tunnel"
+            );
+        }
+        if let Some(irc) = others.irc.as_ref().and_then(|l| l.local_addr().ok())
+            && (config.login.private || directory.any())
+            && !irc.ip().is_loopback()
+        {
+            warn!(
+                "accounts are in use on the IRC port {irc}, which is plain TCP: passwords cross the network in clear; prefer --irc-tls"
             );
         }
         let auth = Arc::new(Auth {
@@ -330,7 +369,7 @@ impl Server {
             auth,
             bans,
             next_conn: AtomicU64::new(next_conn),
-            web: web.is_some().then(web::Web::default),
+            web: others.web.is_some().then(web::Web::default),
             claims,
             config: Arc::new(config),
             events,
@@ -339,7 +378,7 @@ impl Server {
         Ok(Server {
             _lock: lock,
             listener,
-            web,
+            others,
             front: Arc::new(front),
             broadcaster,
             wake_addr: wake_addr(local),
@@ -374,23 +413,27 @@ impl Server {
     pub fn run(self) -> Result<()> {
         let (alive_tx, alive_rx) = crossbeam_channel::bounded::<()>(0);
         let front = self.front;
-        let web = match self.web {
-            Some(listener) => {
-                let wake = listener
-                    .local_addr()
-                    .map_err(|e| Error::io("cannot read the web listener's address", e))?;
-                let (front, alive) = (front.clone(), alive_tx.clone());
-                let handle = thread::Builder::new()
-                    .name("web-accept".into())
-                    .spawn(move || accept_loop(&listener, &front, Door::Web, &alive))
-                    .map_err(|e| Error::io("cannot start the web accept thread", e))?;
-                Some((handle, wake_addr(wake)))
-            }
-            None => None,
-        };
+        let Listeners { web, irc, irc_tls } = self.others;
+        let mut loops = Vec::new();
+        for (listener, door, name) in [
+            (web, Door::Web, "web"),
+            (irc, Door::Irc, "irc"),
+            (irc_tls, Door::IrcTls, "irc-tls"),
+        ] {
+            let Some(listener) = listener else { continue };
+            let wake = listener
+                .local_addr()
+                .map_err(|e| Error::io(format!("cannot read the {name} listener's address"), e))?;
+            let (front, alive) = (front.clone(), alive_tx.clone());
+            let handle = thread::Builder::new()
+                .name(format!("{name}-accept"))
+                .spawn(move || accept_loop(&listener, &front, door, &alive))
+                .map_err(|e| Error::io(format!("cannot start the {name} accept thread"), e))?;
+            loops.push((handle, wake_addr(wake)));
+        }
         accept_loop(&self.listener, &front, Door::Chat, &alive_tx);
-        if let Some((handle, wake)) = web {
-            // Its accept blocks too: wake it with a connection of our own.
+        for (handle, wake) in loops {
+            // Their accepts block too: wake each with a connection of our own.
             let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(2));
             let _ = handle.join();
         }

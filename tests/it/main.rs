@@ -11,6 +11,8 @@ mod cluster;
 mod config_file;
 mod faults;
 mod hostile;
+mod irc;
+mod irc_clients;
 mod moderation;
 mod operations;
 mod persistence;

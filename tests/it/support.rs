@@ -68,6 +68,47 @@ pub fn start_web(tune: impl FnOnce(&mut Config)) -> (TestServer, SocketAddr) {
     (server, web_addr)
 }
 
+/// The IRC ports of a server started with [`start_irc`].
+pub struct IrcPorts {
+    /// `--irc`: plain TCP.
+    pub plain: SocketAddr,
+    /// `--irc-tls`, and the certificate to trust for it (`cert.pem`), when asked for.
+    pub tls: Option<(SocketAddr, PathBuf)>,
+}
+
+/// Starts a server with an IRC port (`--irc`) in a fresh temp directory; with `tls`, a
+/// self-signed certificate for `localhost` and an IRC TLS port (`--irc-tls`) too.
+pub fn start_irc(tls: bool, tune: impl FnOnce(&mut Config)) -> (TestServer, IrcPorts) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let cert_dir = tmp.path().join("tls");
+    let server_tls = tls.then(|| {
+        chatroom::tls::make_dev_cert(&cert_dir, &["localhost".into()]).expect("certificate");
+        chatroom::tls::server_config(&cert_dir.join("cert.pem"), &cert_dir.join("key.pem"))
+            .expect("tls config")
+    });
+    let irc = TcpListener::bind("127.0.0.1:0").expect("bind irc");
+    let irc_tls = tls.then(|| TcpListener::bind("127.0.0.1:0").expect("bind irc tls"));
+    let ports = IrcPorts {
+        plain: irc.local_addr().expect("irc addr"),
+        tls: irc_tls
+            .as_ref()
+            .map(|l| (l.local_addr().expect("addr"), cert_dir.join("cert.pem"))),
+    };
+    let others = chatroom::server::Listeners {
+        irc: Some(irc),
+        irc_tls,
+        ..Default::default()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let data = tmp.path().join("data");
+    let mut server = start_with_others(listener, others, &data, |c| {
+        c.tls.server = server_tls;
+        tune(c);
+    });
+    server._tmp = Some(tmp);
+    (server, ports)
+}
+
 fn start_listening(
     listener: TcpListener,
     dir: &Path,
@@ -82,6 +123,19 @@ fn start_with_listeners(
     dir: &Path,
     tune: impl FnOnce(&mut Config),
 ) -> TestServer {
+    let others = chatroom::server::Listeners {
+        web,
+        ..Default::default()
+    };
+    start_with_others(listener, others, dir, tune)
+}
+
+fn start_with_others(
+    listener: TcpListener,
+    others: chatroom::server::Listeners,
+    dir: &Path,
+    tune: impl FnOnce(&mut Config),
+) -> TestServer {
     // Tests send as fast as they can; the rate limit has tests of its own that turn it on.
     let mut config = Config {
         data_dir: dir.to_path_buf(),
@@ -91,7 +145,7 @@ fn start_with_listeners(
     tune(&mut config);
     // The socket is bound before the server thread starts: clients can connect at once.
     let addr = listener.local_addr().expect("local addr");
-    let server = Server::with_web(listener, web, config).expect("server starts");
+    let server = Server::with_listeners(listener, others, config).expect("server starts");
     let handle = server.shutdown_handle();
     let thread = std::thread::spawn(move || server.run());
     TestServer {

@@ -1,0 +1,380 @@
+//! What one IRC connection's two sides share: where registration stands, the capabilities
+//! agreed, the channels joined, and which requests still wait for their answers.
+
+use std::collections::VecDeque;
+
+use serde_json::{Value, json};
+
+use super::message::{self, SERVER};
+
+/// The capabilities offered (`CAP LS`); `sasl` only on the TLS port.
+pub const CAPS: &[&str] = &["away-notify", "echo-message", "server-time"];
+
+/// How many requests may wait for their answers; past this the oldest is forgotten (its
+/// reply, if it ever comes, is shown without its context).
+const MAX_PENDING: usize = 64;
+
+/// The most a registration held until `CAP END` keeps (what the lobby said meanwhile);
+/// beyond, registration completes without waiting.
+pub const MAX_HELD: usize = 64 * 1024;
+
+/// A marker the connection's reader refuses (`bad_request`, counted toward its flood limit):
+/// sent for each IRC line refused here, so refused lines count as on the other doors. The
+/// error that comes back names it and is not shown.
+pub const REFUSED_MARKER: &str = "irc-refused";
+
+/// What does not change during a connection.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The TLS port: SASL PLAIN is offered.
+    pub tls: bool,
+    /// `chatroom 0.1.0`.
+    pub version: String,
+    /// `--max-rooms-per-client`, for CHANLIMIT.
+    pub max_rooms: usize,
+}
+
+/// The capabilities a client turned on.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Caps {
+    pub away_notify: bool,
+    pub echo_message: bool,
+    pub server_time: bool,
+    pub sasl: bool,
+}
+
+impl Caps {
+    pub fn set(&mut self, name: &str, on: bool) -> bool {
+        match name {
+            "away-notify" => self.away_notify = on,
+            "echo-message" => self.echo_message = on,
+            "server-time" => self.server_time = on,
+            "sasl" => self.sasl = on,
+            _ => return false,
+        }
+        true
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut on = Vec::new();
+        for (name, set) in [
+            ("away-notify", self.away_notify),
+            ("echo-message", self.echo_message),
+            ("server-time", self.server_time),
+            ("sasl", self.sasl),
+        ] {
+            if set {
+                on.push(name);
+            }
+        }
+        on
+    }
+}
+
+/// What a request was, for reading its answer: the numerics an error becomes, and what ends
+/// a reply (`318` after WHOIS...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ctx {
+    /// PRIVMSG or NOTICE to a channel or a nick; answered by our own message coming back, or
+    /// an error.
+    Message {
+        target: String,
+    },
+    /// The `switch` before an ACTION; answered by `switched`, or an error.
+    Switch {
+        room: String,
+    },
+    Join {
+        channel: String,
+    },
+    Part {
+        channel: String,
+    },
+    Names {
+        channel: String,
+        answered: bool,
+    },
+    Who {
+        mask: String,
+    },
+    Whois {
+        name: String,
+    },
+    List {
+        filter: Vec<String>,
+        answered: bool,
+    },
+    Nick {
+        name: String,
+    },
+    /// KICK, MODE, or a moderation command given as itself (MUTE...).
+    Moderation {
+        command: String,
+        channel: Option<String>,
+        target: String,
+    },
+    /// ISON or USERHOST: WHOIS of each name, answered together.
+    Lookup {
+        ison: bool,
+        asked: Vec<String>,
+        found: Vec<(String, bool)>,
+    },
+}
+
+impl Ctx {
+    /// Requests whose answer comes without a `ping` after them.
+    fn unbracketed(&self) -> bool {
+        matches!(self, Ctx::Message { .. } | Ctx::Switch { .. })
+    }
+}
+
+/// A request that waits for its answer; `ping` is the id of the ping sent after it, whose pong
+/// says that everything it caused has arrived.
+#[derive(Debug)]
+pub struct Pending {
+    pub ping: Option<u64>,
+    pub ctx: Ctx,
+}
+
+/// A `welcome` held until `CAP END`.
+#[derive(Debug, Clone)]
+pub struct Welcome {
+    pub name: String,
+}
+
+/// The state of a SASL exchange.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub enum Sasl {
+    #[default]
+    Idle,
+    /// `AUTHENTICATE PLAIN` was answered with `+`: the payload so far.
+    Payload(String),
+}
+
+/// Everything both sides of one connection know.
+#[derive(Debug)]
+pub struct State {
+    pub settings: Settings,
+    /// The nick: the one asked for until the server grants one, then the server's.
+    pub nick: Option<String>,
+    /// The client sent NICK (after SASL the nick is the account's, whatever it sent).
+    pub nick_given: bool,
+    pub user: bool,
+    pub pass: Option<String>,
+    /// `CAP LS` or `CAP REQ` was sent and `CAP END` not yet: registration waits.
+    pub negotiating: bool,
+    pub caps: Caps,
+    pub sasl: Sasl,
+    /// Something changed (NICK, PASS, CAP END...) since the last hello: worth another.
+    pub ready: bool,
+    /// A hello waits for its answer.
+    pub hello_out: bool,
+    /// The hello waiting (or granted) came from SASL.
+    pub via_sasl: bool,
+    /// The server welcomed this connection.
+    pub registered: bool,
+    /// The welcome, while registration waits for `CAP END` (or, after SASL, NICK and USER);
+    /// what arrives meanwhile is held.
+    pub welcome: Option<Welcome>,
+    pub held: Vec<u8>,
+    /// The channels joined, as the server names them (without `#`).
+    pub channels: Vec<String>,
+    /// Channels being joined (a JOIN sent, its answer not all back yet), by key.
+    pub joining: Vec<String>,
+    /// Channels being left (a PART sent, its `left` not back yet), by key.
+    pub parting: Vec<String>,
+    /// The room the server sends a `me` to, as far as this side knows (a key); `None`
+    /// when it is not sure.
+    pub current: Option<String>,
+    /// A channel just joined whose member list (353/366) is still owed.
+    pub names_due: Option<String>,
+    /// The last nick a QUIT was sent for: a user leaving several shared rooms is one QUIT.
+    pub last_quit: Option<String>,
+    pub pending: VecDeque<Pending>,
+    pub next_ping: u64,
+    /// ERROR was sent: the connection is ending.
+    pub closed: bool,
+    /// Lines for the client, in order, not yet sent.
+    pub out: Vec<u8>,
+}
+
+impl State {
+    pub fn new(settings: Settings) -> State {
+        State {
+            settings,
+            nick: None,
+            nick_given: false,
+            user: false,
+            pass: None,
+            negotiating: false,
+            caps: Caps::default(),
+            sasl: Sasl::Idle,
+            ready: false,
+            hello_out: false,
+            via_sasl: false,
+            registered: false,
+            welcome: None,
+            held: Vec::new(),
+            channels: Vec::new(),
+            joining: Vec::new(),
+            parting: Vec::new(),
+            current: None,
+            names_due: None,
+            last_quit: None,
+            pending: VecDeque::new(),
+            next_ping: 1,
+            closed: false,
+            out: Vec::new(),
+        }
+    }
+
+    /// The target of numerics: the nick once the server granted one, `*` before.
+    pub fn me(&self) -> String {
+        match &self.nick {
+            Some(nick) if self.registered => nick.clone(),
+            _ => "*".to_string(),
+        }
+    }
+
+    /// Where lines for the client go now: held while registration waits for `CAP END`.
+    pub fn sink(&mut self) -> &mut Vec<u8> {
+        if self.welcome.is_some() {
+            &mut self.held
+        } else {
+            &mut self.out
+        }
+    }
+
+    pub fn numeric(&mut self, code: &str, rest: &str) {
+        let me = self.me();
+        message::numeric(&mut self.out, code, &me, rest);
+    }
+
+    pub fn notice(&mut self, text: &str) {
+        let me = self.me();
+        message::notice(&mut self.out, &me, text);
+    }
+
+    /// Whether `room` (with or without `#`) is a channel this client is in and not leaving.
+    pub fn in_channel(&self, room: &str) -> bool {
+        let key = crate::proto::room_key(room);
+        !self.parting.contains(&key)
+            && self
+                .channels
+                .iter()
+                .any(|c| crate::proto::room_key(c) == key)
+    }
+
+    /// Whether IRC's registration is complete on the client's side: NICK, USER, and the end
+    /// of capability negotiation. A login by SASL is granted before them; its welcome waits.
+    pub fn ready_for_burst(&self) -> bool {
+        !self.negotiating && self.user && self.nick_given
+    }
+
+    /// Sends the held welcome once the client's registration is complete.
+    pub fn release_when_ready(&mut self) {
+        if self.ready_for_burst() {
+            self.release();
+        }
+    }
+
+    /// Sends the welcome burst (001-005 and 422) and what was held for it.
+    pub fn release(&mut self) {
+        let Some(welcome) = self.welcome.take() else {
+            return;
+        };
+        let mut burst = Vec::new();
+        welcome_burst(&mut burst, &welcome.name, &self.settings);
+        self.out.append(&mut burst);
+        let held = std::mem::take(&mut self.held);
+        self.out.extend_from_slice(&held);
+    }
+
+    /// The oldest request still waiting.
+    pub fn front(&self) -> Option<&Ctx> {
+        self.pending.front().map(|p| &p.ctx)
+    }
+
+    /// Forgets the oldest request if it is answered by one event (a message, a switch).
+    pub fn pop_unbracketed(&mut self) {
+        if self.pending.front().is_some_and(|p| p.ping.is_none()) {
+            self.pending.pop_front();
+        }
+    }
+}
+
+/// Appends one JSON request line for the connection's reader.
+pub fn emit(json: &mut Vec<u8>, v: &Value) {
+    json.extend_from_slice(v.to_string().as_bytes());
+    json.push(b'\n');
+}
+
+/// Sends a request, remembering what it was. Requests that need their answer read in context
+/// are followed by a `ping` (answered by the server after everything the request caused).
+pub fn request(st: &mut State, json: &mut Vec<u8>, v: &Value, ctx: Ctx) {
+    emit(json, v);
+    if ctx.unbracketed() {
+        remember(st, None, ctx);
+    } else {
+        bracket(st, json, ctx);
+    }
+}
+
+/// Sends the `ping` that ends a request's answer, and remembers the request.
+pub fn bracket(st: &mut State, json: &mut Vec<u8>, ctx: Ctx) {
+    let id = st.next_ping;
+    st.next_ping += 1;
+    emit(json, &json!({"type": "ping", "id": id}));
+    remember(st, Some(id), ctx);
+}
+
+fn remember(st: &mut State, ping: Option<u64>, ctx: Ctx) {
+    if st.pending.len() >= MAX_PENDING {
+        st.pending.pop_front();
+    }
+    st.pending.push_back(Pending { ping, ctx });
+}
+
+/// A line refused here: the reader is told (it counts toward the flood limit).
+pub fn refused(json: &mut Vec<u8>) {
+    emit(json, &json!({"type": REFUSED_MARKER, "name": "-"}));
+}
+
+/// 001 to 005 and 422, to `nick`.
+pub fn welcome_burst(out: &mut Vec<u8>, nick: &str, settings: &Settings) {
+    let version = settings.version.replace(' ', "-");
+    let lines = [
+        (
+            "001",
+            format!(":Welcome to the chatroom IRC network, {nick}"),
+        ),
+        (
+            "002",
+            format!(":Your host is {SERVER}, running version {version}"),
+        ),
+        (
+            "003",
+            ":This server is chatroom's IRC door: rooms are channels, names are nicks".into(),
+        ),
+        ("004", format!("{SERVER} {version} o bo bo")),
+        ("005", isupport(settings)),
+        ("422", ":MOTD File is missing".into()),
+    ];
+    for (code, rest) in lines {
+        message::numeric(out, code, nick, &rest);
+    }
+}
+
+/// The ISUPPORT tokens (005): what the server's rules are, in IRC's words.
+pub fn isupport(settings: &Settings) -> String {
+    let room_chars = crate::proto::MAX_ROOM_CHARS + 1;
+    let nick_chars = crate::proto::MAX_NAME_CHARS;
+    let reason = crate::proto::MAX_REASON_CHARS;
+    let rooms = settings.max_rooms;
+    format!(
+        "AWAYLEN={reason} CASEMAPPING=ascii CHANLIMIT=#:{rooms} CHANMODES=b,,, \
+         CHANNELLEN={room_chars} CHANTYPES=# KICKLEN={reason} MAXTARGETS=4 MODES=4 \
+         NETWORK=chatroom NICKLEN={nick_chars} PREFIX=(o)@ SAFELIST UTF8ONLY \
+         :are supported by this server"
+    )
+}
