@@ -1,10 +1,11 @@
 //! `chat-bench`: the project's load generator and benchmark.
 //!
-//! It speaks the JSON mode over many non-blocking sockets multiplexed with `mio` on a few
-//! threads (the thread-per-client rule is the server's, not the load generator's). Every
-//! message carries its sender, a per-sender sequence number and its *intended* send time, so a
-//! receiver can count lost and duplicated messages and record the delivery latency without
-//! coordinated omission: a sender that falls behind its schedule shows up as latency.
+//! It speaks the JSON mode (and IRC, for `fanout --proto irc`: `irc.rs`) over many
+//! non-blocking sockets multiplexed with `mio` on a few threads (the thread-per-client rule is
+//! the server's, not the load generator's). Every message carries its sender, a per-sender
+//! sequence number and its *intended* send time, so a receiver can count lost and duplicated
+//! messages and record the delivery latency without coordinated omission: a sender that falls
+//! behind its schedule shows up as latency.
 //!
 //! Message text: `B <sender> <seq> <t_ns> xxxx...`, padded to the configured size.
 
@@ -12,6 +13,7 @@ mod cluster;
 mod conn;
 mod fanout;
 mod hostile;
+mod irc;
 mod suite;
 #[cfg(test)]
 mod tests;
@@ -21,6 +23,7 @@ pub use cluster::{ClusterResult, cluster_fanout, cluster_find_max};
 use conn::*;
 pub use fanout::{FanoutResult, FanoutSpec, fanout, find_max};
 pub use hostile::{HostileResult, hostile};
+pub use irc::{IrcFanoutResult, irc_fanout, irc_find_max, start_irc};
 pub use suite::{SuiteOptions, Summary, median_min_max, suite};
 pub use workloads::{
     ConnectionsResult, StartupResult, connections, generate_log, many_rooms, send_floor_us, startup,

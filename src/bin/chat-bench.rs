@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use chatroom::bench::{self, FanoutSpec, SuiteOptions, Target};
 
@@ -60,6 +60,12 @@ enum Workload {
         /// The Redis server's pid, for its CPU (with --nodes).
         #[arg(long, requires = "nodes")]
         redis_pid: Option<u32>,
+        /// The protocol every client speaks. `irc`: the same workload over the IRC port
+        /// (`chat-server --irc`): NICK/USER, `001`, the lobby's `366`, then `PRIVMSG #lobby`;
+        /// --addr is then the IRC port, and a server the benchmark starts gets
+        /// `--irc 127.0.0.1:0`. Works with --find-max, not with --nodes.
+        #[arg(long, value_enum, default_value_t = Proto::Json)]
+        proto: Proto,
     },
     /// Many clients in many small rooms, all chatting slowly.
     ManyRooms {
@@ -109,6 +115,15 @@ enum Workload {
     },
 }
 
+/// What the fan-out's clients speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Proto {
+    /// The JSON mode of the chat port.
+    Json,
+    /// IRC, on the port of `chat-server --irc`.
+    Irc,
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
@@ -143,6 +158,7 @@ fn run(args: Args) -> chatroom::Result<bool> {
             nodes,
             node_pids,
             redis_pid,
+            proto,
         } => {
             let spec = FanoutSpec {
                 receivers: *receivers,
@@ -157,7 +173,13 @@ fn run(args: Args) -> chatroom::Result<bool> {
                         "--nodes is instead of --addr, not with it",
                     ));
                 }
+                if *proto == Proto::Irc {
+                    return Err(chatroom::Error::peer("--proto irc does not take --nodes"));
+                }
                 return cluster_fanout(nodes, node_pids, *redis_pid, &spec, *find_max);
+            }
+            if *proto == Proto::Irc {
+                return irc_fanout(&args, &spec, *find_max);
             }
             let target = target(&args)?;
             if *find_max {
@@ -380,4 +402,42 @@ fn cluster_fanout(
         r.bench_cpu_per_s.map_or("?".into(), |c| format!("{c:.2}"))
     );
     Ok(f.lost == 0 && f.duplicated == 0 && r.order_violations == 0)
+}
+
+/// `fanout --proto irc`: the fan-out over the IRC port.
+fn irc_fanout(args: &Args, spec: &FanoutSpec, find_max: bool) -> chatroom::Result<bool> {
+    let target = match args.addr {
+        Some(addr) => Target::attach(addr, args.pid),
+        None => bench::start_irc(&args.server_args)?,
+    };
+    if find_max {
+        let (best, r) = bench::irc_find_max(&target, spec)?;
+        println!("highest rate with 0 lost and p99 < 50 ms over IRC: {best:.0} messages/s");
+        if let Some(r) = r {
+            println!(
+                "  {:.0} deliveries/s, p99 {:.2} ms",
+                r.fanout.deliveries_per_s, r.fanout.p99_ms
+            );
+        }
+        return Ok(true);
+    }
+    let r = bench::irc_fanout(&target, spec)?;
+    println!("{}", serde_json::to_string(&r).expect("serializes"));
+    let f = &r.fanout;
+    println!(
+        "fanout over IRC: {:.0} deliveries/s, lost {}, duplicated {}, latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}, server CPU {:.2} cores, {} server threads mid-run, load generator CPU {:.2} cores",
+        f.deliveries_per_s,
+        f.lost,
+        f.duplicated,
+        f.p50_ms,
+        f.p90_ms,
+        f.p99_ms,
+        f.p999_ms,
+        f.max_ms,
+        f.server_cpu_per_s.unwrap_or(0.0),
+        r.server_threads_mid
+            .map_or("?".to_string(), |t| t.to_string()),
+        r.bench_cpu_per_s.unwrap_or(0.0)
+    );
+    Ok(f.lost == 0 && f.duplicated == 0)
 }
