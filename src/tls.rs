@@ -53,6 +53,26 @@ impl Transport {
         matches!(self, Transport::Tls(_))
     }
 
+    /// Whether encoded bytes may ever be written to the socket as they are (see
+    /// [`Transport::direct`]): plain TCP, and IRC over plain TCP.
+    pub fn may_write_direct(&self) -> bool {
+        match self {
+            Transport::Plain(_) => true,
+            Transport::Irc(i) => matches!(i.inner(), Transport::Plain(_)),
+            Transport::Tls(_) | Transport::WebSocket(_) => false,
+        }
+    }
+
+    /// Leave to write `bytes` to the socket as they are, now, without waiting: always over
+    /// plain TCP; over IRC only for lines the hub encoded as IRC, holding its send lock.
+    pub fn direct(&self, bytes: &[u8]) -> Option<Direct<'_>> {
+        match self {
+            Transport::Plain(_) => Some(Direct::Plain),
+            Transport::Irc(i) => i.direct(bytes).map(Direct::Irc),
+            Transport::Tls(_) | Transport::WebSocket(_) => None,
+        }
+    }
+
     /// The last bytes before the connection closes: a WebSocket's close frame (code 1000),
     /// IRC's `ERROR` (unless the server's `bye` was one).
     pub fn goodbye(&self) {
@@ -62,6 +82,21 @@ impl Transport {
             }
             Transport::Irc(i) => i.goodbye(),
             Transport::Plain(_) | Transport::Tls(_) => {}
+        }
+    }
+}
+
+/// Leave to write to a transport's socket directly ([`Transport::direct`]), held while writing.
+pub enum Direct<'a> {
+    Plain,
+    Irc(crate::irc::DirectSend<'a>),
+}
+
+impl Direct<'_> {
+    /// The socket took all but the last `n` bytes, which are queued for the writer thread.
+    pub fn owe(&mut self, n: usize) {
+        if let Direct::Irc(d) = self {
+            d.owe(n);
         }
     }
 }

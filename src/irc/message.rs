@@ -1,14 +1,10 @@
 //! IRC lines: parsing what a client sends, and building what it is sent. Pure functions.
+//! What the hub encodes itself (a channel message as PRIVMSG lines) is in
+//! [`proto::irc`](crate::proto::irc), and used from there.
 
-/// The server's name in every line it sends (`:chatroom 001 ...`), and the host part of
-/// every user's prefix (`bob!bob@chatroom`): addresses are not shown.
-pub const SERVER: &str = "chatroom";
-
-/// The longest line, `\r\n` included (RFC 1459, Modern IRC): 510 bytes of content.
-pub const MAX_LINE: usize = 512;
-
-/// The longest content of a line, without its `\r\n`.
-pub const MAX_CONTENT: usize = MAX_LINE - 2;
+pub use crate::proto::irc::{
+    MAX_CONTENT, MAX_LINE, SERVER, channel, chunks, prefix, privmsg, push,
+};
 
 /// One parsed client line: the command (upper case) and its parameters, the trailing one
 /// (after ` :`) last. Tags and a source prefix are skipped: a client has nothing to say in them.
@@ -69,11 +65,6 @@ pub fn parse(line: &str) -> Option<Message<'_>> {
     })
 }
 
-/// `nick!nick@chatroom`: the source of what a user does.
-pub fn prefix(nick: &str) -> String {
-    format!("{nick}!{nick}@{SERVER}")
-}
-
 /// Text made safe for a trailing parameter: one line, no NUL.
 pub fn one_line(text: &str) -> String {
     text.chars()
@@ -85,12 +76,6 @@ pub fn one_line(text: &str) -> String {
             }
         })
         .collect()
-}
-
-/// Appends a line and its `\r\n`.
-pub fn push(out: &mut Vec<u8>, line: &str) {
-    out.extend_from_slice(line.as_bytes());
-    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends a numeric reply from the server: `:chatroom CODE TARGET REST`. `rest` holds the
@@ -109,63 +94,6 @@ pub fn notice(out: &mut Vec<u8>, target: &str, text: &str) {
     }
 }
 
-/// Appends `text` as PRIVMSG lines from `from` to `target`: one per line of the text, each
-/// cut to fit in [`MAX_LINE`]; an action is wrapped as CTCP ACTION. `tag` goes first
-/// (`@time=...`), outside the limit as IRCv3 counts it.
-pub fn privmsg(
-    out: &mut Vec<u8>,
-    tag: Option<&str>,
-    from: &str,
-    target: &str,
-    text: &str,
-    action: bool,
-) {
-    let tag = tag.map(|t| format!("{t} ")).unwrap_or_default();
-    let head = format!(":{} PRIVMSG {target} :", prefix(from));
-    let (open, close) = if action {
-        ("\u{1}ACTION ", "\u{1}")
-    } else {
-        ("", "")
-    };
-    let room = MAX_CONTENT
-        .saturating_sub(head.len() + open.len() + close.len())
-        .max(64);
-    for line in text.split('\n').filter(|l| !l.trim().is_empty()) {
-        for chunk in chunks(line, room) {
-            push(out, &format!("{tag}{head}{open}{chunk}{close}"));
-        }
-    }
-}
-
-/// Cuts `text` into pieces of at most `max` bytes, at character boundaries (at a space when
-/// there is one in the last quarter of a piece).
-pub fn chunks(text: &str, max: usize) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while rest.len() > max {
-        let mut cut = max;
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        if let Some(space) = rest[..cut].rfind(' ')
-            && space >= cut - cut / 4
-            && space > 0
-        {
-            cut = space;
-        }
-        if cut == 0 {
-            // One character longer than `max`: cannot happen for max >= 4.
-            break;
-        }
-        out.push(&rest[..cut]);
-        rest = rest[cut..].trim_start_matches(' ');
-    }
-    if !rest.is_empty() || out.is_empty() {
-        out.push(rest);
-    }
-    out
-}
-
 /// A CTCP message (`\x01VERB args\x01`): the verb (upper case) and its argument.
 pub fn ctcp(text: &str) -> Option<(String, &str)> {
     let inner = text.strip_prefix('\u{1}')?;
@@ -177,11 +105,6 @@ pub fn ctcp(text: &str) -> Option<(String, &str)> {
 /// Whether `target` names a channel (`#room`), as CHANTYPES=# says.
 pub fn is_channel(target: &str) -> bool {
     target.starts_with('#')
-}
-
-/// `#room` for a room's name (which the server shows without its `#`).
-pub fn channel(room: &str) -> String {
-    format!("#{}", room.strip_prefix('#').unwrap_or(room))
 }
 
 /// Decodes standard base64 (RFC 4648, with or without padding); `None` if it is not base64.

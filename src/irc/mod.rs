@@ -11,10 +11,19 @@
 //! answers are still to come) and write to the socket under one send lock, so a reply the
 //! reading side owes never lands inside a line the writing side sends.
 //!
+//! The hub encodes this connection in [`Mode::Irc`]: a channel message arrives already as its
+//! IRC lines (the same bytes for every IRC member of the room), which pass through as they
+//! are. Bytes that are only such lines may skip the writer thread: [`IrcStream::direct`] lets
+//! the broadcaster write them to a plain socket itself, under the send lock, as it does for a
+//! plain TCP client. What the socket did not take is owed: it goes out first, before any line
+//! of either side.
+//!
 //! Lock order: the send lock, then the state; the state lock is never held while writing.
 
 mod client;
 mod commands;
+#[cfg(test)]
+mod direct_tests;
 pub mod message;
 mod server;
 mod state;
@@ -22,10 +31,10 @@ mod state;
 mod tests;
 
 use std::io::{self, Read, Write};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
-use crate::proto::ServerMsg;
+use crate::proto::{Mode, ServerMsg};
 use crate::tls::{DeadlineReader, Transport};
 
 pub use client::plain_credentials;
@@ -35,6 +44,10 @@ use state::State;
 
 /// Bytes read from the transport at a time.
 const READ_CHUNK: usize = 512;
+
+/// The most the reading side's replies may wait behind a line the broadcaster wrote only part
+/// of; a client that lets more pile up is not reading, and is cut off.
+const MAX_AFTER_OWED: usize = 64 * 1024;
 
 /// How long a line waits for the answer to a hello sent before it. The reader reads again
 /// only once the hello was answered, and the answer is in the outbox by then: this is the
@@ -51,11 +64,23 @@ pub struct IrcStream {
     state: Mutex<State>,
     /// Signalled when the answer to a hello has been read (`hello_out` cleared).
     answered: Condvar,
-    /// The send lock, holding what the writer was given after its last `\n`.
-    send: Mutex<Vec<u8>>,
+    /// The send lock, and what is still to be sent around it.
+    send: Mutex<Sending>,
     /// How long registration may wait for `CAP END` after the server granted the name (the
     /// handshake's deadline).
     register_by: Instant,
+}
+
+/// What the send lock guards besides the socket.
+#[derive(Default)]
+struct Sending {
+    /// What the writer was given after its last `\n`.
+    partial: Vec<u8>,
+    /// Bytes of a line the broadcaster wrote only part of: the next this many bytes the writer
+    /// is given are its rest, sent as they are before anything else.
+    owed: usize,
+    /// What the reading side had to send while a line was owed: sent right after its rest.
+    after_owed: Vec<u8>,
 }
 
 struct ReadSide {
@@ -129,7 +154,7 @@ impl IrcStream {
             }),
             state: Mutex::new(State::new(settings)),
             answered: Condvar::new(),
-            send: Mutex::new(Vec::new()),
+            send: Mutex::new(Sending::default()),
             register_by,
         }
     }
@@ -137,6 +162,39 @@ impl IrcStream {
     /// The transport underneath.
     pub fn inner(&self) -> &Transport {
         &self.inner
+    }
+
+    /// The encoding the hub is to use for this connection, decided when its hello goes out:
+    /// `server-time` cannot change after registration.
+    pub fn codec(&self) -> Mode {
+        Mode::irc(lock(&self.state).caps.server_time)
+    }
+
+    /// The send lock, if `bytes` may be written to the socket as they are now: they are only
+    /// lines the hub encoded as IRC, the transport underneath is plain, nothing is owed or held
+    /// half-way, and registration holds nothing back. `None` never waits: the bytes then go
+    /// through the writer thread ([`IrcStream::write_lines`]).
+    pub fn direct(&self, bytes: &[u8]) -> Option<DirectSend<'_>> {
+        if !matches!(self.inner, Transport::Plain(_)) || !crate::proto::irc::pre_encoded(bytes) {
+            return None;
+        }
+        let send = match self.send.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        if send.owed > 0 || !send.partial.is_empty() {
+            return None;
+        }
+        let st = match self.state.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        if st.welcome.is_some() || st.closed || !st.registered {
+            return None;
+        }
+        Some(DirectSend { send })
     }
 
     /// Reads the next bytes of the JSON request stream, handling the IRC lines that make it.
@@ -161,7 +219,7 @@ impl IrcStream {
                     let mut st = self.after_hello(deadline);
                     client::line(&mut st, &line, &mut side.ready);
                     drop(st);
-                    self.flush_out()?;
+                    self.flush_out(deadline)?;
                     continue;
                 }
                 Got::TooLong => {
@@ -169,7 +227,7 @@ impl IrcStream {
                     st.numeric("417", ":Input line was too long (at most 512 bytes)");
                     drop(st);
                     state::refused(&mut side.ready);
-                    self.flush_out()?;
+                    self.flush_out(deadline)?;
                     continue;
                 }
                 Got::Nothing => {}
@@ -192,7 +250,7 @@ impl IrcStream {
                     // Registration waited for `CAP END` for as long as a handshake may last:
                     // it completes without it.
                     lock(&self.state).release();
-                    self.flush_out()?;
+                    self.flush_out(deadline)?;
                 }
                 Err(e) => return Err(e),
             }
@@ -231,41 +289,82 @@ impl IrcStream {
         got
     }
 
-    /// Sends what the state holds for the client, under the send lock.
-    fn flush_out(&self) -> io::Result<()> {
-        let _send = lock(&self.send);
+    /// Sends what the state holds for the client, under the send lock; during the handshake,
+    /// no later than its `deadline`. While a line the broadcaster began is owed, it waits
+    /// behind that line's rest instead.
+    fn flush_out(&self, deadline: Option<Instant>) -> io::Result<()> {
+        let mut send = lock(&self.send);
         let out = std::mem::take(&mut lock(&self.state).out);
         if out.is_empty() {
             return Ok(());
         }
-        (&self.inner).write_all(&out)
+        if send.owed > 0 {
+            if send.after_owed.len() + out.len() > MAX_AFTER_OWED {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client reads nothing of what it is sent",
+                ));
+            }
+            send.after_owed.extend_from_slice(&out);
+            return Ok(());
+        }
+        match deadline {
+            None => (&self.inner).write_all(&out),
+            Some(by) => {
+                let sock = self.inner.socket();
+                let saved = sock.write_timeout()?;
+                let left = by.saturating_duration_since(Instant::now());
+                sock.set_write_timeout(Some(left.max(Duration::from_millis(1))))?;
+                let wrote = (&self.inner).write_all(&out);
+                sock.set_write_timeout(saved)?;
+                wrote
+            }
+        }
     }
 
-    /// Takes encoded lines (JSON events, each ending with `\n`) and writes the IRC lines for
-    /// each; a line cut between two writes is translated when its end comes.
+    /// Takes encoded lines (JSON events and IRC lines the hub made, each ending with `\n`)
+    /// and writes the IRC lines for each: a JSON event is translated, an IRC line passes
+    /// through. The rest of a line the broadcaster wrote only part of goes first. A line cut
+    /// between two writes is taken when its end comes.
     pub fn write_lines(&self, buf: &[u8]) -> io::Result<usize> {
-        let mut partial = lock(&self.send);
-        partial.extend_from_slice(buf);
-        let out = {
+        let mut send = lock(&self.send);
+        let mut out = Vec::new();
+        let mut rest = buf;
+        if send.owed > 0 {
+            let n = send.owed.min(rest.len());
+            out.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            send.owed -= n;
+            if send.owed == 0 {
+                out.append(&mut send.after_owed);
+            }
+        }
+        send.partial.extend_from_slice(rest);
+        {
             let mut st = lock(&self.state);
             let waiting = st.hello_out;
+            let partial = &mut send.partial;
             let mut start = 0;
             while let Some(end) = memchr::memchr(b'\n', &partial[start..]) {
                 let line = &partial[start..start + end];
                 start += end + 1;
-                // An event this version does not know is skipped, as JSON clients skip it.
-                if let Ok(msg) = serde_json::from_slice::<ServerMsg>(line) {
-                    server::event(&mut st, msg);
+                if line.first() == Some(&b'{') {
+                    // An event this version does not know is skipped, as JSON clients skip it.
+                    if let Ok(msg) = serde_json::from_slice::<ServerMsg>(line) {
+                        server::event(&mut st, msg);
+                    }
+                } else {
+                    server::raw(&mut st, line);
                 }
             }
             partial.drain(..start);
             if waiting && !st.hello_out {
                 self.answered.notify_all();
             }
-            std::mem::take(&mut st.out)
-        };
-        if partial.capacity() > 64 * 1024 {
-            partial.shrink_to(4096);
+            out.append(&mut st.out);
+        }
+        if send.partial.capacity() > 64 * 1024 {
+            send.partial.shrink_to(4096);
         }
         if !out.is_empty() {
             (&self.inner).write_all(&out)?;
@@ -275,13 +374,27 @@ impl IrcStream {
 
     /// The last bytes before the connection closes: `ERROR`, unless the server said goodbye.
     pub fn goodbye(&self) {
-        let _send = lock(&self.send);
+        let send = lock(&self.send);
         let mut st = lock(&self.state);
-        if std::mem::replace(&mut st.closed, true) {
+        if std::mem::replace(&mut st.closed, true) || send.owed > 0 {
             return;
         }
         drop(st);
         let _ = (&self.inner).write_all(b"ERROR :Closing Link: connection closed\r\n");
+    }
+}
+
+/// The broadcaster's leave to write lines to an IRC connection's socket itself
+/// ([`IrcStream::direct`]): it holds the send lock.
+pub struct DirectSend<'a> {
+    send: MutexGuard<'a, Sending>,
+}
+
+impl DirectSend<'_> {
+    /// The socket took only part of the bytes: the last `n` are owed, and are the next bytes
+    /// the writer is given.
+    pub fn owe(&mut self, n: usize) {
+        self.send.owed = n;
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::message::{self, SERVER, channel, is_channel, prefix};
 use super::state::{Ctx, MAX_HELD, REFUSED_MARKER, State, Welcome, welcome_burst};
-use crate::proto::{ChatMessage, ErrorCode, Kind, RoomInfo, ServerMsg, Standing, room_key};
+use crate::proto::{ChatMessage, ErrorCode, RoomInfo, ServerMsg, Standing, room_key};
 
 /// Appends the IRC lines for one event to `st.out` (or to what registration holds).
 pub fn event(st: &mut State, msg: ServerMsg) {
@@ -64,6 +64,17 @@ pub fn event(st: &mut State, msg: ServerMsg) {
     }
 }
 
+/// Appends a line the hub encoded as IRC already (a channel message's PRIVMSG; `line` without
+/// its `\n`), as it is.
+pub fn raw(st: &mut State, line: &[u8]) {
+    let out = st.sink();
+    out.extend_from_slice(line);
+    out.push(b'\n');
+    if st.held.len() > MAX_HELD {
+        st.release();
+    }
+}
+
 /// Appends a numeric to what the client is sent next (held while registration waits).
 fn numeric(st: &mut State, code: &str, rest: &str) {
     let me = st.me();
@@ -118,8 +129,8 @@ fn chat(st: &mut State, m: ChatMessage) {
             if own && !st.caps.echo_message {
                 return;
             }
-            let action = m.kind == Kind::Action;
-            message::privmsg(st.sink(), tag, &m.from, &channel(&m.room), &m.text, action);
+            let time = st.caps.server_time;
+            crate::proto::irc::channel_message(st.sink(), &m, time);
         }
         Some(to) => {
             // Sent by us to someone else: an echo, shown only with echo-message.

@@ -14,29 +14,49 @@ pub const NAME_PROMPT: &str = "What is your name?\n";
 
 /// The encodings of the event model (the codecs): each client has one, and the server encodes
 /// each event at most once per encoding, whoever gets it. A new front door with its own wire
-/// format (IRC, say) adds a variant here and an arm in [`encode`](super::encode); the hub only
-/// uses [`Mode::COUNT`], [`Mode::index`] and [`Mode::echoes_own_messages`].
+/// format adds a variant here and an arm in [`encode`](super::encode); the hub only uses
+/// [`Mode::COUNT`], [`Mode::index`] and [`Mode::own_messages`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Readable lines for `nc` and people.
     Human = 0,
     /// One JSON object per line, for programs.
     Json = 1,
+    /// For the IRC transport: channel messages as IRC lines, everything else JSON for the
+    /// transport to translate ([`irc`](super::irc)). Never chosen by a hello: the server sets it
+    /// for a connection on an IRC port, whose hello is JSON.
+    Irc = 2,
+    /// [`Mode::Irc`] with each channel message tagged `@time=` (the `server-time` capability).
+    IrcTime = 3,
 }
 
 impl Mode {
     /// How many encodings there are: the size of tables indexed by [`Mode::index`].
-    pub const COUNT: usize = 2;
+    pub const COUNT: usize = 4;
 
     /// This encoding's place in a table of [`Mode::COUNT`].
     pub fn index(self) -> usize {
         self as usize
     }
 
-    /// Whether a sender gets its own room messages back: a program takes the copy as the
-    /// acknowledgement (with the message's id), a person already sees what they typed.
-    pub fn echoes_own_messages(self) -> bool {
-        matches!(self, Mode::Json)
+    /// The encoding in which a sender gets its own room messages back, if at all: a program
+    /// takes the copy as the acknowledgement (with the message's id), a person already sees
+    /// what they typed, and the IRC transport reads the acknowledgement as JSON (what it shows
+    /// of it depends on its `echo-message`).
+    pub fn own_messages(self) -> Option<Mode> {
+        match self {
+            Mode::Human => None,
+            Mode::Json | Mode::Irc | Mode::IrcTime => Some(Mode::Json),
+        }
+    }
+
+    /// The encoding of an IRC connection, with or without `server-time`.
+    pub fn irc(server_time: bool) -> Mode {
+        if server_time {
+            Mode::IrcTime
+        } else {
+            Mode::Irc
+        }
     }
 }
 

@@ -4,6 +4,13 @@ use serde::Deserialize;
 
 use super::*;
 
+/// An event as one JSON line, ending with `\n`.
+pub(super) fn encode_line(msg: &ServerMsg) -> Vec<u8> {
+    let mut out = serde_json::to_vec(msg).expect("server messages always serialize");
+    out.push(b'\n');
+    out
+}
+
 #[derive(Deserialize)]
 struct JsonHello {
     #[serde(rename = "type")]

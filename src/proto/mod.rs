@@ -5,7 +5,8 @@
 //! whether input is acceptable lives here so that the server, the clients and the tests agree
 //! on one definition. One event model ([`ServerMsg`] from the server, [`Hello`] and
 //! [`Request`] from a client) has two encodings: *human* lines, readable in `nc`, and *JSON
-//! Lines* for programs. The mode is chosen by the client's first line: a JSON object selects
+//! Lines* for programs; the IRC transport gets JSON with its channel messages already as IRC
+//! lines (`irc`). The mode is chosen by the client's first line: a JSON object selects
 //! JSON, anything else is a name.
 
 pub mod duration;
@@ -13,6 +14,7 @@ mod error;
 mod event;
 mod hello;
 mod human;
+pub mod irc;
 mod json;
 pub mod names;
 mod request;
@@ -37,12 +39,10 @@ pub fn count(n: usize, one: &str, many: &str) -> String {
 /// Encodes `msg` for a client in `mode`, ending with `\n`.
 pub fn encode(msg: &ServerMsg, mode: Mode) -> Vec<u8> {
     match mode {
-        Mode::Json => {
-            let mut out = serde_json::to_vec(msg).expect("server messages always serialize");
-            out.push(b'\n');
-            out
-        }
+        Mode::Json => json::encode_line(msg),
         Mode::Human => human::encode_human(msg).into_bytes(),
+        Mode::Irc => irc::encode(msg, false),
+        Mode::IrcTime => irc::encode(msg, true),
     }
 }
 

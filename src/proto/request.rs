@@ -129,7 +129,7 @@ const YES: &str = "--yes";
 pub fn parse_request(mode: Mode, line: &str) -> Result<Option<Request>, ProtocolError> {
     match mode {
         Mode::Human => parse_human(line),
-        Mode::Json => parse_json(line).map(Some),
+        Mode::Json | Mode::Irc | Mode::IrcTime => parse_json(line).map(Some),
     }
 }
 

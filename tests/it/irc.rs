@@ -3,6 +3,7 @@
 
 mod chat;
 mod commands;
+mod direct;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -27,8 +27,12 @@ impl Reader {
         let mut timeout = None;
         loop {
             let wanted = Some(match (mode, pinged) {
-                (Mode::Json, false) => self.config.connection.ping_interval.get(),
-                (Mode::Json, true) => self.config.connection.ping_timeout.get(),
+                (Mode::Json | Mode::Irc | Mode::IrcTime, false) => {
+                    self.config.connection.ping_interval.get()
+                }
+                (Mode::Json | Mode::Irc | Mode::IrcTime, true) => {
+                    self.config.connection.ping_timeout.get()
+                }
                 (Mode::Human, _) => self.config.connection.idle_timeout.get(),
             });
             if wanted != timeout {
@@ -38,13 +42,15 @@ impl Reader {
             let line = match lines.read_line() {
                 Ok(line) => line,
                 Err(e) if is_timeout(&e) => match (mode, pinged) {
-                    (Mode::Json, false) => {
+                    (Mode::Json | Mode::Irc | Mode::IrcTime, false) => {
                         ping_id += 1;
                         self.send(mode, &ServerMsg::Ping { id: ping_id });
                         pinged = true;
                         continue;
                     }
-                    (Mode::Json, true) => return Ok(self.silent(mode, Disconnect::NoPingAnswer)),
+                    (Mode::Json | Mode::Irc | Mode::IrcTime, true) => {
+                        return Ok(self.silent(mode, Disconnect::NoPingAnswer));
+                    }
                     (Mode::Human, _) => return Ok(self.silent(mode, Disconnect::Idle)),
                 },
                 Err(e) => return Err(e),

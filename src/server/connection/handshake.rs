@@ -136,7 +136,7 @@ impl Reader {
         let mode = hello.mode;
         // The hello (and the password in it) ends here, on this thread: the broadcaster
         // is told who the client is, never what it typed to prove it.
-        let who = match self.log_in(lines, hello, registered, deadline)? {
+        let mut who = match self.log_in(lines, hello, registered, deadline)? {
             Login::Granted(who) => who,
             Login::Refused => {
                 self.prompt_again(mode);
@@ -144,6 +144,11 @@ impl Reader {
             }
             Login::Ended(reason) => return Ok(Attempt::Ended(reason)),
         };
+        if let Transport::Irc(irc) = &*self.transport {
+            // The hub encodes this connection's channel messages as IRC lines; the reader
+            // still reads JSON.
+            who.mode = irc.codec();
+        }
         let claimed = match self.claim(&who) {
             Some(keys) => keys,
             None => {
@@ -219,7 +224,7 @@ impl Reader {
         let mode = hello.mode;
         let private = self.auth.private;
         let password = match mode {
-            Mode::Json => match hello.password {
+            Mode::Json | Mode::Irc | Mode::IrcTime => match hello.password {
                 Some(p) => p,
                 None if registered || private => {
                     let msg = format!(

@@ -30,9 +30,9 @@ impl<W: LogFile> Hub<W> {
     ///
     /// Consecutive deliveries to the same room form a segment. Each is encoded once per mode,
     /// and the segment is concatenated once per mode, so a member gets the whole segment in one
-    /// send (or one outbox push). Only the few members for whom the segment differs (a
-    /// human-mode sender, who is not echoed; the one a `RoomExcept` leaves out) get bytes of
-    /// their own.
+    /// send (or one outbox push). Only the few members for whom the segment differs (a sender
+    /// whose own messages come back in another encoding, or not at all: human mode, IRC; the
+    /// one a `RoomExcept` leaves out) get bytes of their own.
     pub(super) fn deliver(&mut self) -> Vec<u64> {
         let mut slow: Vec<u64> = Vec::new();
         let pending = std::mem::take(&mut self.pending);
@@ -78,7 +78,7 @@ impl<W: LogFile> Hub<W> {
                 Target::Room {
                     sender: Some(s), ..
                 } => match self.clients.get(&s) {
-                    Some(c) if !c.mode.echoes_own_messages() => s,
+                    Some(c) if c.mode.own_messages() != Some(c.mode) => s,
                     _ => continue,
                 },
                 Target::RoomExcept { except, .. } => except,
@@ -101,13 +101,16 @@ impl<W: LogFile> Hub<W> {
             if special.contains(&conn) {
                 let mut own = Vec::new();
                 for (k, d) in seg.iter().enumerate() {
-                    let skip = match d.target {
-                        Target::Room { sender, .. } => sender == Some(conn),
-                        Target::RoomExcept { except, .. } => except == conn,
-                        _ => true,
+                    let mode = match d.target {
+                        Target::Room {
+                            sender: Some(s), ..
+                        } if s == conn => client.mode.own_messages(),
+                        Target::RoomExcept { except, .. } if except == conn => None,
+                        Target::Room { .. } | Target::RoomExcept { .. } => Some(client.mode),
+                        _ => None,
                     };
-                    if !skip {
-                        own.extend_from_slice(parts.get(k, client.mode));
+                    if let Some(mode) = mode {
+                        own.extend_from_slice(parts.get(k, mode));
                     }
                 }
                 if !own.is_empty() {

@@ -200,9 +200,9 @@ struct Delivery {
 
 /// Who receives a delivery.
 enum Target {
-    /// Every member of the room (by key). A human-mode sender does not get its own line
-    /// echoed (its terminal already shows it); a JSON-mode sender does (it is the
-    /// acknowledgement with the id).
+    /// Every member of the room (by key). A sender gets its own message back as its mode's
+    /// `own_messages` says: not in human mode (its terminal already shows it), as JSON
+    /// otherwise (the acknowledgement with the id).
     Room { room: String, sender: Option<u64> },
     /// Every member of the room except one (the one who just joined).
     RoomExcept { room: String, except: u64 },

@@ -12,7 +12,9 @@
 //!
 //! How bytes leave depends on the transport. Over plain TCP, [`Outbox::send`] writes with
 //! `MSG_DONTWAIT` itself when nothing is queued and nobody is writing, which never blocks,
-//! and queues only what the socket did not take. Waking one writer thread per recipient per
+//! and queues only what the socket did not take. IRC over plain TCP does the same for bytes
+//! that are only the hub's IRC lines ([`Transport::direct`]: under the IRC send lock, with
+//! what the socket did not take owed to the IRC stream). Waking one writer thread per recipient per
 //! message is what limits a thread-per-client server, and most deliveries need no thread at
 //! all this way; so an idle plain connection has no writer thread either. The first push to a
 //! queue nobody drains starts one (the *drainer*), which writes what waits, coalesced, and
@@ -121,8 +123,9 @@ struct Shared {
     order: Mutex<()>,
     /// Where the bytes go; `None` for an outbox that only queues (the hub's tests read it).
     sink: Option<Sink>,
-    /// Whether [`Outbox::send`] may write to the socket itself: the bytes need no more work
-    /// (no encryption, no framing) on their way out.
+    /// Whether [`Outbox::send`] may write to the socket itself: bytes can need no more work
+    /// (no encryption, no framing) on their way out. Plain TCP always; IRC for the lines the
+    /// hub encoded as IRC ([`Transport::direct`] says which, each time).
     direct: bool,
     /// The drainer's token: set while a thread owns `rx` and writes what it takes.
     draining: AtomicBool,
@@ -153,10 +156,9 @@ pub fn outbox(sink: Sink, limit: usize, address: Option<AddressBudget>) -> Outbo
 
 fn make(sink: Option<Sink>, limit: usize, address: Option<AddressBudget>) -> Outbox {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let direct = matches!(
-        sink.as_ref().map(|s| &*s.transport),
-        Some(Transport::Plain(_))
-    );
+    let direct = sink
+        .as_ref()
+        .is_some_and(|s| s.transport.may_write_direct());
     let shared = Arc::new(Shared {
         rx,
         queued: AtomicUsize::new(0),
@@ -226,12 +228,19 @@ impl Outbox {
             // push from another thread (the reader's ping, while the broadcaster writes) must
             // not land between the part written and the part queued.
             let _order = self.shared.order();
-            if self.shared.queued.load(Ordering::Acquire) == 0 {
+            let sink = self.shared.sink.as_ref().expect("direct");
+            let permit = if self.shared.queued.load(Ordering::Acquire) == 0 {
+                sink.transport.direct(bytes)
+            } else {
+                None
+            };
+            if let Some(mut permit) = permit {
                 let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-                let socket = self.shared.socket().expect("direct");
+                let socket = sink.transport.socket();
                 match SockRef::from(&**socket).send_with_flags(bytes, flags) {
                     Ok(n) if n == bytes.len() => return Ok(()),
                     Ok(n) => {
+                        permit.owe(bytes.len() - n);
                         #[cfg(test)]
                         if let Some(hook) = &*self.shared.after_partial.lock().unwrap() {
                             hook();
