@@ -403,6 +403,8 @@ pub struct ServerProcess {
     pub addr: SocketAddr,
     /// The web port's address, when started with `--web`.
     pub web: Option<SocketAddr>,
+    /// The IRC port's address, when started with `--irc` (and without `--web`).
+    pub irc: Option<SocketAddr>,
     pub pid: u32,
     /// Where the server's stderr goes, when captured.
     pub stderr: Option<PathBuf>,
@@ -460,11 +462,22 @@ impl ServerProcess {
                 .and_then(|(_, rest)| rest.trim_end_matches('/').parse().ok())
                 .unwrap_or_else(|| panic!("second line was {second:?}"))
         });
+        // With --irc (and no --web) it is `irc on ADDR`.
+        let irc = (web.is_none() && extra.contains(&"--irc")).then(|| {
+            let mut second = String::new();
+            out.read_line(&mut second).expect("second line");
+            second
+                .trim()
+                .strip_prefix("irc on ")
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("second line was {second:?}"))
+        });
         let pid = child.id();
         ServerProcess {
             child: Some(child),
             addr,
             web,
+            irc,
             pid,
             stderr: log.map(Path::to_path_buf),
         }
