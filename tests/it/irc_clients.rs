@@ -1,7 +1,10 @@
 //! Real IRC clients against `chat-server --irc`: irssi and weechat run in tmux (a tmux server
 //! of their own per test, killed when the test ends, also on a panic), each with a throwaway
 //! home in a temp directory and no network beyond loopback; `send-keys` types, `capture-pane
-//! -p` reads the screen. A JSON client is the other side of every exchange.
+//! -p` reads the screen. A JSON client is the other side of every exchange here; in `tui`,
+//! the full-screen `chat-client` in a tmux of its own.
+
+mod tui;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -11,6 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+use chatroom::store::users::Role;
 
 use crate::support::{Client, write_accounts};
 
@@ -30,10 +35,10 @@ struct Chat {
 }
 
 impl Chat {
-    /// Starts the server with `--irc 127.0.0.1:0` and these accounts (name, password); with
+    /// Starts the server with `--irc 127.0.0.1:0` and these accounts (name, password, role); with
     /// `tls`, also `--irc-tls` with a certificate of `chat-server gen-cert` (in `DIR/tls`),
     /// which makes the chat port TLS too.
-    fn start(accounts: &[(&str, &str)], tls: bool) -> Chat {
+    fn start(accounts: &[(&str, &str, Role)], tls: bool) -> Chat {
         let dir = tempfile::tempdir().expect("temp dir");
         // Private, as the server wants its data directory (else it warns, and fixes it).
         std::fs::set_permissions(
@@ -42,11 +47,7 @@ impl Chat {
         )
         .unwrap();
         if !accounts.is_empty() {
-            let list: Vec<_> = accounts
-                .iter()
-                .map(|(n, p)| (*n, *p, chatroom::store::users::Role::Member))
-                .collect();
-            write_accounts(dir.path(), &list);
+            write_accounts(dir.path(), accounts);
         }
         let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
         if tls {
@@ -233,6 +234,7 @@ enum Irc {
 
 /// One IRC client in its terminal, with its home directory.
 struct IrcClient {
+    kind: Irc,
     tmux: Tmux,
     _home: tempfile::TempDir,
 }
@@ -264,7 +266,11 @@ impl IrcClient {
             ),
         };
         let tmux = Tmux::start(&command);
-        let client = IrcClient { tmux, _home: home };
+        let client = IrcClient {
+            kind,
+            tmux,
+            _home: home,
+        };
         match kind {
             Irc::Irssi => client.tmux.wait_line(&["Irssi v"]),
             Irc::Weechat => client.tmux.wait_line(&["https://weechat.org"]),
@@ -289,6 +295,28 @@ impl IrcClient {
 
     fn wait_line(&self, parts: &[&str]) -> String {
         self.tmux.wait_line(parts)
+    }
+
+    /// Shows a window (irssi) or buffer (weechat): its number, a `#channel` or a nick.
+    fn show(&self, window: &str) {
+        self.line(&match self.kind {
+            Irc::Irssi => format!("/window goto {window}"),
+            Irc::Weechat => format!("/buffer {window}"),
+        });
+    }
+
+    /// Asks for `nick`'s WHOIS and waits for a line with `parts`: irssi tells it in its
+    /// status window (shown for it, then `back` again), weechat (as set up) in the buffer in
+    /// use.
+    fn whois(&self, nick: &str, parts: &[&str], back: &str) {
+        self.line(&format!("/whois {nick}"));
+        if let Irc::Irssi = self.kind {
+            self.show("1");
+        }
+        self.wait_line(parts);
+        if let Irc::Irssi = self.kind {
+            self.show(back);
+        }
     }
 }
 
@@ -422,15 +450,7 @@ fn chat_with_a_json_user(kind: Irc) {
         (&json!("ops"), &json!("action"), &json!("waves at json"))
     );
 
-    alice.line("/whois bob");
-    // irssi tells it in its status window, weechat (as set up) in the channel's buffer.
-    if let Irc::Irssi = kind {
-        alice.line("/window 1");
-    }
-    alice.wait_line(&["#lobby #ops"]);
-    if let Irc::Irssi = kind {
-        alice.line("/window goto #ops");
-    }
+    alice.whois("bob", &["#lobby #ops"], "#ops");
 
     alice.line("/nick alicia");
     let e = event_about(&mut bob, "nick", "alice");
@@ -468,7 +488,7 @@ fn weechat_chats_with_a_json_user() {
 /// A registered name logs in with its password: the server password of both clients, as
 /// docs/IRC.md configures it.
 fn logs_in_with_a_password(kind: Irc) {
-    let chat = Chat::start(&[("carol", "tr0ub4dor-pw")], false);
+    let chat = Chat::start(&[("carol", "tr0ub4dor-pw", Role::Member)], false);
     let mut bob = Client::json(chat.addr, "bob");
     let door = Door::Plain(Some("tr0ub4dor-pw"));
     let carol = IrcClient::connect(kind, "carol", chat.irc, door);
@@ -489,7 +509,7 @@ fn weechat_logs_in_with_a_password() {
 /// The TLS port with SASL PLAIN, trusting the server's certificate, as docs/IRC.md
 /// configures both clients.
 fn logs_in_with_sasl_over_tls(kind: Irc) {
-    let chat = Chat::start(&[("carol", "tr0ub4dor-pw")], true);
+    let chat = Chat::start(&[("carol", "tr0ub4dor-pw", Role::Member)], true);
     let ca = chat.dir.path().join("tls/cert.pem");
     let door = Door::Tls {
         ca: &ca,
@@ -500,10 +520,7 @@ fn logs_in_with_sasl_over_tls(kind: Irc) {
     carol.wait_line(&["carol", "has joined #ops"]);
     // Replies come in order: all that registration got is shown by now, in the server's
     // window.
-    carol.line(match kind {
-        Irc::Irssi => "/window 1",
-        Irc::Weechat => "/buffer 1",
-    });
+    carol.show("1");
     let screen = carol.wait_line(&["You are now logged in as carol"]);
     assert!(screen.contains("SASL authentication succe"), "{screen}");
     // Nothing the client sent to register was refused (irssi sends NICK and USER after SASL).
