@@ -6,7 +6,9 @@
 use serde_json::json;
 
 use super::message::{self, Message, SERVER, channel, is_channel};
-use super::state::{CAPS, Ctx, Sasl, State, bracket, emit, refused, request};
+use super::state::{
+    CAPS, Ctx, MAX_LINES_BEFORE_WELCOME, Sasl, State, bracket, emit, refused, request,
+};
 use crate::proto;
 
 /// Commands that need registration first (answered 451 before it; others get 421).
@@ -21,7 +23,33 @@ const MAX_SASL: usize = 1200;
 
 /// Handles one line from the client (without its `\r\n`): replies go to `st.out`, requests
 /// for the reader to `json` (one JSON object a line).
+///
+/// Every line costs the reader something, as every line on the other doors does: a line
+/// answered here (PING, CAP, MOTD...) is handed on as a `pong`, which the reader counts
+/// against the connection's lines per second and drops. Before registration the handshake
+/// has no such count: past [`MAX_LINES_BEFORE_WELCOME`] such lines are refused (the
+/// handshake's flood limit counts them).
 pub fn line(st: &mut State, bytes: &[u8], json: &mut Vec<u8>) {
+    if !st.registered && st.lines_before_welcome >= MAX_LINES_BEFORE_WELCOME {
+        if st.lines_before_welcome == MAX_LINES_BEFORE_WELCOME {
+            st.lines_before_welcome += 1;
+            st.notice("too many lines before registration: the rest are refused");
+        }
+        return refused(json);
+    }
+    let before = json.len();
+    handle(st, bytes, json);
+    if json.len() > before {
+        return;
+    }
+    if st.registered {
+        emit(json, &json!({"type": "pong"}));
+    } else {
+        st.lines_before_welcome += 1;
+    }
+}
+
+fn handle(st: &mut State, bytes: &[u8], json: &mut Vec<u8>) {
     let Ok(text) = std::str::from_utf8(bytes) else {
         st.notice("that line was not UTF-8, and this server speaks UTF-8 only (UTF8ONLY); it was not sent");
         return refused(json);
@@ -178,7 +206,16 @@ fn cap(st: &mut State, msg: &Message<'_>, json: &mut Vec<u8>) {
                 && wanted
                     .split_whitespace()
                     .all(|c| known.contains(&c.strip_prefix('-').unwrap_or(c)));
-            let verdict = if all_known {
+            // Messages are encoded for a connection at registration, with their time or
+            // without: server-time cannot change after that.
+            let fixed = st.registered || st.hello_out;
+            let changes_time = wanted
+                .split_whitespace()
+                .any(|c| match c.strip_prefix('-') {
+                    Some("server-time") => st.caps.server_time,
+                    _ => c == "server-time" && !st.caps.server_time,
+                });
+            let verdict = if all_known && !(fixed && changes_time) {
                 for c in wanted.split_whitespace() {
                     match c.strip_prefix('-') {
                         Some(off) => st.caps.set(off, false),
@@ -325,7 +362,11 @@ pub fn to_channel(st: &mut State, target: &str, text: &str, action: bool, json: 
         let v = json!({"type": "say", "room": room, "text": text});
         return request(st, json, &v, Ctx::Message { target: chan });
     }
-    // A JSON `me` goes to the current room: make this one current first, unless it is.
+    // A JSON `me` goes to the current room: make this one current first, unless the server
+    // said it is and nothing sent since can have changed that. The switch's ping comes before
+    // the `me`: should the switch be refused for the rate, that ping takes what the bucket
+    // refilled meanwhile, so the `me` (five pings' worth) is refused too rather than sent to
+    // the room that stayed current, unless the server stalled between the two.
     if !st.in_channel(room) {
         st.numeric(
             "404",
@@ -334,10 +375,10 @@ pub fn to_channel(st: &mut State, target: &str, text: &str, action: bool, json: 
         return refused(json);
     }
     let key = proto::room_key(room);
-    if st.current.as_deref() != Some(key.as_str()) {
+    if !st.surely_current(&key) {
         let v = json!({"type": "switch", "room": room});
-        request(st, json, &v, Ctx::Switch { room: key.clone() });
-        st.current = Some(key);
+        st.current = None;
+        request(st, json, &v, Ctx::Switch { room: key });
     }
     let v = json!({"type": "me", "text": text});
     request(st, json, &v, Ctx::Message { target: chan });
@@ -352,6 +393,7 @@ pub fn lookup(st: &mut State, names: Vec<String>, ison: bool, json: &mut Vec<u8>
         ison,
         asked: names,
         found: Vec::new(),
+        missing: 0,
     };
     bracket(st, json, ctx);
 }

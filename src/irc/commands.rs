@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::client::{lookup, need_more, room_of, to_channel};
 use super::message::{self, Message, SERVER, channel, ctcp, is_channel};
-use super::state::{Ctx, State, emit, refused, request};
+use super::state::{Ctx, ROOMS_SLACK, State, refused, request};
 use crate::proto;
 
 /// The most targets one PRIVMSG, NOTICE or WHOIS takes (MAXTARGETS).
@@ -68,9 +68,12 @@ pub fn command(st: &mut State, msg: &Message<'_>, json: &mut Vec<u8>) {
             st.numeric("369", &format!("{nick} :End of WHOWAS"));
         }
         "AWAY" => match msg.param(0).filter(|r| !r.trim().is_empty()) {
-            None => emit(json, &json!({"type": "back"})),
+            None => request(st, json, &json!({"type": "back"}), Ctx::Away),
             Some(reason) => match proto::validate_reason(reason) {
-                Ok(()) => emit(json, &json!({"type": "away", "reason": reason})),
+                Ok(()) => {
+                    let v = json!({"type": "away", "reason": reason});
+                    request(st, json, &v, Ctx::Away);
+                }
                 Err(e) => {
                     st.notice(&format!("not away: {e}"));
                     refused(json);
@@ -114,7 +117,7 @@ pub fn command(st: &mut State, msg: &Message<'_>, json: &mut Vec<u8>) {
             let now = chrono::Utc::now().to_rfc2822();
             st.numeric("391", &format!("{SERVER} :{now}"));
         }
-        "HELP" => emit(json, &json!({"type": "help"})),
+        "HELP" => request(st, json, &json!({"type": "help"}), Ctx::Help),
         "OPER" => {
             st.numeric("491", ":No O-lines: administrators are accounts (see /op)");
             refused(json);
@@ -155,12 +158,16 @@ fn join(st: &mut State, msg: &Message<'_>, json: &mut Vec<u8>) {
         let mut rooms = st.channels.clone();
         rooms.extend(st.joining.iter().cloned());
         let mut seen = Vec::new();
+        let mut refusals = 0;
         for room in rooms {
             let key = proto::room_key(&room);
-            if !seen.contains(&key) && !st.parting.contains(&key) {
-                leave(st, &room, json);
+            if !seen.contains(&key) && !st.parting.contains(&key) && !leave(st, &room, json) {
+                refusals += 1;
             }
             seen.push(key);
+        }
+        if refusals > 0 {
+            refused(json);
         }
         return;
     }
@@ -185,16 +192,33 @@ fn join(st: &mut State, msg: &Message<'_>, json: &mut Vec<u8>) {
             continue;
         };
         let key = proto::room_key(room);
-        if st.in_channel(room) || st.joining.contains(&key) {
+        if st.in_channel(room) {
+            continue;
+        }
+        if st.joining.contains(&key) {
+            if st.waits_for(&key, true) {
+                continue; // Its answer is on the way.
+            }
+            st.joining.retain(|j| *j != key);
+        }
+        if st.joining.len() >= st.settings.max_rooms + ROOMS_SLACK {
+            let shown = message::one_line(chan);
+            st.numeric(
+                "405",
+                &format!(
+                    "{shown} :You are joining too many channels at once; wait for the answers"
+                ),
+            );
+            refusals += 1;
             continue;
         }
         st.joining.push(key);
         let ctx = Ctx::Join {
             channel: channel(room),
         };
+        // A join makes the room the current one (the target of a `me`) when it is answered.
+        st.current = None;
         request(st, json, &json!({"type": "join", "room": room}), ctx);
-        // A join makes the room the current one (the target of a `me`).
-        st.current = Some(proto::room_key(room));
     }
     if refusals > 0 {
         refused(json);
@@ -210,7 +234,11 @@ fn part(st: &mut State, msg: &Message<'_>, json: &mut Vec<u8>) {
         // Whether the client is in it is the server's to say (442): a JOIN just sent may
         // not be answered yet.
         match room_of(chan) {
-            Some(room) => leave(st, room, json),
+            Some(room) => {
+                if !leave(st, room, json) {
+                    refusals += 1;
+                }
+            }
             None => {
                 let chan = message::one_line(chan);
                 st.numeric("403", &format!("{chan} :No such channel"));
@@ -223,16 +251,27 @@ fn part(st: &mut State, msg: &Message<'_>, json: &mut Vec<u8>) {
     }
 }
 
-fn leave(st: &mut State, room: &str, json: &mut Vec<u8>) {
+/// Sends a PART; false (and nothing sent) when too many are waiting for their answers.
+fn leave(st: &mut State, room: &str, json: &mut Vec<u8>) -> bool {
     let key = proto::room_key(room);
+    if !st.parting.contains(&key) {
+        if st.parting.len() >= st.settings.max_rooms + ROOMS_SLACK {
+            let chan = message::one_line(&channel(room));
+            st.notice(&format!(
+                "{chan}: too many channels being left at once; wait for the answers"
+            ));
+            return false;
+        }
+        st.parting.push(key.clone());
+    }
     let ctx = Ctx::Part {
         channel: channel(room),
     };
-    request(st, json, &json!({"type": "leave", "room": room}), ctx);
     if st.current.as_deref() == Some(key.as_str()) {
         st.current = None;
     }
-    st.parting.push(key);
+    request(st, json, &json!({"type": "leave", "room": room}), ctx);
+    true
 }
 
 fn privmsg(st: &mut State, msg: &Message<'_>, json: &mut Vec<u8>) {

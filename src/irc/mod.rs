@@ -24,6 +24,8 @@ mod client;
 mod commands;
 #[cfg(test)]
 mod direct_tests;
+#[cfg(test)]
+mod hostile_tests;
 pub mod message;
 mod server;
 mod state;

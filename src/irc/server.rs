@@ -160,6 +160,9 @@ fn joined(st: &mut State, room: &str, name: &str) {
         if !st.channels.iter().any(|c| room_key(c) == key) {
             st.channels.push(room.to_string());
         }
+        // A join makes the room current, here as on the server.
+        st.current = Some(key.clone());
+        st.answered_if(|c| matches!(c, Ctx::Join { channel } if room_key(channel) == key));
         st.names_due = Some(key);
     }
 }
@@ -171,6 +174,11 @@ fn left(st: &mut State, room: &str, name: &str, reason: &str) {
         let key = room_key(room);
         st.channels.retain(|c| room_key(c) != key);
         st.parting.retain(|c| *c != key);
+        if st.current.as_deref() == Some(key.as_str()) {
+            // The server makes another room current, and says so in a way not read here.
+            st.current = None;
+        }
+        st.answered_if(|c| matches!(c, Ctx::Part { channel } if room_key(channel) == key));
         return message::push(st.sink(), &format!(":{p} PART {chan}"));
     }
     let reason = message::one_line(reason);
@@ -247,7 +255,11 @@ fn members(st: &mut State, room: &str, users: &[String], away: &BTreeMap<String,
         st.names_due = None;
         return names_reply(st, room, users);
     }
-    match st.pending.front_mut().map(|p| &mut p.ctx) {
+    st.answered_if(|c| match c {
+        Ctx::Who { mask } => is_channel(mask) && room_key(mask) == key,
+        c => matches!(c, Ctx::Names { .. }),
+    });
+    match st.pending.peek_mut().map(|p| &mut p.ctx) {
         Some(Ctx::Who { mask }) if is_channel(mask) && room_key(mask) == key => {
             let chan = channel(room);
             for user in users {
@@ -287,6 +299,9 @@ fn list(st: &mut State, rooms: &[RoomInfo], more: usize) {
 
 fn presence(st: &mut State, name: &str, away: Option<String>) {
     if st.nick.as_deref() == Some(name) {
+        if matches!(st.front(), Some(Ctx::Away)) {
+            st.pending.pop_front();
+        }
         match away {
             Some(_) => numeric(st, "306", ":You have been marked as being away"),
             None => numeric(st, "305", ":You are no longer marked as being away"),
@@ -366,7 +381,7 @@ fn error(st: &mut State, code: ErrorCode, text: &str) {
         return hello_refused(st, code, text);
     }
     let text = message::one_line(text);
-    let ctx = st.front().cloned();
+    let (ctx, ended) = st.blame(code == ErrorCode::RateLimited);
     use ErrorCode as E;
     match (code, &ctx) {
         (E::Muted, Some(Ctx::Message { target })) if is_channel(target) => {
@@ -420,11 +435,10 @@ fn error(st: &mut State, code: ErrorCode, text: &str) {
         }
         _ => notice(st, &text),
     }
-    if matches!(ctx, Some(Ctx::Switch { .. } | Ctx::Join { .. })) {
-        // The room the server sends a `me` to is not known for sure any more.
-        st.current = None;
+    for p in ended {
+        st.settle(&p);
+        finish(st, p.ctx);
     }
-    st.pop_unbracketed();
 }
 
 /// The answer to a hello that was refused: the client may try again (another NICK, PASS,
@@ -469,27 +483,15 @@ fn pong(st: &mut State, id: Option<u64>) {
         owe_names(st);
     }
     let Some(id) = id else { return };
-    if !st.pending.iter().any(|p| p.ping == Some(id)) {
-        return;
-    }
-    while let Some(p) = st.pending.pop_front() {
+    for p in st.pending.through(id) {
+        st.settle(&p);
         finish(st, p.ctx);
-        if p.ping == Some(id) {
-            break;
-        }
     }
 }
 
+/// The last numerics of a request that is over (what [`State::settle`] leaves to the client).
 fn finish(st: &mut State, ctx: Ctx) {
     match ctx {
-        Ctx::Join { channel } => {
-            let key = room_key(&channel);
-            st.joining.retain(|j| *j != key);
-        }
-        Ctx::Part { channel } => {
-            let key = room_key(&channel);
-            st.parting.retain(|p| *p != key);
-        }
         Ctx::Whois { name } => numeric(st, "318", &format!("{name} :End of /WHOIS list")),
         Ctx::Who { mask } => numeric(st, "315", &format!("{mask} :End of WHO list")),
         Ctx::Names {

@@ -10,9 +10,17 @@ use super::message::{self, SERVER};
 /// The capabilities offered (`CAP LS`); `sasl` only on the TLS port.
 pub const CAPS: &[&str] = &["away-notify", "echo-message", "server-time"];
 
-/// How many requests may wait for their answers; past this the oldest is forgotten (its
-/// reply, if it ever comes, is shown without its context).
-const MAX_PENDING: usize = 64;
+/// How many requests may wait for their answers; past this the oldest is forgotten, and
+/// nothing is read in context until the order of answers is certain again (see [`Queue`]).
+pub const MAX_PENDING: usize = 128;
+
+/// Channels being joined (or left) at once beyond `--max-rooms-per-client`: past this a JOIN
+/// (or PART) is refused until answers come.
+pub const ROOMS_SLACK: usize = 8;
+
+/// Lines answered here before registration (CAP, PING, NICK before USER...); past this each
+/// such line is refused, and the handshake's flood limit ends a connection that goes on.
+pub const MAX_LINES_BEFORE_WELCOME: u32 = 64;
 
 /// The most a registration held until `CAP END` keeps (what the lobby said meanwhile);
 /// beyond, registration completes without waiting.
@@ -56,18 +64,13 @@ impl Caps {
     }
 
     pub fn names(&self) -> Vec<&'static str> {
-        let mut on = Vec::new();
-        for (name, set) in [
+        let all = [
             ("away-notify", self.away_notify),
             ("echo-message", self.echo_message),
             ("server-time", self.server_time),
             ("sasl", self.sasl),
-        ] {
-            if set {
-                on.push(name);
-            }
-        }
-        on
+        ];
+        all.into_iter().filter(|c| c.1).map(|c| c.0).collect()
     }
 }
 
@@ -113,27 +116,145 @@ pub enum Ctx {
         channel: Option<String>,
         target: String,
     },
-    /// ISON or USERHOST: WHOIS of each name, answered together.
+    /// ISON or USERHOST: WHOIS of each name, answered together; `missing` counts the
+    /// answers that were errors.
     Lookup {
         ison: bool,
         asked: Vec<String>,
         found: Vec<(String, bool)>,
+        missing: usize,
     },
+    /// AWAY (or back): answered by our own presence, or an error.
+    Away,
+    /// HELP.
+    Help,
 }
 
 impl Ctx {
-    /// Requests whose answer comes without a `ping` after them.
+    /// Requests whose answer is one event, which comes without a `ping` after them.
     fn unbracketed(&self) -> bool {
-        matches!(self, Ctx::Message { .. } | Ctx::Switch { .. })
+        matches!(self, Ctx::Message { .. } | Ctx::Away)
+    }
+
+    /// Whether a success is always seen (marks the request answered): then a refusal for the
+    /// rate before it is the request's own, not its ping's.
+    fn answer_seen(&self) -> bool {
+        matches!(
+            self,
+            Ctx::Switch { .. }
+                | Ctx::Part { .. }
+                | Ctx::Names { .. }
+                | Ctx::Who { .. }
+                | Ctx::Whois { .. }
+                | Ctx::List { .. }
+                | Ctx::Lookup { .. }
+        )
+    }
+
+    /// Requests that may change the room the server sends a `me` to.
+    fn moves(&self) -> bool {
+        matches!(
+            self,
+            Ctx::Switch { .. } | Ctx::Join { .. } | Ctx::Part { .. }
+        )
     }
 }
 
 /// A request that waits for its answer; `ping` is the id of the ping sent after it, whose pong
-/// says that everything it caused has arrived.
+/// says that everything it caused has arrived. `answered`: its answer (or an error, `failed`)
+/// has come, and a bracketed request waits only for its ping's.
 #[derive(Debug)]
 pub struct Pending {
     pub ping: Option<u64>,
     pub ctx: Ctx,
+    pub answered: bool,
+    pub failed: bool,
+}
+
+impl Pending {
+    /// Whether every answer owed has come (a lookup owes one per name).
+    fn done(&self) -> bool {
+        match &self.ctx {
+            Ctx::Lookup {
+                asked,
+                found,
+                missing,
+                ..
+            } => found.len() + missing >= asked.len(),
+            _ => self.answered,
+        }
+    }
+}
+
+/// The requests waiting for their answers, oldest first: answers come in the order requests
+/// were sent, and a request followed by a ping is over at its pong. When that order is not
+/// certain (a refusal for the rate may answer a request or the ping after it; a request
+/// forgotten past [`MAX_PENDING`] may still be answered), the queue is in doubt: nothing is
+/// read in context until a pong shows that everything before it has come.
+#[derive(Debug, Default)]
+pub struct Queue {
+    items: VecDeque<Pending>,
+    /// In doubt until a pong with at least this id.
+    doubt: Option<u64>,
+}
+
+impl Queue {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn in_doubt(&self) -> bool {
+        self.doubt.is_some()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Pending> {
+        self.items.iter()
+    }
+
+    /// The oldest request still waiting, unless the order is in doubt.
+    pub fn front(&self) -> Option<&Pending> {
+        self.items.front().filter(|_| self.doubt.is_none())
+    }
+
+    /// The request an answer (a `whois`, the `rooms`) belongs to, unless in doubt; it is now
+    /// answered.
+    pub fn front_mut(&mut self) -> Option<&mut Pending> {
+        let front = self.peek_mut()?;
+        front.answered = true;
+        Some(front)
+    }
+
+    /// The oldest request still waiting, unless in doubt, without answering it.
+    pub fn peek_mut(&mut self) -> Option<&mut Pending> {
+        self.items.front_mut().filter(|_| self.doubt.is_none())
+    }
+
+    /// The oldest request has its answer: one answered by that alone is over; one followed by
+    /// a ping waits for its pong. Nothing happens in doubt.
+    pub fn pop_front(&mut self) -> Option<Pending> {
+        let bracketed = self.front_mut()?.ping.is_some();
+        (!bracketed).then(|| self.items.pop_front()).flatten()
+    }
+
+    /// Reads everything from now on without context until a pong of `ping` or later.
+    fn doubt_until(&mut self, ping: u64) {
+        self.doubt = Some(self.doubt.map_or(ping, |d| d.max(ping)));
+    }
+
+    /// The requests a pong of `id` ends: every one sent before that ping.
+    pub fn through(&mut self, id: u64) -> Vec<Pending> {
+        if self.doubt.is_some_and(|d| id >= d) {
+            self.doubt = None;
+        }
+        let before = |p: &Pending| p.ping.is_some_and(|p| p <= id);
+        let last = self.items.iter().rposition(before);
+        last.map_or_else(Vec::new, |last| self.items.drain(..=last).collect())
+    }
 }
 
 /// A `welcome` held until `CAP END`.
@@ -190,8 +311,10 @@ pub struct State {
     pub names_due: Option<String>,
     /// The last nick a QUIT was sent for: a user leaving several shared rooms is one QUIT.
     pub last_quit: Option<String>,
-    pub pending: VecDeque<Pending>,
+    pub pending: Queue,
     pub next_ping: u64,
+    /// Lines answered here before registration, for [`MAX_LINES_BEFORE_WELCOME`].
+    pub lines_before_welcome: u32,
     /// ERROR was sent: the connection is ending.
     pub closed: bool,
     /// Lines for the client, in order, not yet sent.
@@ -221,8 +344,9 @@ impl State {
             current: None,
             names_due: None,
             last_quit: None,
-            pending: VecDeque::new(),
+            pending: Queue::default(),
             next_ping: 1,
+            lines_before_welcome: 0,
             closed: false,
             out: Vec::new(),
         }
@@ -290,16 +414,103 @@ impl State {
         self.out.extend_from_slice(&held);
     }
 
-    /// The oldest request still waiting.
+    /// The oldest request still waiting (`None` when the order of answers is in doubt).
     pub fn front(&self) -> Option<&Ctx> {
         self.pending.front().map(|p| &p.ctx)
     }
 
-    /// Forgets the oldest request if it is answered by one event (a message, a switch).
-    pub fn pop_unbracketed(&mut self) {
-        if self.pending.front().is_some_and(|p| p.ping.is_none()) {
-            self.pending.pop_front();
+    /// Marks the oldest request answered when `answers` says this answer is its own.
+    pub fn answered_if(&mut self, answers: impl Fn(&Ctx) -> bool) {
+        if let Some(p) = self.pending.peek_mut()
+            && answers(&p.ctx)
+        {
+            p.answered = true;
         }
+    }
+
+    /// Whether a `me` goes to `key` for sure: it is the room the server last said is current,
+    /// and no request that could change that is waiting for its answer.
+    pub fn surely_current(&self, key: &str) -> bool {
+        self.current.as_deref() == Some(key)
+            && !self.pending.in_doubt()
+            && !self.pending.iter().any(|p| p.ctx.moves())
+    }
+
+    /// What an error answers: the context it is read with (`None`: shown as it is), and the
+    /// requests it ends, for [`State::settle`] and their last numerics.
+    pub fn blame(&mut self, rate_limited: bool) -> (Option<Ctx>, Vec<Pending>) {
+        let mut ended = Vec::new();
+        if self.pending.in_doubt() {
+            // Whatever it refused, `me` may not go where this side thinks.
+            self.current = None;
+            return (None, ended);
+        }
+        let Some(front) = self.pending.items.front_mut() else {
+            return (None, ended);
+        };
+        if front.done() {
+            if rate_limited {
+                // Answered already: the ping after it was refused, and no pong will come.
+                ended.extend(self.pending.items.pop_front());
+                return (None, ended);
+            }
+            // A ping is refused only for the rate: this is the request's own.
+            return (Some(front.ctx.clone()), ended);
+        }
+        let ctx = front.ctx.clone();
+        match &mut front.ctx {
+            Ctx::Lookup { missing, .. } => *missing += 1,
+            _ => front.answered = true,
+        }
+        front.failed = true;
+        if matches!(ctx, Ctx::Switch { .. }) {
+            self.current = None;
+        }
+        match front.ping {
+            None => ended.extend(self.pending.items.pop_front()),
+            Some(ping) if rate_limited && !ctx.answer_seen() => {
+                // Its success may have gone unseen: this may be its ping's refusal. Over now,
+                // and in doubt until a pong shows which.
+                ended.extend(self.pending.items.pop_front());
+                self.pending.doubt_until(ping);
+                return (None, ended);
+            }
+            Some(_) => {}
+        }
+        (Some(ctx), ended)
+    }
+
+    /// What a request over (and out of the queue) leaves behind: the channel no longer being
+    /// joined or left, unless another request for it waits, and the current room if a switch
+    /// is known to have made it so.
+    pub fn settle(&mut self, p: &Pending) {
+        match &p.ctx {
+            Ctx::Join { channel } | Ctx::Part { channel } => {
+                let key = crate::proto::room_key(channel);
+                let join = matches!(p.ctx, Ctx::Join { .. });
+                if !self.waits_for(&key, join) {
+                    let list = if join {
+                        &mut self.joining
+                    } else {
+                        &mut self.parting
+                    };
+                    list.retain(|j| *j != key);
+                }
+            }
+            Ctx::Switch { room } => {
+                self.current = (p.answered && !p.failed).then(|| room.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether a JOIN (or a PART) of this channel is waiting for its answer.
+    pub fn waits_for(&self, key: &str, join: bool) -> bool {
+        self.pending.iter().any(|p| match &p.ctx {
+            Ctx::Join { channel } if join => crate::proto::room_key(channel) == key,
+            Ctx::Part { channel } if !join => crate::proto::room_key(channel) == key,
+            _ => false,
+        })
     }
 }
 
@@ -313,7 +524,8 @@ pub fn emit(json: &mut Vec<u8>, v: &Value) {
 /// are followed by a `ping` (answered by the server after everything the request caused).
 pub fn request(st: &mut State, json: &mut Vec<u8>, v: &Value, ctx: Ctx) {
     emit(json, v);
-    if ctx.unbracketed() {
+    // In doubt, every request brings a ping, whose pong ends the doubt.
+    if ctx.unbracketed() && !st.pending.in_doubt() {
         remember(st, None, ctx);
     } else {
         bracket(st, json, ctx);
@@ -328,11 +540,23 @@ pub fn bracket(st: &mut State, json: &mut Vec<u8>, ctx: Ctx) {
     remember(st, Some(id), ctx);
 }
 
+/// Remembers a request. Past [`MAX_PENDING`], the oldest is forgotten (its channel no longer
+/// being joined or left); its answers may still come, so the queue is in doubt until a pong
+/// sent after it.
 fn remember(st: &mut State, ping: Option<u64>, ctx: Ctx) {
-    if st.pending.len() >= MAX_PENDING {
-        st.pending.pop_front();
+    if st.pending.len() >= MAX_PENDING
+        && let Some(old) = st.pending.items.pop_front()
+    {
+        st.settle(&old);
+        let after = old.ping.or(ping).unwrap_or(st.next_ping);
+        st.pending.doubt_until(after);
     }
-    st.pending.push_back(Pending { ping, ctx });
+    st.pending.items.push_back(Pending {
+        ping,
+        ctx,
+        answered: false,
+        failed: false,
+    });
 }
 
 /// A line refused here: the reader is told (it counts toward the flood limit).
@@ -343,6 +567,7 @@ pub fn refused(json: &mut Vec<u8>) {
 /// 001 to 005 and 422, to `nick`.
 pub fn welcome_burst(out: &mut Vec<u8>, nick: &str, settings: &Settings) {
     let version = settings.version.replace(' ', "-");
+    let door = ":This server is chatroom's IRC door: rooms are channels, names are nicks";
     let lines = [
         (
             "001",
@@ -352,10 +577,7 @@ pub fn welcome_burst(out: &mut Vec<u8>, nick: &str, settings: &Settings) {
             "002",
             format!(":Your host is {SERVER}, running version {version}"),
         ),
-        (
-            "003",
-            ":This server is chatroom's IRC door: rooms are channels, names are nicks".into(),
-        ),
+        ("003", door.into()),
         ("004", format!("{SERVER} {version} o bo bo")),
         ("005", isupport(settings)),
         ("422", ":MOTD File is missing".into()),

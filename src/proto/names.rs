@@ -191,17 +191,19 @@ pub fn keys(name: &str) -> Vec<String> {
     if a == b { vec![a] } else { vec![a, b] }
 }
 
-/// The second key: the skeleton first, then case folding, for the look-alikes that exist only
-/// in upper case (`I` and `l`; Cyrillic and Greek capitals).
+/// The second key: the name in capitals, then its skeleton, then case folding, for the
+/// look-alikes that exist only in upper case (`I` and `l`; Cyrillic and Greek capitals).
+/// Capitals first, because a name is the same name in any case: `ADMlN` (a small L) looks like
+/// `ADMIN`, which is `admin`; `MlKE` and `M1KE` look like `MIKE`, which is `Mike`.
 pub fn upper_key(name: &str) -> String {
     upper_key_of_plain(&plain(name))
 }
 
 fn upper_key_of_plain(plain: &str) -> String {
     let skeleton = |s: &str| fold(&unicode_security::skeleton(s).collect::<String>());
-    // Twice: the first maps capitals to what they look like (`Ѕ` to `S`), the second what
-    // those look like in lower case (`m` to `rn`, as the first key has it).
-    skeleton(&skeleton(plain))
+    // Twice: the first maps capitals to what they look like (`Ѕ` to `S`, `I` to `l`), the
+    // second what those look like in lower case (`m` to `rn`, as the first key has it).
+    skeleton(&skeleton(&plain.to_uppercase()))
 }
 
 /// The name as both keys start from: NFKC, without the accents of Latin, Greek and Cyrillic
@@ -377,6 +379,37 @@ mod tests {
         }
         // The accents of other scripts are letters of their own.
         assert!(!same("नमस्ते", "नमसत"));
+    }
+
+    #[test]
+    fn upper_case_look_alikes_of_any_case_are_the_same_name() {
+        // A small L (or a 1) among capitals reads as a capital I: the name in capitals.
+        for (spoof, name) in [
+            ("ADMlN", "admin"),
+            ("ADMlN", "Admin"),
+            ("MlKE", "Mike"),
+            ("M1KE", "Mike"),
+            ("MlKE", "mike"),
+            ("BlLL", "bill"),
+            ("lVY", "ivy"),
+        ] {
+            assert!(same(spoof, name), "{spoof} {name}");
+            assert!(same(name, spoof), "{name} {spoof}");
+        }
+        for name in ["ADMlN", "AdMlN", "ADM1N", "SYSTEM", "R00T", "MODERAT0R"] {
+            assert!(
+                matches!(validate(name), Err(NameError::Reserved { .. })),
+                "{name}: {:?}",
+                validate(name)
+            );
+        }
+        let mut m = NameMap::default();
+        m.insert("Mike", 1);
+        assert_eq!(m.get("MlKE"), Some(&1));
+        assert_eq!(m.get("M1KE"), Some(&1));
+        // Names that differ in capitals too are still two.
+        assert!(!same("mike", "make") && !same("MIKE", "MAKE"));
+        assert!(!same("bob", "rob"));
     }
 
     #[test]

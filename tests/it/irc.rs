@@ -4,6 +4,7 @@
 mod chat;
 mod commands;
 mod direct;
+mod hostile;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,6 +1,54 @@
-//! After the handshake: lines into requests, `/paste`, pings and idle timeouts, floods.
+//! After the handshake: lines into requests, `/paste`, pings and idle timeouts, floods, and
+//! the lines a second a connection may send.
 
 use super::*;
+
+/// Lines a connection may send for each message `--msg-rate` allows: every line costs a
+/// token of this budget, whatever it is, so even lines the broadcaster never charges (a
+/// `pong`, a line of a paste, a line an IRC client had answered at once) cannot keep a core
+/// busy. A request the broadcaster charges goes on past the budget (its rate decides, in
+/// order); any other line past it is refused without an answer, and counts toward
+/// `--flood-limit` as a refused line does.
+const LINES_PER_MESSAGE: f64 = 10.0;
+
+/// The lines a connection may send at once: ten times `--msg-burst`, and never fewer than two
+/// pastes of the most lines a message may have.
+const MIN_LINE_BURST: f64 = 2.0 * proto::MAX_MESSAGE_LINES as f64;
+
+/// A token bucket of lines, refilled at [`LINES_PER_MESSAGE`] times `--msg-rate` a second.
+/// `None` when the rate is off (`--msg-rate 0`).
+pub(super) struct LineBudget {
+    tokens: f64,
+    refilled: Instant,
+    rate: f64,
+    burst: f64,
+}
+
+impl LineBudget {
+    pub(super) fn new(config: &Config) -> Option<LineBudget> {
+        let rate = config.chat.msg_rate * LINES_PER_MESSAGE;
+        let burst = (config.chat.msg_burst * LINES_PER_MESSAGE).max(MIN_LINE_BURST);
+        (rate > 0.0 && rate.is_finite()).then(|| LineBudget {
+            tokens: burst,
+            refilled: Instant::now(),
+            rate,
+            burst,
+        })
+    }
+
+    /// Takes a line's token; false when there was none (the line is over the budget).
+    pub(super) fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.refilled).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.refilled = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
 
 /// A paste in progress (human mode, `/paste` ... `.`).
 pub(super) struct Paste {
@@ -25,8 +73,15 @@ impl Reader {
         let mut pinged = false;
         let mut ping_id = 0u64;
         let mut timeout = None;
+        let mut budget = LineBudget::new(&self.config);
+        // An IRC registration the server granted may wait for the client's `CAP END` until
+        // the handshake's deadline, which the IRC layer sees only when it is read: until
+        // then, reads wake by it.
+        let register_by = matches!(&*self.transport, Transport::Irc(_))
+            .then(|| self.started + self.config.connection.handshake_timeout.get());
+        let mut quiet_since = Instant::now();
         loop {
-            let wanted = Some(match (mode, pinged) {
+            let full = match (mode, pinged) {
                 (Mode::Json | Mode::Irc | Mode::IrcTime, false) => {
                     self.config.connection.ping_interval.get()
                 }
@@ -34,18 +89,35 @@ impl Reader {
                     self.config.connection.ping_timeout.get()
                 }
                 (Mode::Human, _) => self.config.connection.idle_timeout.get(),
-            });
+            };
+            let wanted = Some(
+                match register_by.map(|by| by.saturating_duration_since(Instant::now())) {
+                    Some(until) if !until.is_zero() => {
+                        let left = full.saturating_sub(quiet_since.elapsed());
+                        left.min(until + Duration::from_millis(1))
+                            .max(Duration::from_millis(1))
+                    }
+                    _ => full,
+                },
+            );
             if wanted != timeout {
                 self.transport.socket().set_read_timeout(wanted)?;
                 timeout = wanted;
             }
             let line = match lines.read_line() {
                 Ok(line) => line,
+                // Woken early, by the registration's deadline: read on.
+                Err(e)
+                    if is_timeout(&e) && register_by.is_some() && quiet_since.elapsed() < full =>
+                {
+                    continue;
+                }
                 Err(e) if is_timeout(&e) => match (mode, pinged) {
                     (Mode::Json | Mode::Irc | Mode::IrcTime, false) => {
                         ping_id += 1;
                         self.send(mode, &ServerMsg::Ping { id: ping_id });
                         pinged = true;
+                        quiet_since = Instant::now();
                         continue;
                     }
                     (Mode::Json | Mode::Irc | Mode::IrcTime, true) => {
@@ -56,6 +128,10 @@ impl Reader {
                 Err(e) => return Err(e),
             };
             pinged = false;
+            quiet_since = Instant::now();
+            // Over the budget, a line the broadcaster does not charge is refused.
+            let over = !matches!(line, Line::Eof | Line::EofMidLine)
+                && budget.as_mut().is_some_and(|b| !b.take());
             let bytes = match line {
                 Line::Complete(bytes) => bytes,
                 Line::TooLong => {
@@ -79,6 +155,12 @@ impl Reader {
                 Line::EofMidLine => return Ok(Disconnect::ClosedMidLine),
             };
             if let Some(p) = &mut paste {
+                if over {
+                    refused += 1;
+                    if refused >= self.config.chat.flood_limit {
+                        return Ok(self.flooded(mode));
+                    }
+                }
                 let Some(text) = self.paste_line(p, bytes) else {
                     continue;
                 };
@@ -100,7 +182,15 @@ impl Reader {
                 }
                 continue;
             }
-            let req = match utf8(bytes).and_then(|line| proto::parse_request(mode, line)) {
+            let parsed = utf8(bytes).and_then(|line| proto::parse_request(mode, line));
+            if over && matches!(parsed, Ok(None | Some(Request::Pong | Request::Paste))) {
+                refused += 1;
+                if refused >= self.config.chat.flood_limit {
+                    return Ok(self.flooded(mode));
+                }
+                continue;
+            }
+            let req = match parsed {
                 Ok(Some(req)) => req,
                 Ok(None) => continue,
                 Err(e) => {

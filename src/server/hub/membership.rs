@@ -325,8 +325,15 @@ impl<W: LogFile> Hub<W> {
         }
     }
 
-    /// `/away [REASON]` and `/back`.
+    /// `/away [REASON]` and `/back`. A reason is told to everyone who shares a room: a muted
+    /// client may go away without one (and come back), not with one.
     pub(super) fn set_away(&mut self, conn: u64, away: Option<String>) {
+        if away.as_deref().is_some_and(|r| !r.is_empty())
+            && let Some(muted) = self.muted(conn)
+        {
+            let msg = format!("{muted}; your away message was not sent (/away alone still works)");
+            return self.fail(conn, ErrorCode::Muted, msg);
+        }
         let Some(client) = self.clients.get_mut(&conn) else {
             return;
         };

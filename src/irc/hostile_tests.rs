@@ -1,0 +1,324 @@
+//! A hostile member against the translation, without sockets: refusals for the rate that
+//! leave the order of answers uncertain, floods of JOIN and PART, lines answered here, and
+//! capabilities changed after registration.
+
+use serde_json::Value;
+
+use super::state::{MAX_LINES_BEFORE_WELCOME, MAX_PENDING, ROOMS_SLACK, Settings, State};
+use super::{client, server};
+use crate::proto::{ChatMessage, ErrorCode, Kind, ServerMsg, Standing};
+
+fn settings() -> Settings {
+    Settings {
+        tls: false,
+        version: "chatroom 0.1.0".into(),
+        max_rooms: 100,
+    }
+}
+
+/// Feeds client lines; returns the JSON requests they made.
+fn send(st: &mut State, lines: &[&str]) -> Vec<Value> {
+    let mut json = Vec::new();
+    for line in lines {
+        client::line(st, line.as_bytes(), &mut json);
+    }
+    String::from_utf8(json)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn types(reqs: &[Value]) -> Vec<String> {
+    reqs.iter()
+        .map(|r| r["type"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Feeds one server event; returns the IRC lines queued for the client.
+fn event(st: &mut State, msg: ServerMsg) -> Vec<String> {
+    server::event(st, msg);
+    let out = std::mem::take(&mut st.out);
+    String::from_utf8(out)
+        .unwrap()
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn joined(room: &str) -> ServerMsg {
+    ServerMsg::Joined {
+        ts: "t".into(),
+        room: room.into(),
+        name: "alice".into(),
+    }
+}
+
+/// `alice`, registered, in #lobby and #ops (the current room, as the server said), nothing
+/// waiting.
+fn registered() -> State {
+    let mut st = State::new(settings());
+    send(&mut st, &["NICK alice", "USER a 0 * :Alice"]);
+    let welcome = ServerMsg::Welcome {
+        conn: 1,
+        name: "alice".into(),
+        room: "lobby".into(),
+        members: 1,
+        role: Standing::Guest,
+        server: "chatroom 0.1.0".into(),
+    };
+    event(&mut st, welcome);
+    for room in ["lobby", "ops"] {
+        event(&mut st, joined(room));
+        let end = ServerMsg::HistoryEnd {
+            room: room.into(),
+            count: 0,
+        };
+        event(&mut st, end);
+    }
+    st.current = Some("ops".into());
+    assert_eq!(st.pending.len(), 0);
+    st
+}
+
+fn slow_down() -> ServerMsg {
+    ServerMsg::Error {
+        code: ErrorCode::RateLimited,
+        message: "slow down: too many requests; retry in 0.2 s".into(),
+        retry_after_ms: Some(200),
+    }
+}
+
+fn own_emote(room: &str, text: &str) -> ServerMsg {
+    ServerMsg::Message(ChatMessage {
+        id: 7,
+        ts: "2026-11-24T11:46:31.022Z".into(),
+        room: room.into(),
+        from: "alice".into(),
+        to: None,
+        kind: Kind::Action,
+        text: text.into(),
+        history: false,
+    })
+}
+
+fn whois(name: &str) -> ServerMsg {
+    ServerMsg::Whois {
+        name: name.into(),
+        rooms: vec!["ops".into()],
+        away: None,
+        connected: "2026-11-24T11:00:00Z".into(),
+    }
+}
+
+/// Finding 1: the ping after a WHOIS refused for the rate ends the WHOIS (318), and an
+/// ACTION never trusts a room the server did not confirm.
+#[test]
+fn a_refused_ping_ends_its_request_and_an_action_never_trusts_a_stale_room() {
+    let mut st = registered();
+    let reqs = send(&mut st, &["WHOIS bob"]);
+    assert_eq!(types(&reqs), ["whois", "ping"]);
+    event(&mut st, whois("bob"));
+    // No pong will come: the ping was refused.
+    let lines = event(&mut st, slow_down());
+    assert!(
+        lines.iter().any(|l| l.contains(" 318 alice bob ")),
+        "{lines:?}"
+    );
+    assert_eq!(st.pending.len(), 0);
+
+    // An ACTION to #lobby: a switch first, refused for the rate, its ping too.
+    let reqs = send(&mut st, &["PRIVMSG #lobby :\u{1}ACTION waves\u{1}"]);
+    let kinds = types(&reqs);
+    assert_eq!(kinds.first().map(String::as_str), Some("switch"));
+    assert_eq!(kinds.last().map(String::as_str), Some("me"));
+    event(&mut st, slow_down());
+    event(&mut st, slow_down());
+    // The `me` went where the server's current room still was.
+    event(&mut st, own_emote("ops", "waves"));
+    // So the next ACTION to #lobby must switch again (or be refused), never be a bare `me`.
+    let reqs = send(&mut st, &["PRIVMSG #lobby :\u{1}ACTION waves again\u{1}"]);
+    let kinds = types(&reqs);
+    let me = kinds.iter().position(|k| k == "me");
+    let switch = kinds.iter().position(|k| k == "switch");
+    assert!(
+        me.is_none() || switch.is_some_and(|s| Some(s) < me),
+        "a `me` whose room is not certain: {reqs:?}"
+    );
+}
+
+/// Finding 1: a request forgotten past the limit never makes a later answer read as another
+/// room's.
+#[test]
+fn a_forgotten_request_never_labels_an_answer_with_another_room() {
+    let mut st = registered();
+    send(&mut st, &["PRIVMSG #ops :first"]);
+    for i in 0..MAX_PENDING + 50 {
+        send(&mut st, &[&format!("PRIVMSG #lobby :flood {i}")]);
+    }
+    assert!(st.pending.len() <= MAX_PENDING, "{}", st.pending.len());
+    // The answer to the first message comes at last: it must not be shown as #lobby's.
+    let muted = ServerMsg::failure(ErrorCode::Muted, "you are muted".into());
+    let lines = event(&mut st, muted);
+    assert!(
+        !lines.iter().any(|l| l.contains("#lobby")),
+        "read as another room's: {lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("you are muted")),
+        "{lines:?}"
+    );
+    // Nor is an ACTION sent to a room that is not certain.
+    let reqs = send(&mut st, &["PRIVMSG #ops :\u{1}ACTION nods\u{1}"]);
+    assert_eq!(types(&reqs)[0], "switch", "{reqs:?}");
+    // A pong of a ping sent since makes the order certain again, and ends what came before.
+    let id = reqs.iter().find(|r| r["type"] == "ping").unwrap()["id"].as_u64();
+    event(&mut st, ServerMsg::Pong { id });
+    assert!(st.pending.len() <= 1, "{}", st.pending.len());
+}
+
+/// Finding 2: JOIN and PART floods, answered or not, keep what the state holds bounded.
+#[test]
+fn join_and_part_floods_keep_the_state_bounded() {
+    let mut st = registered();
+    let most = settings().max_rooms + ROOMS_SLACK;
+    for i in 0..3_000 {
+        send(&mut st, &[&format!("JOIN #r{i}"), &format!("PART #p{i}")]);
+        if i % 3 == 0 {
+            // Some are refused for the rate, their pings too.
+            event(&mut st, slow_down());
+            event(&mut st, slow_down());
+        }
+        assert!(st.joining.len() <= most, "{} joining", st.joining.len());
+        assert!(st.parting.len() <= most, "{} parting", st.parting.len());
+        assert!(st.pending.len() <= MAX_PENDING);
+    }
+    // The same channel again and again is one entry.
+    let mut st = registered();
+    for _ in 0..1_000 {
+        send(&mut st, &["PART #same", "JOIN #again"]);
+    }
+    assert_eq!(st.parting.len(), 1);
+    assert_eq!(st.joining.len(), 1);
+}
+
+/// Finding 3: a JOIN answered by an error or refused for the rate (its ping too) leaves the
+/// channel joinable.
+#[test]
+fn a_channel_stays_joinable_after_a_refused_join() {
+    let mut st = registered();
+    assert_eq!(types(&send(&mut st, &["JOIN #x"])), ["join", "ping"]);
+    event(&mut st, slow_down());
+    event(&mut st, slow_down());
+    let reqs = send(&mut st, &["JOIN #x"]);
+    assert_eq!(types(&reqs), ["join", "ping"], "JOIN #x ignored");
+
+    let mut st = registered();
+    send(&mut st, &["JOIN #y"]);
+    let full = ServerMsg::failure(ErrorCode::TooManyRooms, "you are in 100 rooms".into());
+    assert!(event(&mut st, full)[0].contains(" 405 alice #y "));
+    event(&mut st, slow_down());
+    assert_eq!(types(&send(&mut st, &["JOIN #y"])), ["join", "ping"]);
+    // And once joined, it is a channel like any other.
+    event(&mut st, joined("y"));
+    assert!(st.in_channel("#y"));
+}
+
+/// Finding 4: every line answered here is handed on to be counted; before registration,
+/// where nothing counts them, they are refused past a limit.
+#[test]
+fn lines_answered_here_are_counted() {
+    let mut st = registered();
+    for line in [
+        "PING :x",
+        "CAP LS",
+        "CAP LIST",
+        "TOPIC #ops",
+        "MODE #ops",
+        "MODE alice",
+        "MOTD",
+        "VERSION",
+        "TIME",
+        "WHOWAS bob",
+        "PRIVMSG bob :\u{1}VERSION\u{1}",
+        "",
+        ":alice",
+    ] {
+        let reqs = send(&mut st, &[line]);
+        assert!(!reqs.is_empty(), "{line:?} was not handed on");
+    }
+
+    let mut st = State::new(settings());
+    let mut refused = 0;
+    for _ in 0..500 {
+        let reqs = send(&mut st, &["PING :x"]);
+        refused += types(&reqs).iter().filter(|t| *t == "irc-refused").count();
+    }
+    let out = String::from_utf8(std::mem::take(&mut st.out)).unwrap();
+    let pongs = out.matches(" PONG ").count();
+    assert!(
+        pongs <= MAX_LINES_BEFORE_WELCOME as usize,
+        "{pongs} answered"
+    );
+    assert_eq!(refused, 500 - pongs);
+}
+
+/// Finding 8: `server-time` is fixed at registration; the other capabilities still change.
+#[test]
+fn server_time_cannot_change_after_registration() {
+    let mut st = State::new(settings());
+    send(&mut st, &["CAP REQ :server-time"]);
+    assert!(event(&mut st, ServerMsg::Pong { id: None })[0].contains(" ACK "));
+    assert!(st.caps.server_time);
+
+    let mut st = registered();
+    for (req, verdict) in [
+        ("CAP REQ :server-time", "NAK"),
+        ("CAP REQ :echo-message server-time", "NAK"),
+        ("CAP REQ :echo-message away-notify", "ACK"),
+        ("CAP REQ :-echo-message", "ACK"),
+        ("CAP REQ :-server-time", "ACK"),
+    ] {
+        send(&mut st, &[req]);
+        let lines = event(&mut st, ServerMsg::Pong { id: None });
+        assert!(
+            lines[0].contains(&format!(" {verdict} ")),
+            "{req}: {lines:?}"
+        );
+    }
+    assert!(!st.caps.server_time && st.caps.away_notify && !st.caps.echo_message);
+    st.caps.server_time = true;
+    send(&mut st, &["CAP REQ :-server-time"]);
+    assert!(event(&mut st, ServerMsg::Pong { id: None })[0].contains(" NAK "));
+    assert!(st.caps.server_time);
+}
+
+/// Finding 6, this side: an AWAY refused (muted) is a notice, read as the AWAY's answer.
+#[test]
+fn a_refused_away_is_a_notice_of_its_own() {
+    let mut st = registered();
+    send(&mut st, &["PRIVMSG #ops :hi"]);
+    event(
+        &mut st,
+        ServerMsg::Message(ChatMessage {
+            id: 1,
+            ts: "t".into(),
+            room: "ops".into(),
+            from: "alice".into(),
+            to: None,
+            kind: Kind::Message,
+            text: "hi".into(),
+            history: false,
+        }),
+    );
+    assert_eq!(types(&send(&mut st, &["AWAY :spam here"])), ["away"]);
+    let muted = ServerMsg::failure(ErrorCode::Muted, "you are muted".into());
+    let lines = event(&mut st, muted);
+    assert_eq!(lines.len(), 1);
+    assert!(
+        lines[0].contains(" NOTICE alice :you are muted"),
+        "{lines:?}"
+    );
+    assert_eq!(st.pending.len(), 0);
+}
