@@ -185,7 +185,7 @@ fn left(st: &mut State, room: &str, name: &str, reason: &str) {
     let line = if reason == "left" {
         format!(":{p} PART {chan}")
     } else if let Some(by) = expelled_by(&reason) {
-        format!(":{} KICK {chan} {name} :{reason}", prefix(by))
+        format!(":{} KICK {chan} {name} :{}", prefix(by), kick_text(&reason))
     } else {
         if st.last_quit.as_deref() == Some(name) {
             return; // Told already, in another channel.
@@ -199,6 +199,25 @@ fn left(st: &mut State, room: &str, name: &str, reason: &str) {
         format!(":{p} QUIT :{text}")
     };
     message::push(st.sink(), &line);
+}
+
+/// What a KICK says of a removal: the reason alone (`kicked by boss: spam` is `spam`), since
+/// the KICK comes from the one who removed them and clients show both; a ban says so
+/// (`banned by boss permanently` is `banned permanently`).
+pub fn kick_text(reason: &str) -> String {
+    if let Some(rest) = reason.strip_prefix("kicked by ") {
+        return match rest.split_once(": ") {
+            Some((_, why)) if !why.is_empty() => why.to_string(),
+            _ => "kicked".to_string(),
+        };
+    }
+    if let Some(rest) = reason.strip_prefix("banned by ") {
+        return match rest.split_once(' ') {
+            Some((_, what)) => format!("banned {what}"),
+            None => "banned".to_string(),
+        };
+    }
+    reason.to_string()
 }
 
 /// Who removed someone, from the reason the room is given (`kicked by boss: spam`, `banned
@@ -529,10 +548,34 @@ fn bye(st: &mut State, reason: &str) {
     {
         let me = st.me();
         for room in st.channels.clone() {
-            let line = format!(":{} KICK {} {me} :{why}", prefix(by), channel(&room));
+            let text = kick_text(why);
+            let line = format!(":{} KICK {} {me} :{text}", prefix(by), channel(&room));
             message::push(&mut st.out, &line);
         }
     }
     message::push(&mut st.out, &format!("ERROR :Closing Link: {reason}"));
     st.closed = true;
+}
+
+#[cfg(test)]
+mod kick_tests {
+    use super::{expelled_by, kick_text};
+
+    #[test]
+    fn a_kick_says_the_reason_once_and_a_ban_that_it_is_one() {
+        let cases = [
+            ("kicked by boss: spam", "boss", "spam"),
+            ("kicked by boss", "boss", "kicked"),
+            (
+                "banned by boss until 2026-11-27T10:00:00Z (flooding)",
+                "boss",
+                "banned until 2026-11-27T10:00:00Z (flooding)",
+            ),
+            ("banned by boss permanently", "boss", "banned permanently"),
+        ];
+        for (reason, by, text) in cases {
+            assert_eq!(expelled_by(reason), Some(by), "{reason}");
+            assert_eq!(kick_text(reason), text, "{reason}");
+        }
+    }
 }
