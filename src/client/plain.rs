@@ -387,6 +387,7 @@ impl State {
                 req @ (Request::Say(_)
                 | Request::SayIn { .. }
                 | Request::Me(_)
+                | Request::MeIn { .. }
                 | Request::Msg { .. }
                 | Request::Reply(_)),
             )) => self.queue.push_back(Outgoing::Message(req)),

@@ -240,6 +240,7 @@ pub fn request_json(req: &Request) -> Value {
         Request::Say(text) => json!({"type": "say", "text": text}),
         Request::SayIn { room, text } => json!({"type": "say", "room": room, "text": text}),
         Request::Me(text) => json!({"type": "me", "text": text}),
+        Request::MeIn { room, text } => json!({"type": "me", "room": room, "text": text}),
         Request::Msg { to, text } => json!({"type": "msg", "to": to, "text": text}),
         Request::Reply(text) => json!({"type": "reply", "text": text}),
         Request::Join(room) => json!({"type": "join", "room": room}),

@@ -358,30 +358,10 @@ pub fn to_channel(st: &mut State, target: &str, text: &str, action: bool, json: 
         return refused(json);
     };
     let chan = channel(room);
-    if !action {
-        let v = json!({"type": "say", "room": room, "text": text});
-        return request(st, json, &v, Ctx::Message { target: chan });
-    }
-    // A JSON `me` goes to the current room: make this one current first, unless the server
-    // said it is and nothing sent since can have changed that. The switch's ping comes before
-    // the `me`: should the switch be refused for the rate, that ping takes what the bucket
-    // refilled meanwhile, so the `me` (five pings' worth) is refused too rather than sent to
-    // the room that stayed current, unless the server stalled between the two.
-    if !st.in_channel(room) {
-        st.numeric(
-            "404",
-            &format!("{chan} :Cannot send to channel: you are not in it"),
-        );
-        return refused(json);
-    }
-    let key = proto::room_key(room);
-    if !st.surely_current(&key) {
-        let v = json!({"type": "switch", "room": room});
-        st.current = None;
-        request(st, json, &v, Ctx::Switch { room: key });
-    }
-    let v = json!({"type": "me", "text": text});
-    request(st, json, &v, Ctx::Message { target: chan });
+    // Both name their room: nothing depends on which room the server takes as current.
+    let kind = if action { "me" } else { "say" };
+    let v = json!({"type": kind, "room": room, "text": text});
+    request(st, json, &v, Ctx::Message { target: chan })
 }
 
 /// Sends a WHOIS for each of `names` and one ping after them all (ISON, USERHOST).

@@ -216,8 +216,6 @@ fn join(st: &mut State, msg: &Message<'_>, json: &mut Vec<u8>) {
         let ctx = Ctx::Join {
             channel: channel(room),
         };
-        // A join makes the room the current one (the target of a `me`) when it is answered.
-        st.current = None;
         request(st, json, &json!({"type": "join", "room": room}), ctx);
     }
     if refusals > 0 {
@@ -267,9 +265,6 @@ fn leave(st: &mut State, room: &str, json: &mut Vec<u8>) -> bool {
     let ctx = Ctx::Part {
         channel: channel(room),
     };
-    if st.current.as_deref() == Some(key.as_str()) {
-        st.current = None;
-    }
     request(st, json, &json!({"type": "leave", "room": room}), ctx);
     true
 }

@@ -77,7 +77,6 @@ fn registered() -> State {
         };
         event(&mut st, end);
     }
-    st.current = Some("ops".into());
     assert_eq!(st.pending.len(), 0);
     st
 }
@@ -88,19 +87,6 @@ fn slow_down() -> ServerMsg {
         message: "slow down: too many requests; retry in 0.2 s".into(),
         retry_after_ms: Some(200),
     }
-}
-
-fn own_emote(room: &str, text: &str) -> ServerMsg {
-    ServerMsg::Message(ChatMessage {
-        id: 7,
-        ts: "2026-11-24T11:46:31.022Z".into(),
-        room: room.into(),
-        from: "alice".into(),
-        to: None,
-        kind: Kind::Action,
-        text: text.into(),
-        history: false,
-    })
 }
 
 fn whois(name: &str) -> ServerMsg {
@@ -128,23 +114,11 @@ fn a_refused_ping_ends_its_request_and_an_action_never_trusts_a_stale_room() {
     );
     assert_eq!(st.pending.len(), 0);
 
-    // An ACTION to #lobby: a switch first, refused for the rate, its ping too.
+    // An ACTION names its room: whatever the server takes as current, it goes to #lobby.
     let reqs = send(&mut st, &["PRIVMSG #lobby :\u{1}ACTION waves\u{1}"]);
-    let kinds = types(&reqs);
-    assert_eq!(kinds.first().map(String::as_str), Some("switch"));
-    assert_eq!(kinds.last().map(String::as_str), Some("me"));
-    event(&mut st, slow_down());
-    event(&mut st, slow_down());
-    // The `me` went where the server's current room still was.
-    event(&mut st, own_emote("ops", "waves"));
-    // So the next ACTION to #lobby must switch again (or be refused), never be a bare `me`.
-    let reqs = send(&mut st, &["PRIVMSG #lobby :\u{1}ACTION waves again\u{1}"]);
-    let kinds = types(&reqs);
-    let me = kinds.iter().position(|k| k == "me");
-    let switch = kinds.iter().position(|k| k == "switch");
-    assert!(
-        me.is_none() || switch.is_some_and(|s| Some(s) < me),
-        "a `me` whose room is not certain: {reqs:?}"
+    assert_eq!(
+        reqs,
+        vec![serde_json::json!({"type": "me", "room": "lobby", "text": "waves"})]
     );
 }
 
@@ -169,10 +143,11 @@ fn a_forgotten_request_never_labels_an_answer_with_another_room() {
         lines.iter().any(|l| l.contains("you are muted")),
         "{lines:?}"
     );
-    // Nor is an ACTION sent to a room that is not certain.
+    // An ACTION names its room; in doubt, a ping follows it, whose pong makes the order
+    // certain again and ends what came before.
     let reqs = send(&mut st, &["PRIVMSG #ops :\u{1}ACTION nods\u{1}"]);
-    assert_eq!(types(&reqs)[0], "switch", "{reqs:?}");
-    // A pong of a ping sent since makes the order certain again, and ends what came before.
+    assert_eq!(types(&reqs), ["me", "ping"], "{reqs:?}");
+    assert_eq!(reqs[0]["room"], "ops");
     let id = reqs.iter().find(|r| r["type"] == "ping").unwrap()["id"].as_u64();
     event(&mut st, ServerMsg::Pong { id });
     assert!(st.pending.len() <= 1, "{}", st.pending.len());

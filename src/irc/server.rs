@@ -23,11 +23,8 @@ pub fn event(st: &mut State, msg: ServerMsg) {
             }
         }
         ServerMsg::Rooms { rooms, more } => list(st, &rooms, more),
-        ServerMsg::Switched { .. } => {
-            if matches!(st.front(), Some(Ctx::Switch { .. })) {
-                st.pending.pop_front();
-            }
-        }
+        // No switch is sent from here: `say` and `me` name their room.
+        ServerMsg::Switched { .. } => {}
         ServerMsg::Nick { old, new, .. } => {
             let line = format!(":{} NICK :{new}", prefix(&old));
             message::push(st.sink(), &line);
@@ -160,8 +157,6 @@ fn joined(st: &mut State, room: &str, name: &str) {
         if !st.channels.iter().any(|c| room_key(c) == key) {
             st.channels.push(room.to_string());
         }
-        // A join makes the room current, here as on the server.
-        st.current = Some(key.clone());
         st.answered_if(|c| matches!(c, Ctx::Join { channel } if room_key(channel) == key));
         st.names_due = Some(key);
     }
@@ -174,10 +169,6 @@ fn left(st: &mut State, room: &str, name: &str, reason: &str) {
         let key = room_key(room);
         st.channels.retain(|c| room_key(c) != key);
         st.parting.retain(|c| *c != key);
-        if st.current.as_deref() == Some(key.as_str()) {
-            // The server makes another room current, and says so in a way not read here.
-            st.current = None;
-        }
         st.answered_if(|c| matches!(c, Ctx::Part { channel } if room_key(channel) == key));
         return message::push(st.sink(), &format!(":{p} PART {chan}"));
     }

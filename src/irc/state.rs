@@ -83,10 +83,6 @@ pub enum Ctx {
     Message {
         target: String,
     },
-    /// The `switch` before an ACTION; answered by `switched`, or an error.
-    Switch {
-        room: String,
-    },
     Join {
         channel: String,
     },
@@ -141,21 +137,12 @@ impl Ctx {
     fn answer_seen(&self) -> bool {
         matches!(
             self,
-            Ctx::Switch { .. }
-                | Ctx::Part { .. }
+            Ctx::Part { .. }
                 | Ctx::Names { .. }
                 | Ctx::Who { .. }
                 | Ctx::Whois { .. }
                 | Ctx::List { .. }
                 | Ctx::Lookup { .. }
-        )
-    }
-
-    /// Requests that may change the room the server sends a `me` to.
-    fn moves(&self) -> bool {
-        matches!(
-            self,
-            Ctx::Switch { .. } | Ctx::Join { .. } | Ctx::Part { .. }
         )
     }
 }
@@ -304,9 +291,6 @@ pub struct State {
     pub joining: Vec<String>,
     /// Channels being left (a PART sent, its `left` not back yet), by key.
     pub parting: Vec<String>,
-    /// The room the server sends a `me` to, as far as this side knows (a key); `None`
-    /// when it is not sure.
-    pub current: Option<String>,
     /// A channel just joined whose member list (353/366) is still owed.
     pub names_due: Option<String>,
     /// The last nick a QUIT was sent for: a user leaving several shared rooms is one QUIT.
@@ -341,7 +325,6 @@ impl State {
             channels: Vec::new(),
             joining: Vec::new(),
             parting: Vec::new(),
-            current: None,
             names_due: None,
             last_quit: None,
             pending: Queue::default(),
@@ -428,21 +411,11 @@ impl State {
         }
     }
 
-    /// Whether a `me` goes to `key` for sure: it is the room the server last said is current,
-    /// and no request that could change that is waiting for its answer.
-    pub fn surely_current(&self, key: &str) -> bool {
-        self.current.as_deref() == Some(key)
-            && !self.pending.in_doubt()
-            && !self.pending.iter().any(|p| p.ctx.moves())
-    }
-
     /// What an error answers: the context it is read with (`None`: shown as it is), and the
     /// requests it ends, for [`State::settle`] and their last numerics.
     pub fn blame(&mut self, rate_limited: bool) -> (Option<Ctx>, Vec<Pending>) {
         let mut ended = Vec::new();
         if self.pending.in_doubt() {
-            // Whatever it refused, `me` may not go where this side thinks.
-            self.current = None;
             return (None, ended);
         }
         let Some(front) = self.pending.items.front_mut() else {
@@ -463,9 +436,6 @@ impl State {
             _ => front.answered = true,
         }
         front.failed = true;
-        if matches!(ctx, Ctx::Switch { .. }) {
-            self.current = None;
-        }
         match front.ping {
             None => ended.extend(self.pending.items.pop_front()),
             Some(ping) if rate_limited && !ctx.answer_seen() => {
@@ -481,8 +451,7 @@ impl State {
     }
 
     /// What a request over (and out of the queue) leaves behind: the channel no longer being
-    /// joined or left, unless another request for it waits, and the current room if a switch
-    /// is known to have made it so.
+    /// joined or left, unless another request for it waits.
     pub fn settle(&mut self, p: &Pending) {
         match &p.ctx {
             Ctx::Join { channel } | Ctx::Part { channel } => {
@@ -496,9 +465,6 @@ impl State {
                     };
                     list.retain(|j| *j != key);
                 }
-            }
-            Ctx::Switch { room } => {
-                self.current = (p.answered && !p.failed).then(|| room.clone());
             }
             _ => {}
         }

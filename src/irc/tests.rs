@@ -71,7 +71,6 @@ fn registered() -> State {
         event(&mut st, joined);
         event(&mut st, history_end(room));
     }
-    st.current = Some("ops".into());
     st
 }
 
@@ -380,21 +379,26 @@ fn messages_map_both_ways_and_our_own_echo_is_dropped() {
 }
 
 #[test]
-fn an_action_switches_to_its_channel_only_when_it_is_not_current() {
+fn an_action_names_its_channel() {
     let mut st = registered();
-    let reqs = send(&mut st, &["PRIVMSG #ops :\u{1}ACTION waves\u{1}"]);
-    assert_eq!(reqs, vec![serde_json::json!({"type":"me","text":"waves"})]);
-    let reqs = send(&mut st, &["PRIVMSG #lobby :\u{1}ACTION waves\u{1}"]);
-    assert_eq!(types(&reqs), ["switch", "ping", "me"]);
-    assert_eq!(reqs[0]["room"], "lobby");
-    let reqs = send(&mut st, &["PRIVMSG #elsewhere :\u{1}ACTION waves\u{1}"]);
-    assert_eq!(types(&reqs), ["irc-refused"]);
-    assert!(
-        take(&mut st)
-            .last()
-            .unwrap()
-            .contains(" 404 alice #elsewhere ")
+    for room in ["ops", "lobby", "elsewhere"] {
+        let reqs = send(
+            &mut st,
+            &[&format!("PRIVMSG #{room} :\u{1}ACTION waves\u{1}")],
+        );
+        let want = serde_json::json!({"type": "me", "room": room, "text": "waves"});
+        assert_eq!(reqs, vec![want]);
+    }
+    // The server refuses a room the client is not in: 404.
+    take(&mut st);
+    for room in ["ops", "lobby"] {
+        event(&mut st, message("alice", room, None, "waves", Kind::Action));
+    }
+    let lines = event(
+        &mut st,
+        error(ErrorCode::NotInRoom, "you are not in elsewhere"),
     );
+    assert!(lines[0].contains(" 404 alice #elsewhere "), "{lines:?}");
     // To a nick: a direct message that reads as an action.
     let reqs = send(&mut st, &["PRIVMSG bob :\u{1}ACTION pokes\u{1}"]);
     assert_eq!(reqs[0]["text"], "* alice pokes");

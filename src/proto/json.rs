@@ -46,6 +46,8 @@ enum JsonRequest {
     },
     Me {
         text: String,
+        #[serde(default)]
+        room: Option<String>,
     },
     Msg {
         to: String,
@@ -117,7 +119,14 @@ pub(super) fn parse_json(line: &str) -> Result<Request, ProtocolError> {
             room: checked_room(room)?,
             text: checked(text)?,
         },
-        JsonRequest::Me { text } => Request::Me(checked(text)?),
+        JsonRequest::Me { text, room: None } => Request::Me(checked(text)?),
+        JsonRequest::Me {
+            text,
+            room: Some(room),
+        } => Request::MeIn {
+            room: checked_room(room)?,
+            text: checked(text)?,
+        },
         JsonRequest::Msg { to, text } => Request::Msg {
             to,
             text: checked(text)?,

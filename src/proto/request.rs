@@ -15,6 +15,11 @@ pub enum Request {
     },
     /// An emote (`/me waves`) to the current room.
     Me(String),
+    /// An emote to a named room the client is in (JSON `me` with a `room`).
+    MeIn {
+        room: String,
+        text: String,
+    },
     /// A direct message.
     Msg {
         to: String,

@@ -142,6 +142,13 @@ fn json_requests() {
         })
     );
     assert_eq!(
+        parse_request(Mode::Json, r#"{"type":"me","text":"waves","room":"ops"}"#).unwrap(),
+        Some(Request::MeIn {
+            room: "ops".into(),
+            text: "waves".into()
+        })
+    );
+    assert_eq!(
         parse_request(Mode::Json, r#"{"type":"msg","to":"bob","text":"psst"}"#).unwrap(),
         Some(Request::Msg {
             to: "bob".into(),

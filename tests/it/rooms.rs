@@ -73,6 +73,16 @@ fn a_client_in_two_rooms_gets_both_with_room_names() {
     j.send_json(json!({"type":"say","room":"ops","text":"nope"}));
     let err = j.next_of("error");
     assert_eq!(err["code"], "not_in_room");
+    // So can `me`, whatever the current room is (dev, jay's last join).
+    j.send_json(json!({"type":"me","room":"lobby","text":"waves in the lobby"}));
+    let m = j.next_of("message");
+    assert_eq!(
+        (m["room"].as_str(), m["kind"].as_str()),
+        (Some("lobby"), Some("action"))
+    );
+    assert!(a.until("waves in the lobby").contains("* jay"));
+    j.send_json(json!({"type":"me","room":"ops","text":"nope"}));
+    assert_eq!(j.next_of("error")["code"], "not_in_room");
 }
 
 #[test]

@@ -36,6 +36,7 @@ impl<W: LogFile> Hub<W> {
             Request::Say(_)
                 | Request::SayIn { .. }
                 | Request::Me(_)
+                | Request::MeIn { .. }
                 | Request::Msg { .. }
                 | Request::Reply(_)
         );
@@ -49,15 +50,19 @@ impl<W: LogFile> Hub<W> {
         if client.name.is_none() {
             return;
         }
+        let in_room_kind = match req {
+            Request::MeIn { .. } => Kind::Action,
+            _ => Kind::Message,
+        };
         match req {
             Request::Say(text) => match client.current.clone() {
                 Some(room) => self.say(conn, &room, text, Kind::Message),
                 None => self.no_room(conn),
             },
-            Request::SayIn { room, text } => {
+            Request::SayIn { room, text } | Request::MeIn { room, text } => {
                 let key = proto::room_key(&room);
                 if self.is_member(conn, &key) {
-                    self.say(conn, &key, text, Kind::Message);
+                    self.say(conn, &key, text, in_room_kind);
                 } else {
                     self.not_in(conn, &room);
                 }
