@@ -2,50 +2,9 @@
 //! leave the order of answers uncertain, floods of JOIN and PART, lines answered here, and
 //! capabilities changed after registration.
 
-use serde_json::Value;
-
-use super::state::{MAX_LINES_BEFORE_WELCOME, MAX_PENDING, ROOMS_SLACK, Settings, State};
-use super::{client, server};
-use crate::proto::{ChatMessage, ErrorCode, Kind, ServerMsg, Standing};
-
-fn settings() -> Settings {
-    Settings {
-        tls: false,
-        version: "chatroom 0.1.0".into(),
-        max_rooms: 100,
-    }
-}
-
-/// Feeds client lines; returns the JSON requests they made.
-fn send(st: &mut State, lines: &[&str]) -> Vec<Value> {
-    let mut json = Vec::new();
-    for line in lines {
-        client::line(st, line.as_bytes(), &mut json);
-    }
-    String::from_utf8(json)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn types(reqs: &[Value]) -> Vec<String> {
-    reqs.iter()
-        .map(|r| r["type"].as_str().unwrap().to_string())
-        .collect()
-}
-
-/// Feeds one server event; returns the IRC lines queued for the client.
-fn event(st: &mut State, msg: ServerMsg) -> Vec<String> {
-    server::event(st, msg);
-    let out = std::mem::take(&mut st.out);
-    String::from_utf8(out)
-        .unwrap()
-        .split("\r\n")
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect()
-}
+use super::state::{MAX_LINES_BEFORE_WELCOME, MAX_PENDING, ROOMS_SLACK};
+use super::tests::{event, registered, send, state, types};
+use crate::proto::{ChatMessage, ErrorCode, Kind, ServerMsg};
 
 fn joined(room: &str) -> ServerMsg {
     ServerMsg::Joined {
@@ -53,32 +12,6 @@ fn joined(room: &str) -> ServerMsg {
         room: room.into(),
         name: "alice".into(),
     }
-}
-
-/// `alice`, registered, in #lobby and #ops (the current room, as the server said), nothing
-/// waiting.
-fn registered() -> State {
-    let mut st = State::new(settings());
-    send(&mut st, &["NICK alice", "USER a 0 * :Alice"]);
-    let welcome = ServerMsg::Welcome {
-        conn: 1,
-        name: "alice".into(),
-        room: "lobby".into(),
-        members: 1,
-        role: Standing::Guest,
-        server: "chatroom 0.1.0".into(),
-    };
-    event(&mut st, welcome);
-    for room in ["lobby", "ops"] {
-        event(&mut st, joined(room));
-        let end = ServerMsg::HistoryEnd {
-            room: room.into(),
-            count: 0,
-        };
-        event(&mut st, end);
-    }
-    assert_eq!(st.pending.len(), 0);
-    st
 }
 
 fn slow_down() -> ServerMsg {
@@ -157,7 +90,7 @@ fn a_forgotten_request_never_labels_an_answer_with_another_room() {
 #[test]
 fn join_and_part_floods_keep_the_state_bounded() {
     let mut st = registered();
-    let most = settings().max_rooms + ROOMS_SLACK;
+    let most = state(false).settings.max_rooms + ROOMS_SLACK;
     for i in 0..3_000 {
         send(&mut st, &[&format!("JOIN #r{i}"), &format!("PART #p{i}")]);
         if i % 3 == 0 {
@@ -224,7 +157,7 @@ fn lines_answered_here_are_counted() {
         assert!(!reqs.is_empty(), "{line:?} was not handed on");
     }
 
-    let mut st = State::new(settings());
+    let mut st = state(false);
     let mut refused = 0;
     for _ in 0..500 {
         let reqs = send(&mut st, &["PING :x"]);
@@ -242,7 +175,7 @@ fn lines_answered_here_are_counted() {
 /// Finding 8: `server-time` is fixed at registration; the other capabilities still change.
 #[test]
 fn server_time_cannot_change_after_registration() {
-    let mut st = State::new(settings());
+    let mut st = state(false);
     send(&mut st, &["CAP REQ :server-time"]);
     assert!(event(&mut st, ServerMsg::Pong { id: None })[0].contains(" ACK "));
     assert!(st.caps.server_time);

@@ -8,7 +8,7 @@ use super::state::{Settings, State};
 use super::{ban_target, client, plain_credentials, server};
 use crate::proto::{ChatMessage, ErrorCode, Kind, ServerMsg, Standing};
 
-fn state(tls: bool) -> State {
+pub(super) fn state(tls: bool) -> State {
     State::new(Settings {
         tls,
         version: "chatroom 0.1.0".into(),
@@ -17,7 +17,7 @@ fn state(tls: bool) -> State {
 }
 
 /// Feeds client lines; returns the JSON requests they made.
-fn send(st: &mut State, lines: &[&str]) -> Vec<Value> {
+pub(super) fn send(st: &mut State, lines: &[&str]) -> Vec<Value> {
     let mut json = Vec::new();
     for line in lines {
         client::line(st, line.as_bytes(), &mut json);
@@ -30,13 +30,13 @@ fn send(st: &mut State, lines: &[&str]) -> Vec<Value> {
 }
 
 /// Feeds one server event; returns the IRC lines it made (and whatever else was queued).
-fn event(st: &mut State, msg: ServerMsg) -> Vec<String> {
+pub(super) fn event(st: &mut State, msg: ServerMsg) -> Vec<String> {
     server::event(st, msg);
     take(st)
 }
 
 /// The lines queued for the client.
-fn take(st: &mut State) -> Vec<String> {
+pub(super) fn take(st: &mut State) -> Vec<String> {
     let out = std::mem::take(&mut st.out);
     String::from_utf8(out)
         .unwrap()
@@ -46,7 +46,7 @@ fn take(st: &mut State) -> Vec<String> {
         .collect()
 }
 
-fn welcome(name: &str) -> ServerMsg {
+pub(super) fn welcome(name: &str) -> ServerMsg {
     ServerMsg::Welcome {
         conn: 1,
         name: name.into(),
@@ -58,7 +58,7 @@ fn welcome(name: &str) -> ServerMsg {
 }
 
 /// A client registered as `alice`, in #lobby and #ops, nothing pending.
-fn registered() -> State {
+pub(super) fn registered() -> State {
     let mut st = state(false);
     send(&mut st, &["NICK alice", "USER a 0 * :Alice"]);
     event(&mut st, welcome("alice"));
@@ -98,7 +98,7 @@ fn error(code: ErrorCode, text: &str) -> ServerMsg {
     ServerMsg::failure(code, text.into())
 }
 
-fn types(reqs: &[Value]) -> Vec<String> {
+pub(super) fn types(reqs: &[Value]) -> Vec<String> {
     reqs.iter()
         .map(|r| r["type"].as_str().unwrap().to_string())
         .collect()

@@ -494,6 +494,13 @@ impl ServerProcess {
             .expect("VmRSS")
     }
 
+    /// How many threads the server has now, from /proc.
+    pub fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.pid))
+            .unwrap()
+            .count()
+    }
+
     /// What the server wrote to stderr so far (when captured).
     pub fn log(&self) -> String {
         self.stderr

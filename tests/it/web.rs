@@ -504,11 +504,7 @@ fn idle_websockets_cost_bounded_memory_and_threads() {
     let dir = tempfile::tempdir().unwrap();
     let server = crate::support::ServerProcess::start(dir.path(), &["--web", "127.0.0.1:0"]);
     let web = server.web.expect("a web port");
-    let threads = || {
-        std::fs::read_dir(format!("/proc/{}/task", server.pid))
-            .unwrap()
-            .count()
-    };
+    let threads = || server.threads();
     let (rss0, threads0) = (server.rss_kib(), threads());
     const N: usize = 300;
     let mut clients: Vec<Ws> = (0..N).map(|i| Ws::join(web, &format!("idle{i}"))).collect();

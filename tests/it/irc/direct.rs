@@ -97,11 +97,7 @@ fn idle_irc_connections_cost_one_thread_once_their_writers_end() {
     let dir = tempfile::tempdir().unwrap();
     let server = crate::support::ServerProcess::start(dir.path(), &["--irc", "127.0.0.1:0"]);
     let irc = server.irc.expect("an IRC port");
-    let threads = || {
-        std::fs::read_dir(format!("/proc/{}/task", server.pid))
-            .unwrap()
-            .count()
-    };
+    let threads = || server.threads();
     let (rss0, threads0) = (server.rss_kib(), threads());
     const N: usize = 100;
     let mut clients: Vec<Irc> = (0..N)
