@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::client::{lookup, need_more, room_of, to_channel};
 use super::message::{self, Message, SERVER, channel, ctcp, is_channel};
-use super::state::{Ctx, ROOMS_SLACK, State, refused, request};
+use super::state::{Ctx, MAX_MODES, ROOMS_SLACK, State, refused, request};
 use crate::proto;
 
 /// The most targets one PRIVMSG, NOTICE or WHOIS takes (MAXTARGETS).
@@ -309,7 +309,14 @@ fn privmsg(st: &mut State, msg: &Message<'_>, json: &mut Vec<u8>) {
             continue;
         }
         if proto::validate_name(target).is_err() {
-            st.numeric("401", &format!("{shown} :No such nick/channel"));
+            // NickServ and the rest are reserved names: nobody can hold one to collect what
+            // clients send them by habit (IDENTIFY and a password).
+            let why = if target.to_ascii_lowercase().ends_with("serv") {
+                "No such nick: this server has no services; log in with PASS or SASL"
+            } else {
+                "No such nick/channel"
+            };
+            st.numeric("401", &format!("{shown} :{why}"));
             refused(json);
             continue;
         }
@@ -421,7 +428,17 @@ fn mode(st: &mut State, msg: &Message<'_>, json: &mut Vec<u8>) {
     let mut args = msg.params.iter().skip(2);
     let mut adding = true;
     let mut listed = false;
+    // At most `MODES` changes a line (ISUPPORT), and one 472: a line is not a way to have the
+    // server write many.
+    let mut changes = 0;
     for c in modes.chars() {
+        if !matches!(c, '+' | '-') {
+            changes += 1;
+            if changes > MAX_MODES {
+                st.notice(&format!("at most {MAX_MODES} mode changes a line (MODES)"));
+                return refused(json);
+            }
+        }
         match c {
             '+' => adding = true,
             '-' => adding = false,
@@ -456,7 +473,7 @@ fn mode(st: &mut State, msg: &Message<'_>, json: &mut Vec<u8>) {
             },
             other => {
                 st.numeric("472", &format!("{other} :is unknown mode char to me"));
-                refused(json);
+                return refused(json);
             }
         }
     }

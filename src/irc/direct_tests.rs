@@ -93,6 +93,14 @@ fn the_direct_path_opens_only_for_irc_lines_once_registered() {
     let held = irc.direct(&line).unwrap();
     assert!(irc.direct(&line).is_none(), "one holder of the send lock");
     drop(held);
+    // Lines released by registration and not yet written go first.
+    lock(&irc.state).numeric("NOTICE", ":released");
+    assert!(
+        irc.direct(&line).is_none(),
+        "ahead of lines still to be written"
+    );
+    irc.flush_out(None).unwrap();
+    assert!(irc.direct(&line).is_some());
     // The welcome burst reached the client.
     let mut first = [0u8; 16];
     client.read_exact(&mut first).unwrap();

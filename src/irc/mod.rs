@@ -174,8 +174,9 @@ impl IrcStream {
 
     /// The send lock, if `bytes` may be written to the socket as they are now: they are only
     /// lines the hub encoded as IRC, the transport underneath is plain, nothing is owed or held
-    /// half-way, and registration holds nothing back. `None` never waits: the bytes then go
-    /// through the writer thread ([`IrcStream::write_lines`]).
+    /// half-way, and registration holds nothing back (nor has released it, still unwritten).
+    /// `None` never waits: the bytes then go through the writer thread
+    /// ([`IrcStream::write_lines`]).
     pub fn direct(&self, bytes: &[u8]) -> Option<DirectSend<'_>> {
         if !matches!(self.inner, Transport::Plain(_)) || !crate::proto::irc::pre_encoded(bytes) {
             return None;
@@ -193,7 +194,9 @@ impl IrcStream {
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => return None,
         };
-        if st.welcome.is_some() || st.closed || !st.registered {
+        // Held or released lines not yet written (the welcome burst after `CAP END`) go
+        // first: the writer appends to them.
+        if st.welcome.is_some() || st.closed || !st.registered || !st.out.is_empty() {
             return None;
         }
         Some(DirectSend { send })

@@ -347,8 +347,21 @@ fn whois(st: &mut State, name: &str, rooms: &[String], away: Option<String>, con
         &format!("{name} {SERVER} :chatroom, connected since {connected}"),
     );
     if !rooms.is_empty() {
-        let chans: Vec<String> = rooms.iter().map(|r| channel(r)).collect();
-        numeric(st, "319", &format!("{name} :{}", chans.join(" ")));
+        // As many lines as the list needs, each within 512 bytes.
+        let me = st.me();
+        let room = message::MAX_CONTENT - format!(":{SERVER} 319 {me} {name} :").len();
+        let mut line = String::new();
+        for chan in rooms.iter().map(|r| channel(r)) {
+            if !line.is_empty() && line.len() + 1 + chan.len() > room {
+                numeric(st, "319", &format!("{name} :{line}"));
+                line.clear();
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(&chan);
+        }
+        numeric(st, "319", &format!("{name} :{line}"));
     }
     if let Some(reason) = away {
         numeric(
@@ -549,8 +562,35 @@ fn bye(st: &mut State, reason: &str) {
 }
 
 #[cfg(test)]
-mod kick_tests {
+mod line_tests {
     use super::{expelled_by, kick_text};
+    use crate::irc::message::MAX_LINE;
+    use crate::irc::tests::{event, registered};
+    use crate::proto::ServerMsg;
+
+    #[test]
+    fn a_whois_of_someone_in_many_rooms_is_several_lines() {
+        let mut st = registered();
+        let rooms: Vec<String> = (0..99)
+            .map(|i| format!("{i:02}{}", "r".repeat(60)))
+            .collect();
+        let whois = ServerMsg::Whois {
+            name: "eve".into(),
+            rooms: rooms.clone(),
+            away: Some("\u{1F600}".repeat(200)),
+            connected: "2026-11-26T10:00:00Z".into(),
+        };
+        let lines = event(&mut st, whois);
+        assert!(lines.iter().all(|l| l.len() + 2 <= MAX_LINE), "{lines:?}");
+        let listed: Vec<&str> = lines
+            .iter()
+            .filter(|l| l.contains(" 319 "))
+            .flat_map(|l| l.split_once(" :").unwrap().1.split(' '))
+            .collect();
+        let want: Vec<String> = rooms.iter().map(|r| format!("#{r}")).collect();
+        assert_eq!(listed, want);
+        assert!(lines.iter().filter(|l| l.contains(" 319 ")).count() > 10);
+    }
 
     #[test]
     fn a_kick_says_the_reason_once_and_a_ban_that_it_is_one() {

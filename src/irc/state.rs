@@ -10,6 +10,9 @@ use super::message::{self, SERVER};
 /// The capabilities offered (`CAP LS`); `sasl` only on the TLS port.
 pub const CAPS: &[&str] = &["away-notify", "echo-message", "server-time"];
 
+/// The most mode changes one MODE line may make (`MODES` in ISUPPORT).
+pub const MAX_MODES: usize = 4;
+
 /// How many requests may wait for their answers; past this the oldest is forgotten, and
 /// nothing is read in context until the order of answers is certain again (see [`Queue`]).
 pub const MAX_PENDING: usize = 128;
@@ -561,7 +564,7 @@ pub fn isupport(settings: &Settings) -> String {
     let rooms = settings.max_rooms;
     format!(
         "AWAYLEN={reason} CASEMAPPING=ascii CHANLIMIT=#:{rooms} CHANMODES=b,,, \
-         CHANNELLEN={room_chars} CHANTYPES=# KICKLEN={reason} MAXTARGETS=4 MODES=4 \
+         CHANNELLEN={room_chars} CHANTYPES=# KICKLEN={reason} MAXTARGETS=4 MODES={MAX_MODES} \
          NETWORK=chatroom NICKLEN={nick_chars} PREFIX=(o)@ SAFELIST UTF8ONLY \
          :are supported by this server"
     )

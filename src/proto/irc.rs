@@ -20,9 +20,20 @@ pub fn prefix(nick: &str) -> String {
     format!("{nick}!{nick}@{SERVER}")
 }
 
-/// Appends a line and its `\r\n`.
+/// Appends a line and its `\r\n`, cut at a character boundary to [`MAX_CONTENT`] bytes after
+/// its tags: whatever a line is built from (a reason of 200 four-byte characters, a long list),
+/// no client receives a longer one, whose rest a client that frames at 512 bytes would read
+/// as a line of its own.
 pub fn push(out: &mut Vec<u8>, line: &str) {
-    out.extend_from_slice(line.as_bytes());
+    let body = match line.strip_prefix('@') {
+        Some(_) => line.find(' ').map_or(line.len(), |i| i + 1),
+        None => 0,
+    };
+    let mut end = line.len().min(body + MAX_CONTENT);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.extend_from_slice(&line.as_bytes()[..end]);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -188,6 +199,31 @@ mod tests {
             &message(None, "{\"type\":\"bye\"}", Kind::Message),
             Mode::Irc
         )));
+    }
+
+    #[test]
+    fn no_line_is_longer_than_512_bytes_after_its_tags() {
+        let mut out = Vec::new();
+        let reason = "\u{1F600}".repeat(200);
+        push(&mut out, &format!(":eve!eve@chatroom QUIT :{reason}"));
+        assert!(
+            out.len() <= MAX_LINE && out.len() > MAX_LINE - 8,
+            "{}",
+            out.len()
+        );
+        assert!(out.ends_with(b"\r\n"));
+        assert!(std::str::from_utf8(&out).is_ok());
+        let mut out = Vec::new();
+        let long = "x".repeat(600);
+        push(
+            &mut out,
+            &format!("@time=2026-11-26T10:00:00.000Z :a PRIVMSG #b :{long}"),
+        );
+        let text = String::from_utf8(out).unwrap();
+        let (tag, rest) = text.split_once(' ').unwrap();
+        assert_eq!(tag, "@time=2026-11-26T10:00:00.000Z");
+        assert_eq!(rest.len(), MAX_LINE);
+        assert!(rest.ends_with("\r\n"));
     }
 
     #[test]

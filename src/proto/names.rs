@@ -44,6 +44,17 @@ const RESERVED: &[&str] = &[
     "nobody",
     "everyone",
     "here",
+    // IRC's services and their staff: IRC clients send passwords to NickServ by habit.
+    "nickserv",
+    "chanserv",
+    "memoserv",
+    "operserv",
+    "hostserv",
+    "botserv",
+    "saslserv",
+    "services",
+    "global",
+    "irc",
 ];
 
 /// Why a name was refused.

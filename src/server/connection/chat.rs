@@ -5,15 +5,19 @@ use super::*;
 
 /// Lines a connection may send for each message `--msg-rate` allows: every line costs a
 /// token of this budget, whatever it is, so even lines the broadcaster never charges (a
-/// `pong`, a line of a paste, a line an IRC client had answered at once) cannot keep a core
-/// busy. A request the broadcaster charges goes on past the budget (its rate decides, in
-/// order); any other line past it is refused without an answer, and counts toward
-/// `--flood-limit` as a refused line does.
+/// `pong`, a line of a paste, an IRC `PING` the IRC layer answers itself) cannot keep a core
+/// busy. Past the budget the connection is read no faster than the budget refills: the reader
+/// waits for the next token before it reads on, and TCP holds the rest back at the peer. A
+/// connection kept waiting for every line for as long as a full burst takes to refill is
+/// flooding, and is disconnected.
 const LINES_PER_MESSAGE: f64 = 10.0;
 
 /// The lines a connection may send at once: ten times `--msg-burst`, and never fewer than two
 /// pastes of the most lines a message may have.
 const MIN_LINE_BURST: f64 = 2.0 * proto::MAX_MESSAGE_LINES as f64;
+
+/// The shortest time a connection may be held to its budget before it counts as flooding.
+const MIN_THROTTLED: Duration = Duration::from_secs(1);
 
 /// A token bucket of lines, refilled at [`LINES_PER_MESSAGE`] times `--msg-rate` a second.
 /// `None` when the rate is off (`--msg-rate 0`).
@@ -22,6 +26,8 @@ pub(super) struct LineBudget {
     refilled: Instant,
     rate: f64,
     burst: f64,
+    /// Since when every line has had to wait for its token.
+    throttled_since: Option<Instant>,
 }
 
 impl LineBudget {
@@ -33,19 +39,30 @@ impl LineBudget {
             refilled: Instant::now(),
             rate,
             burst,
+            throttled_since: None,
         })
     }
 
-    /// Takes a line's token; false when there was none (the line is over the budget).
-    pub(super) fn take(&mut self) -> bool {
+    /// Takes a line's token, waiting for it when there is none; false when the connection
+    /// has waited for every line for longer than a full burst takes to refill (flooding).
+    pub(super) fn admit(&mut self) -> bool {
         let now = Instant::now();
         let refill = now.duration_since(self.refilled).as_secs_f64() * self.rate;
         self.tokens = (self.tokens + refill).min(self.burst);
         self.refilled = now;
-        if self.tokens < 1.0 {
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.throttled_since = None;
+            return true;
+        }
+        let since = *self.throttled_since.get_or_insert(now);
+        let patience = Duration::from_secs_f64(self.burst / self.rate).max(MIN_THROTTLED);
+        if now.duration_since(since) > patience {
             return false;
         }
-        self.tokens -= 1.0;
+        std::thread::sleep(Duration::from_secs_f64((1.0 - self.tokens) / self.rate));
+        self.tokens = 0.0;
+        self.refilled = Instant::now();
         true
     }
 }
@@ -129,9 +146,13 @@ impl Reader {
             };
             pinged = false;
             quiet_since = Instant::now();
-            // Over the budget, a line the broadcaster does not charge is refused.
-            let over = !matches!(line, Line::Eof | Line::EofMidLine)
-                && budget.as_mut().is_some_and(|b| !b.take());
+            // Every line waits for its token; a connection that keeps every line waiting is
+            // flooding.
+            if !matches!(line, Line::Eof | Line::EofMidLine)
+                && budget.as_mut().is_some_and(|b| !b.admit())
+            {
+                return Ok(self.flooded(mode));
+            }
             let bytes = match line {
                 Line::Complete(bytes) => bytes,
                 Line::TooLong => {
@@ -155,12 +176,6 @@ impl Reader {
                 Line::EofMidLine => return Ok(Disconnect::ClosedMidLine),
             };
             if let Some(p) = &mut paste {
-                if over {
-                    refused += 1;
-                    if refused >= self.config.chat.flood_limit {
-                        return Ok(self.flooded(mode));
-                    }
-                }
                 let Some(text) = self.paste_line(p, bytes) else {
                     continue;
                 };
@@ -182,15 +197,7 @@ impl Reader {
                 }
                 continue;
             }
-            let parsed = utf8(bytes).and_then(|line| proto::parse_request(mode, line));
-            if over && matches!(parsed, Ok(None | Some(Request::Pong | Request::Paste))) {
-                refused += 1;
-                if refused >= self.config.chat.flood_limit {
-                    return Ok(self.flooded(mode));
-                }
-                continue;
-            }
-            let req = match parsed {
+            let req = match utf8(bytes).and_then(|line| proto::parse_request(mode, line)) {
                 Ok(Some(req)) => req,
                 Ok(None) => continue,
                 Err(e) => {

@@ -36,19 +36,26 @@ fn until_closed(c: &mut Irc) -> String {
 }
 
 /// Finding 4: PING (answered by the IRC door itself) costs from the connection's line budget
-/// like every line: 5,000 of them as fast as they can be written get a bounded number of
-/// answers, and the flooder is disconnected.
+/// like every line: 5,000 of them as fast as they can be written are answered no faster than
+/// the budget refills, whatever is mixed in (an AWAY, a request the broadcaster takes, every
+/// 40 lines), and the flooder is disconnected.
 #[test]
 fn irc_pings_answered_at_once_still_count_and_a_flood_is_cut_off() {
+    // 200 lines a second, a burst of 200: held to the budget for 1 s is flooding.
     let (mut server, ports) = start_irc(false, |c| {
-        c.chat.msg_rate = 5.0;
+        c.chat.msg_rate = 20.0;
         c.chat.msg_burst = 20.0;
         c.chat.flood_limit = 50;
     });
     let mut ivy = Irc::register(ports.plain, "ivy");
     ivy.send("PING :first");
     ivy.until(":chatroom PONG chatroom :first");
-    let flood: String = (0..5_000).map(|i| format!("PING :x{i}\r\n")).collect();
+    let flood: String = (0..5_000)
+        .map(|i| match i % 40 {
+            39 => "AWAY :busy\r\n".to_string(),
+            _ => format!("PING :x{i}\r\n"),
+        })
+        .collect();
     let started = Instant::now();
     // The server may close while this is still being written.
     let _ = ivy.writer.write_all(flood.as_bytes());
@@ -56,13 +63,13 @@ fn irc_pings_answered_at_once_still_count_and_a_flood_is_cut_off() {
     let rest = until_closed(&mut ivy);
     let elapsed = started.elapsed().as_secs_f64();
     let pongs = rest.matches(" PONG chatroom :x").count();
-    // At most the budget's burst (ten lines a message: 200), what it refilled meanwhile (50 a
-    // second), and the refused lines before the cut (--flood-limit).
-    let most = 200.0 + 50.0 + 50.0 * elapsed + 10.0;
+    // At most the burst (200) and what the budget refilled meanwhile (200 a second).
+    let most = 200.0 + 200.0 * elapsed + 10.0;
     assert!(
         (pongs as f64) <= most,
         "{pongs} answers in {elapsed:.2} s (at most {most:.0})"
     );
+    assert!(pongs < 4_000, "{pongs}: the flood was answered");
     server.stop();
     let rows = csv_rows(&server.read("data.csv"));
     assert!(
@@ -77,7 +84,7 @@ fn irc_pings_answered_at_once_still_count_and_a_flood_is_cut_off() {
 #[test]
 fn a_flood_of_free_pongs_is_cut_off() {
     let (server, _ports) = start_irc(false, |c| {
-        c.chat.msg_rate = 5.0;
+        c.chat.msg_rate = 20.0;
         c.chat.msg_burst = 20.0;
         c.chat.flood_limit = 50;
     });
@@ -184,4 +191,51 @@ fn server_time_is_fixed_at_registration() {
     ivy.until(":chatroom CAP ivy ACK :echo-message away-notify");
     ivy.send("CAP LIST");
     ivy.until(":chatroom CAP ivy LIST :away-notify echo-message");
+}
+
+/// Review 2: a reason of 200 four-byte characters, from a JSON client, never makes an IRC
+/// line longer than 512 bytes (whose rest a client framing at 512 would read as a forged line
+/// of its own); `Irc::line` checks every line it reads.
+#[test]
+fn long_reasons_from_other_doors_stay_within_512_bytes() {
+    let (server, ports) = start_irc(false, |_| {});
+    let mut ivy = Irc::register(ports.plain, "ivy");
+    ivy.send("CAP REQ :away-notify");
+    ivy.until("ACK :away-notify");
+    let mut eve = server.json("eve");
+    ivy.until(":eve!eve@chatroom JOIN #lobby");
+    let forged = ":root!root@chatroom PRIVMSG #lobby :send me your password";
+    let reason = format!("{}{forged}", "\u{1F600}".repeat(140));
+    eve.send_json(json!({"type": "away", "reason": reason.clone()}));
+    ivy.until(":eve!eve@chatroom AWAY :\u{1F600}");
+    eve.send_json(json!({"type": "quit", "reason": reason}));
+    ivy.until(":eve!eve@chatroom QUIT :Quit: \u{1F600}");
+    ivy.settle();
+    assert!(
+        !ivy.transcript.iter().any(|l| l.starts_with(":root!")),
+        "a forged line: {:?}",
+        ivy.transcript
+    );
+}
+
+/// Review 3: NickServ and the other services are reserved names, so the IDENTIFY a client
+/// sends by habit reaches nobody, and is not logged.
+#[test]
+fn nobody_can_be_nickserv_and_an_identify_reaches_nobody() {
+    let (server, ports) = start_irc(false, |_| {});
+    let mut eve = Irc::connect(ports.plain);
+    eve.send("NICK NickServ");
+    eve.send("USER eve 0 * :Eve");
+    eve.until(" 432 * NickServ ");
+    eve.send("NICK ChanServ");
+    eve.until(" 432 * ChanServ ");
+    let mut ivy = Irc::register(ports.plain, "ivy");
+    ivy.send("PRIVMSG NickServ :IDENTIFY ivy hunter2hunter2");
+    ivy.until(":chatroom 401 ivy NickServ :No such nick: this server has no services");
+    let mut jay = server.json("jay");
+    jay.send_json(json!({"type": "nick", "name": "nickserv"}));
+    assert_eq!(jay.next_of("error")["code"], "name_reserved");
+    ivy.settle();
+    let log = server.read("messages.csv");
+    assert!(!log.contains("hunter2"), "{log}");
 }
