@@ -26,6 +26,8 @@ mod commands;
 mod direct_tests;
 #[cfg(test)]
 mod hostile_tests;
+#[cfg(test)]
+mod line_tests;
 pub mod message;
 mod server;
 mod state;
