@@ -183,43 +183,20 @@ pub fn cluster_fanout(
             let mut tracker = Tracker::new(receivers.len(), n_senders);
             tracker.record_after_ns = warmup_ns;
             let mut order = OrderCheck::new(receivers.len());
-            let mut events = Events::with_capacity(4096);
-            let hard_stop = epoch + duration + Duration::from_secs(10);
-            let mut quiet_since = Instant::now();
-            loop {
-                let now = Instant::now();
-                if now > hard_stop {
-                    break;
-                }
-                rpoll
-                    .poll(&mut events, Some(Duration::from_millis(20)))
-                    .map_err(|e| Error::io("poll failed", e))?;
-                if events.is_empty() {
-                    if now > epoch + duration
-                        && now.duration_since(quiet_since) > Duration::from_millis(500)
-                    {
-                        break;
-                    }
-                    continue;
-                }
-                quiet_since = Instant::now();
-                for ev in events.iter() {
-                    let c = &mut receivers[ev.token().0];
-                    let idx = c.receiver.expect("receiver");
-                    let now_ns = epoch.elapsed().as_nanos() as u64;
+            receive(
+                &mut rpoll,
+                &mut receivers,
+                epoch,
+                duration,
+                "a node",
+                |c, idx, now_ns| {
                     c.read_lines(|line, _| {
                         tracker.line(idx, line, now_ns);
                         order.line(idx, line);
                     })
-                    .map_err(|e| Error::io("receiver read failed", e))?;
-                }
-            }
-            if let Some(c) = receivers.iter().find(|c| c.closed) {
-                return Err(Error::peer(format!(
-                    "a node closed receiver {:?}",
-                    c.receiver
-                )));
-            }
+                    .map_err(|e| Error::io("receiver read failed", e))
+                },
+            )?;
             Ok((tracker, order))
         })
         .map_err(|e| Error::io("cannot start the receiving thread", e))?;

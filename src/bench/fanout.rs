@@ -36,6 +36,53 @@ pub struct FanoutResult {
     pub server_cpu_per_s: Option<f64>,
 }
 
+/// The receiving side's loop, on its own thread: polls the receivers until the senders are
+/// done (`epoch + duration`) and nothing has come for 500 ms, or 10 s past their end at the
+/// latest; `read` reads a receiver that is readable (its index, and the time in ns since
+/// `epoch`). Fails if `server` closed a receiver.
+pub(super) fn receive(
+    rpoll: &mut Poll,
+    receivers: &mut [Conn],
+    epoch: Instant,
+    duration: Duration,
+    server: &str,
+    mut read: impl FnMut(&mut Conn, usize, u64) -> Result<()>,
+) -> Result<()> {
+    let mut events = Events::with_capacity(4096);
+    let hard_stop = epoch + duration + Duration::from_secs(10);
+    let mut quiet_since = Instant::now();
+    loop {
+        let now = Instant::now();
+        if now > hard_stop {
+            break;
+        }
+        rpoll
+            .poll(&mut events, Some(Duration::from_millis(20)))
+            .map_err(|e| Error::io("poll failed", e))?;
+        if events.is_empty() {
+            if now > epoch + duration
+                && now.duration_since(quiet_since) > Duration::from_millis(500)
+            {
+                break;
+            }
+            continue;
+        }
+        quiet_since = Instant::now();
+        for ev in events.iter() {
+            let c = &mut receivers[ev.token().0];
+            let idx = c.receiver.expect("receiver");
+            read(c, idx, epoch.elapsed().as_nanos() as u64)?;
+        }
+    }
+    match receivers.iter().find(|c| c.closed) {
+        Some(c) => Err(Error::peer(format!(
+            "{server} closed receiver {:?}",
+            c.receiver
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Runs one fanout workload against `target`.
 pub fn fanout(target: &Target, spec: &FanoutSpec) -> Result<FanoutResult> {
     let join_started = Instant::now();
@@ -78,41 +125,17 @@ pub fn fanout(target: &Target, spec: &FanoutSpec) -> Result<FanoutResult> {
         .spawn(move || -> Result<Tracker> {
             let mut tracker = Tracker::new(receivers.len(), n_senders);
             tracker.record_after_ns = warmup_ns;
-            let mut events = Events::with_capacity(4096);
-            // Run until the senders are done and the deliveries stop, bounded in time.
-            let hard_stop = epoch + duration + Duration::from_secs(10);
-            let mut quiet_since = Instant::now();
-            loop {
-                let now = Instant::now();
-                if now > hard_stop {
-                    break;
-                }
-                rpoll
-                    .poll(&mut events, Some(Duration::from_millis(20)))
-                    .map_err(|e| Error::io("poll failed", e))?;
-                if events.is_empty() {
-                    if now > epoch + duration
-                        && now.duration_since(quiet_since) > Duration::from_millis(500)
-                    {
-                        break;
-                    }
-                    continue;
-                }
-                quiet_since = Instant::now();
-                for ev in events.iter() {
-                    let c = &mut receivers[ev.token().0];
-                    let idx = c.receiver.expect("receiver");
-                    let now_ns = epoch.elapsed().as_nanos() as u64;
+            receive(
+                &mut rpoll,
+                &mut receivers,
+                epoch,
+                duration,
+                "the server",
+                |c, idx, now_ns| {
                     c.read_lines(|line, _| tracker.line(idx, line, now_ns))
-                        .map_err(|e| Error::io("receiver read failed", e))?;
-                }
-            }
-            if let Some(c) = receivers.iter().find(|c| c.closed) {
-                return Err(Error::peer(format!(
-                    "the server closed receiver {:?}",
-                    c.receiver
-                )));
-            }
+                        .map_err(|e| Error::io("receiver read failed", e))
+                },
+            )?;
             Ok(tracker)
         })
         .map_err(|e| Error::io("cannot start the receiving thread", e))?;

@@ -48,19 +48,7 @@ pub struct IrcFanoutResult {
 /// has printed `irc on ADDR`.
 pub fn start_irc(extra: &[String]) -> Result<Target> {
     let dir = scratch_dir("data")?;
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::io("cannot find the current executable", e))?
-        .with_file_name("chat-server");
-    let mut child = Command::new(&exe)
-        .args(["--bind", "127.0.0.1:0", "--irc", "127.0.0.1:0"])
-        .args(["--msg-rate", "0", "--data-dir"])
-        .arg(&dir)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| Error::io(format!("cannot start {}", exe.display()), e))?;
+    let mut child = spawn_server(&dir, &["--irc", "127.0.0.1:0"], extra)?;
     let pid = child.id();
     // From here on the target owns the process and the directory, whatever happens.
     let mut target = Target {
@@ -422,41 +410,19 @@ pub fn irc_fanout(target: &Target, spec: &FanoutSpec) -> Result<IrcFanoutResult>
             tracker.record_after_ns = warmup_ns;
             let mut pongs = 0;
             let mut out = Vec::new();
-            let mut events = Events::with_capacity(4096);
-            let hard_stop = epoch + duration + Duration::from_secs(10);
-            let mut quiet_since = Instant::now();
-            loop {
-                let now = Instant::now();
-                if now > hard_stop {
-                    break;
-                }
-                rpoll
-                    .poll(&mut events, Some(Duration::from_millis(20)))
-                    .map_err(|e| Error::io("poll failed", e))?;
-                if events.is_empty() {
-                    if now > epoch + duration
-                        && now.duration_since(quiet_since) > Duration::from_millis(500)
-                    {
-                        break;
-                    }
-                    continue;
-                }
-                quiet_since = Instant::now();
-                for ev in events.iter() {
-                    let c = &mut receivers[ev.token().0];
-                    let idx = c.receiver.expect("receiver");
-                    let now_ns = epoch.elapsed().as_nanos() as u64;
+            receive(
+                &mut rpoll,
+                &mut receivers,
+                epoch,
+                duration,
+                "the server",
+                |c, idx, now_ns| {
                     pongs += read_answering(c, &mut out, |line| {
                         deliveries.line(&mut tracker, idx, line, now_ns)
                     })?;
-                }
-            }
-            if let Some(c) = receivers.iter().find(|c| c.closed) {
-                return Err(Error::peer(format!(
-                    "the server closed IRC receiver {:?}",
-                    c.receiver
-                )));
-            }
+                    Ok(())
+                },
+            )?;
             Ok((tracker, deliveries.foreign, pongs))
         })
         .map_err(|e| Error::io("cannot start the receiving thread", e))?;

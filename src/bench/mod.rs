@@ -21,6 +21,7 @@ mod workloads;
 
 pub use cluster::{ClusterResult, cluster_fanout, cluster_find_max};
 use conn::*;
+use fanout::receive;
 pub use fanout::{FanoutResult, FanoutSpec, fanout, find_max};
 pub use hostile::{HostileResult, hostile};
 pub use irc::{IrcFanoutResult, irc_fanout, irc_find_max, start_irc};
@@ -55,6 +56,26 @@ pub struct Target {
     tmp: Option<PathBuf>,
 }
 
+/// Starts `chat-server` (next to this executable) on 127.0.0.1:0 with `dir` as its data
+/// directory, `args` and `extra` after; its stdout piped, for the lines that say where it
+/// listens. The benchmark floods on purpose: no per-client rate limit unless asked for.
+fn spawn_server(dir: &Path, args: &[&str], extra: &[String]) -> Result<Child> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::io("cannot find the current executable", e))?
+        .with_file_name("chat-server");
+    Command::new(&exe)
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .args(["--msg-rate", "0", "--data-dir"])
+        .arg(dir)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| Error::io(format!("cannot start {}", exe.display()), e))
+}
+
 impl Target {
     /// Starts `chat-server` (next to this executable) on 127.0.0.1:0 with its own data
     /// directory, or `data_dir` if given; returns once it prints `listening on`.
@@ -66,20 +87,8 @@ impl Target {
                 (d.clone(), Some(d))
             }
         };
-        let exe = std::env::current_exe()
-            .map_err(|e| Error::io("cannot find the current executable", e))?
-            .with_file_name("chat-server");
         let started = Instant::now();
-        // The benchmark floods on purpose: no per-client rate limit unless asked for.
-        let mut child = Command::new(&exe)
-            .args(["--bind", "127.0.0.1:0", "--msg-rate", "0", "--data-dir"])
-            .arg(&dir)
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| Error::io(format!("cannot start {}", exe.display()), e))?;
+        let mut child = spawn_server(&dir, &[], extra)?;
         let mut first = String::new();
         BufReader::new(child.stdout.take().expect("piped"))
             .read_line(&mut first)
