@@ -239,8 +239,13 @@ impl IrcStream {
                 }
                 Got::Nothing => {}
             }
-            let holding = lock(&self.state).welcome.is_some();
-            let got = if holding {
+            // Until registration is over (the welcome not yet read, or held for `CAP END`),
+            // a read waits no later than its deadline, whatever the reader's own timeout.
+            let registering = {
+                let st = lock(&self.state);
+                st.welcome.is_some() || (!st.registered && Instant::now() < self.register_by)
+            };
+            let got = if registering {
                 self.read_holding(&mut side, deadline)
             } else {
                 read_more(&self.inner, &mut side.raw, deadline)
@@ -249,7 +254,7 @@ impl IrcStream {
                 Ok(0) => side.ended = true,
                 Ok(_) => {}
                 Err(e)
-                    if holding
+                    if registering
                         && is_timeout(&e)
                         && Instant::now() >= self.register_by
                         && deadline.is_none_or(|d| Instant::now() < d) =>
@@ -365,6 +370,10 @@ impl IrcStream {
                 }
             }
             partial.drain(..start);
+            if st.welcome.is_some() && Instant::now() >= self.register_by {
+                // A welcome that came after the handshake's deadline is not held.
+                st.release();
+            }
             if waiting && !st.hello_out {
                 self.answered.notify_all();
             }

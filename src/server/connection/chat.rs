@@ -91,61 +91,31 @@ impl Reader {
         let mut ping_id = 0u64;
         let mut timeout = None;
         let mut budget = LineBudget::new(&self.config);
-        // An IRC registration the server granted may wait for the client's `CAP END` until
-        // the handshake's deadline, which the IRC layer sees only when it is read: until
-        // then, reads wake by it.
-        let register_by = matches!(&*self.transport, Transport::Irc(_))
-            .then(|| self.started + self.config.connection.handshake_timeout.get());
-        let mut quiet_since = Instant::now();
         loop {
-            let full = match (mode, pinged) {
-                (Mode::Json | Mode::Irc | Mode::IrcTime, false) => {
-                    self.config.connection.ping_interval.get()
-                }
-                (Mode::Json | Mode::Irc | Mode::IrcTime, true) => {
-                    self.config.connection.ping_timeout.get()
-                }
+            let wanted = Some(match (mode, pinged) {
                 (Mode::Human, _) => self.config.connection.idle_timeout.get(),
-            };
-            let wanted = Some(
-                match register_by.map(|by| by.saturating_duration_since(Instant::now())) {
-                    Some(until) if !until.is_zero() => {
-                        let left = full.saturating_sub(quiet_since.elapsed());
-                        left.min(until + Duration::from_millis(1))
-                            .max(Duration::from_millis(1))
-                    }
-                    _ => full,
-                },
-            );
+                (_, false) => self.config.connection.ping_interval.get(),
+                (_, true) => self.config.connection.ping_timeout.get(),
+            });
             if wanted != timeout {
                 self.transport.socket().set_read_timeout(wanted)?;
                 timeout = wanted;
             }
             let line = match lines.read_line() {
                 Ok(line) => line,
-                // Woken early, by the registration's deadline: read on.
-                Err(e)
-                    if is_timeout(&e) && register_by.is_some() && quiet_since.elapsed() < full =>
-                {
-                    continue;
-                }
                 Err(e) if is_timeout(&e) => match (mode, pinged) {
-                    (Mode::Json | Mode::Irc | Mode::IrcTime, false) => {
+                    (Mode::Human, _) => return Ok(self.silent(mode, Disconnect::Idle)),
+                    (_, false) => {
                         ping_id += 1;
                         self.send(mode, &ServerMsg::Ping { id: ping_id });
                         pinged = true;
-                        quiet_since = Instant::now();
                         continue;
                     }
-                    (Mode::Json | Mode::Irc | Mode::IrcTime, true) => {
-                        return Ok(self.silent(mode, Disconnect::NoPingAnswer));
-                    }
-                    (Mode::Human, _) => return Ok(self.silent(mode, Disconnect::Idle)),
+                    (_, true) => return Ok(self.silent(mode, Disconnect::NoPingAnswer)),
                 },
                 Err(e) => return Err(e),
             };
             pinged = false;
-            quiet_since = Instant::now();
             // Every line waits for its token; a connection that keeps every line waiting is
             // flooding.
             if !matches!(line, Line::Eof | Line::EofMidLine)
