@@ -83,6 +83,37 @@ pub(super) fn receive(
     }
 }
 
+/// Writes each sender's messages due by now (`due` each, counted in `sent`), framed by `open`
+/// and `close` around `B <sender> <seq> <t_ns> ` and padding to `size` bytes; the text's send
+/// time is when it was due, not when it went, so a sender behind schedule shows as latency.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn send_due(
+    senders: &mut [Conn],
+    sent: &mut [u64],
+    due: u64,
+    per_sender: f64,
+    size: usize,
+    pad: &str,
+    open: &[u8],
+    close: &[u8],
+) -> Result<()> {
+    for (k, s) in senders.iter_mut().enumerate() {
+        while sent[k] < due {
+            let seq = sent[k];
+            let t_ns = (seq as f64 / per_sender * 1e9) as u64;
+            let head = format!("B {k} {seq} {t_ns} ");
+            let fill = size.saturating_sub(head.len());
+            s.wbuf.extend_from_slice(open);
+            s.wbuf.extend_from_slice(head.as_bytes());
+            s.wbuf.extend_from_slice(&pad.as_bytes()[..fill]);
+            s.wbuf.extend_from_slice(close);
+            sent[k] += 1;
+        }
+        s.flush().map_err(|e| Error::io("sender write failed", e))?;
+    }
+    Ok(())
+}
+
 /// Runs one fanout workload against `target`.
 pub fn fanout(target: &Target, spec: &FanoutSpec) -> Result<FanoutResult> {
     let join_started = Instant::now();
@@ -151,20 +182,16 @@ pub fn fanout(target: &Target, spec: &FanoutSpec) -> Result<FanoutResult> {
         }
         // Message `seq` is due at `seq / per_sender` seconds: the first one at once.
         let due = (elapsed.as_secs_f64() * per_sender) as u64 + 1;
-        for (k, s) in senders.iter_mut().enumerate() {
-            while sent[k] < due {
-                let seq = sent[k];
-                let t_ns = (seq as f64 / per_sender * 1e9) as u64;
-                let head = format!("B {k} {seq} {t_ns} ");
-                let fill = size.saturating_sub(head.len());
-                s.wbuf.extend_from_slice(b"{\"type\":\"say\",\"text\":\"");
-                s.wbuf.extend_from_slice(head.as_bytes());
-                s.wbuf.extend_from_slice(&pad.as_bytes()[..fill]);
-                s.wbuf.extend_from_slice(b"\"}\n");
-                sent[k] += 1;
-            }
-            s.flush().map_err(|e| Error::io("sender write failed", e))?;
-        }
+        send_due(
+            &mut senders,
+            &mut sent,
+            due,
+            per_sender,
+            size,
+            &pad,
+            b"{\"type\":\"say\",\"text\":\"",
+            b"\"}\n",
+        )?;
         // Drain what the senders receive (they are room members too) and wait a moment.
         spoll
             .poll(&mut events, Some(Duration::from_micros(500)))

@@ -443,20 +443,16 @@ pub fn irc_fanout(target: &Target, spec: &FanoutSpec) -> Result<IrcFanoutResult>
             mid = Some(target.stats());
         }
         let due = (elapsed.as_secs_f64() * per_sender) as u64 + 1;
-        for (k, s) in senders.iter_mut().enumerate() {
-            while sent[k] < due {
-                let seq = sent[k];
-                let t_ns = (seq as f64 / per_sender * 1e9) as u64;
-                let head = format!("B {k} {seq} {t_ns} ");
-                let fill = size.saturating_sub(head.len());
-                s.wbuf.extend_from_slice(b"PRIVMSG #lobby :");
-                s.wbuf.extend_from_slice(head.as_bytes());
-                s.wbuf.extend_from_slice(&pad.as_bytes()[..fill]);
-                s.wbuf.extend_from_slice(b"\r\n");
-                sent[k] += 1;
-            }
-            s.flush().map_err(|e| Error::io("sender write failed", e))?;
-        }
+        send_due(
+            &mut senders,
+            &mut sent,
+            due,
+            per_sender,
+            size,
+            &pad,
+            b"PRIVMSG #lobby :",
+            b"\r\n",
+        )?;
         // Drain what the senders receive (the other senders' messages) and wait a moment.
         spoll
             .poll(&mut events, Some(Duration::from_micros(500)))

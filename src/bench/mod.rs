@@ -21,8 +21,8 @@ mod workloads;
 
 pub use cluster::{ClusterResult, cluster_fanout, cluster_find_max};
 use conn::*;
-use fanout::receive;
 pub use fanout::{FanoutResult, FanoutSpec, fanout, find_max};
+use fanout::{receive, send_due};
 pub use hostile::{HostileResult, hostile};
 pub use irc::{IrcFanoutResult, irc_fanout, irc_find_max, start_irc};
 pub use suite::{SuiteOptions, Summary, median_min_max, suite};
